@@ -1,0 +1,81 @@
+"""Single-file checkpoints: written atomically, read with ``torch.load(weights_only=True)``.
+
+A checkpoint holds plain tensors and Python scalars only, so loading never unpickles code.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import torch
+
+from .config import Config, config_from_dict
+from .errors import UserError
+
+FORMAT = "cifarae-ckpt-v1"
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over the target."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def resolve(path: str | Path, which: str = "best") -> Path:
+    """A run directory (-> its best/last checkpoint) or a checkpoint file."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (f"{which}.pt", "last.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise UserError(f"run directory {path} holds no checkpoint ({which}.pt or last.pt); train it first")
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    return path
+
+
+def load(path: str | Path, which: str = "best") -> dict:
+    path = resolve(path, which)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise UserError(f"{path} is not a readable checkpoint (truncated or corrupt?): {reason}") from None
+    except Exception as err:  # weights_only refuses pickled code: not one of ours
+        raise UserError(f"{path} is not a cifarae checkpoint ({type(err).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise UserError(f"{path} is not a cifarae checkpoint (expected format {FORMAT})")
+    ckpt["path"] = str(path)
+    return ckpt
+
+
+def checkpoint_config(ckpt: dict) -> Config:
+    return config_from_dict(ckpt["config"])
+
+
+def load_weights(model: torch.nn.Module, state: dict, source: str) -> None:
+    """load_state_dict with a one-line error naming the first mismatches."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or shapes:
+        detail = "; ".join(
+            f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+            for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", shapes))
+            if keys
+        )
+        raise UserError(f"{source} holds another architecture or size ({detail})")
+    model.load_state_dict(state)
+
+
+def inference_state(ckpt: dict) -> dict:
+    """The weights to evaluate: the EMA copy when the run kept one."""
+    return ckpt.get("ema_model") or ckpt["model"]

@@ -1,0 +1,160 @@
+"""One flat dataclass holds every setting; YAML files and ``key=value`` overrides fill it.
+
+Flat keeps overrides short (``epochs=5``, ``lr=0.01``), as in nanoGPT. The fully resolved
+config is written next to the run and into every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+
+
+@dataclass
+class Config:
+    # --- task ---
+    task: str = "ae"  # "ae" (autoencoder) or "clf" (classifier)
+    seed: int = 0
+
+    # --- data ---
+    val_size: int = 5000  # stratified validation split carved out of the training set
+    split_seed: int = 0
+    train_subset: int = 0  # >0: stratified subset of the training split (smoke runs)
+    val_subset: int = 0  # >0: stratified subset of the validation split (smoke runs)
+    label_fraction: float = 1.0  # classifier: stratified fraction of labelled training images
+    augment: list[str] = field(default_factory=lambda: ["crop", "flip"])
+    crop_pad: int = 4
+
+    # --- backbone (shared by the autoencoder's encoder and the classifier) ---
+    arch: str = "airbench"
+    widths: list[int] = field(default_factory=lambda: [32, 64, 256, 256])
+    latent_size: int = 8  # spatial side of the bottleneck: 16, 8 or 4
+    # --- autoencoder ---
+    latent_channels: int = 12
+    upsample: str = "resize_conv"  # resize_conv | pixel_shuffle | transposed
+    loss: dict = field(default_factory=lambda: {"mse": 1.0})  # weights of mse / l1 / ssim
+    # entropy-coded bottleneck for the codec: "none" or "factorized"
+    entropy_model: str = "none"
+    rd_lambda: float = 0.01  # rate + lambda * 255^2 * mse when entropy_model != none
+    # --- classifier ---
+    mode: str = "scratch"  # linear | finetune | scratch
+    encoder: str = ""  # AE run dir or checkpoint, for linear / finetune
+    backbone_lr_mult: float = 1.0  # finetune: learning rate multiplier on the backbone
+    label_smoothing: float = 0.2
+    tta: bool = True  # test-time horizontal-flip augmentation
+
+    # --- optimisation ---
+    epochs: int = 10
+    batch_size: int = 512
+    eval_batch_size: int = 1000
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    schedule: str = "cosine"  # cosine (linear warm-up, cosine decay) | onecycle
+    warmup_epochs: float = 0.5
+    grad_accum: int = 1
+    grad_clip: float = 0.0
+    ema_decay: float = 0.0  # >0 keeps an EMA of the weights and evaluates it
+
+    # --- speed ---
+    precision: str = "bf16"  # bf16 | fp16 | no
+    channels_last: bool = True
+    compile: bool = False
+
+    # --- logging ---
+    wandb: bool = True
+    wandb_project: str = "cifarae"
+    log_every: int = 20  # steps between W&B step logs
+    image_every: int = 1  # epochs between reconstruction grids
+
+    def check(self) -> Config:
+        choices = {
+            "task": ("ae", "clf"),
+            "upsample": ("resize_conv", "pixel_shuffle", "transposed"),
+            "entropy_model": ("none", "factorized"),
+            "mode": ("linear", "finetune", "scratch"),
+            "optimizer": ("adamw", "sgd"),
+            "schedule": ("cosine", "onecycle"),
+            "precision": ("bf16", "fp16", "no"),
+            "arch": ("airbench",),
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise UserError(f"config {key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
+        if self.latent_size not in (4, 8, 16):
+            raise UserError(f"config latent_size={self.latent_size} must be 16, 8 or 4")
+        if len(self.widths) != 4:
+            raise UserError(f"config widths={self.widths} needs 4 entries: stem and three blocks")
+        unknown_aug = set(self.augment) - {"crop", "flip"}
+        if unknown_aug:
+            raise UserError(f"config augment has unknown entries {sorted(unknown_aug)}; use crop, flip")
+        unknown_loss = set(self.loss) - {"mse", "l1", "ssim"}
+        if unknown_loss:
+            raise UserError(f"config loss has unknown terms {sorted(unknown_loss)}; use mse, l1, ssim")
+        if not 0 < self.label_fraction <= 1:
+            raise UserError(f"config label_fraction={self.label_fraction} must be in (0, 1]")
+        for key in ("epochs", "batch_size", "eval_batch_size", "grad_accum"):
+            if getattr(self, key) < 1:
+                raise UserError(f"config {key}={getattr(self, key)} must be at least 1")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _coerce(key: str, value, source: str):
+    if key not in FIELDS:
+        near = difflib.get_close_matches(key, FIELDS, n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        raise UserError(f"unknown config key {key!r} in {source}{hint}")
+    default = getattr(Config(), key)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise UserError(f"config key {key} in {source} needs true/false, got {value!r}")
+        return value
+    if isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    if type(value) is not type(default):
+        raise UserError(f"config key {key} in {source} needs a {type(default).__name__}, got {value!r}")
+    return value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, **defaults) -> Config:
+    """Config from defaults, then a YAML file, then ``key=value`` strings (YAML-typed values)."""
+    values = dict(defaults)
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"config file {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise UserError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        if not isinstance(loaded, dict):
+            raise UserError(f"config file {path} must hold a mapping of key: value")
+        values.update({k: _coerce(k, v, str(path)) for k, v in loaded.items()})
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise UserError(f"override {item!r} must look like key=value")
+        values[key] = _coerce(key, yaml.safe_load(raw) if raw else "", "the command line")
+    return Config(**values).check()
+
+
+def config_from_dict(values: dict) -> Config:
+    """Rebuild a Config saved in a run or checkpoint, rejecting keys this version does not know."""
+    return Config(**{k: _coerce(k, v, "the checkpoint") for k, v in values.items()}).check()
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,174 @@
+"""The shared backbone, the autoencoder built on it, and the classifier built on it.
+
+``AutoEncoder.backbone`` and ``Classifier.backbone`` are the same class with the same
+parameter names, so a pretrained encoder loads into the classifier with no renaming.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import Config
+from .data import MEAN, STD
+from .errors import UserError
+
+NUM_CLASSES = 10
+
+
+class Normalize(nn.Module):
+    """[0, 1] images -> per-channel standardised; fixed buffers, so checkpoints carry them."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+def conv_bn_act(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.GELU())
+
+
+class DownBlock(nn.Module):
+    """airbench's block: conv -> (max-pool) -> BN -> GELU -> conv -> BN -> GELU."""
+
+    def __init__(self, cin: int, cout: int, pool: bool):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.act = nn.GELU()
+        self.conv2 = conv_bn_act(cout, cout)
+
+    def forward(self, x):
+        return self.conv2(self.act(self.bn1(self.pool(self.conv1(x)))))
+
+
+def pools_for(latent_size: int) -> list[bool]:
+    """Which of the three blocks halve the resolution so that 32 x 32 ends at latent_size."""
+    n = int(math.log2(32 // latent_size))
+    return [i < n for i in range(3)]
+
+
+class Backbone(nn.Module):
+    """airbench-style CNN (stem + 3 conv blocks, ~2M parameters at the default widths).
+
+    Its output is a ``widths[3]`` x ``latent_size`` x ``latent_size`` feature map.
+    """
+
+    def __init__(self, widths: list[int], latent_size: int):
+        super().__init__()
+        w0, w1, w2, w3 = widths
+        p1, p2, p3 = pools_for(latent_size)
+        self.normalize = Normalize()
+        self.stem = conv_bn_act(3, w0)
+        self.blocks = nn.Sequential(DownBlock(w0, w1, p1), DownBlock(w1, w2, p2), DownBlock(w2, w3, p3))
+        self.out_channels = w3
+
+    def forward(self, x):
+        return self.blocks(self.stem(self.normalize(x)))
+
+
+def upsample(channels: int, mode: str) -> nn.Module:
+    if mode == "resize_conv":  # nearest resize; the conv that follows smooths it (no checkerboard)
+        return nn.Upsample(scale_factor=2, mode="nearest")
+    if mode == "pixel_shuffle":
+        return nn.Sequential(nn.Conv2d(channels, 4 * channels, 1), nn.PixelShuffle(2))
+    return nn.ConvTranspose2d(channels, channels, 3, stride=2, padding=1, output_padding=1)
+
+
+class Decoder(nn.Module):
+    """Mirror of the backbone: latent -> widths[3] ... widths[0] -> RGB, upsampling where it pooled."""
+
+    def __init__(self, latent_channels: int, widths: list[int], latent_size: int, mode: str):
+        super().__init__()
+        w0, w1, w2, w3 = widths
+        pools = pools_for(latent_size)
+        layers = [conv_bn_act(latent_channels, w3)]
+        for cin, cout, up in [(w3, w2, pools[2]), (w2, w1, pools[1]), (w1, w0, pools[0])]:
+            layers.append(conv_bn_act(cin, cin))
+            if up:
+                layers.append(upsample(cin, mode))
+            layers.append(conv_bn_act(cin, cout))
+        layers.append(nn.Conv2d(w0, 3, 3, padding=1))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, z):
+        # Sigmoid: targets are pixel intensities in [0, 1]; it keeps outputs in range without clipping.
+        return torch.sigmoid(self.layers(z))
+
+
+class AutoEncoder(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.backbone = Backbone(cfg.widths, cfg.latent_size)
+        self.to_latent = nn.Conv2d(cfg.widths[3], cfg.latent_channels, 1)
+        self.decoder = Decoder(cfg.latent_channels, cfg.widths, cfg.latent_size, cfg.upsample)
+        self.entropy_bottleneck = None
+        if cfg.entropy_model == "factorized":
+            from compressai.entropy_models import EntropyBottleneck
+
+            self.entropy_bottleneck = EntropyBottleneck(cfg.latent_channels)
+        self.latent_shape = (cfg.latent_channels, cfg.latent_size, cfg.latent_size)
+
+    @property
+    def compression_ratio(self) -> float:
+        """Input values per latent value (3*32*32 / C*H*W)."""
+        return 3 * 32 * 32 / math.prod(self.latent_shape)
+
+    def encode(self, x):
+        return self.to_latent(self.backbone(x))
+
+    def forward(self, x):
+        """Returns (reconstruction in [0, 1], latent likelihoods or None)."""
+        y = self.encode(x)
+        if self.entropy_bottleneck is None:
+            return self.decoder(y), None
+        y_hat, likelihoods = self.entropy_bottleneck(y.float())
+        return self.decoder(y_hat), likelihoods
+
+
+class Classifier(nn.Module):
+    """Backbone -> global max-pool -> (probe BatchNorm) -> linear head."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.backbone = Backbone(cfg.widths, cfg.latent_size)
+        # Linear probe: BatchNorm without affine before the head (MAE/DINO protocol).
+        self.probe_norm = nn.BatchNorm1d(cfg.widths[3], affine=False) if cfg.mode == "linear" else nn.Identity()
+        self.head = nn.Linear(cfg.widths[3], NUM_CLASSES, bias=False)
+        self.frozen_backbone = cfg.mode == "linear"
+        if self.frozen_backbone:
+            self.backbone.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen_backbone:  # a probe must not move the backbone's BatchNorm statistics either
+            self.backbone.eval()
+        return self
+
+    def features(self, x):
+        return torch.amax(self.backbone(x), dim=(2, 3))
+
+    def forward(self, x):
+        return self.head(self.probe_norm(self.features(x)))
+
+
+def build_model(cfg: Config) -> nn.Module:
+    return AutoEncoder(cfg) if cfg.task == "ae" else Classifier(cfg)
+
+
+BACKBONE_KEYS = ("arch", "widths", "latent_size")
+
+
+def check_backbone_compatible(encoder_cfg: dict, cfg: Config, source: str) -> None:
+    """One-line error when a pretrained encoder's backbone differs from the classifier's."""
+    theirs = {k: encoder_cfg.get(k) for k in BACKBONE_KEYS}
+    ours = {k: getattr(cfg, k) for k in BACKBONE_KEYS}
+    if theirs != ours:
+        raise UserError(f"encoder {source} has backbone {theirs} but the classifier config asks for {ours}")

@@ -1,0 +1,107 @@
+"""What the autoencoder and the classifier each add to the shared engine: loss, validation, media."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torchvision.utils import make_grid
+
+from .config import Config
+from .losses import bits_per_pixel, reconstruction_loss
+
+
+def unwrap(model):
+    model = getattr(model, "module", model)  # DDP
+    return getattr(model, "_orig_mod", model)  # torch.compile
+
+
+def quantize_8bit(x: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1] and round to the 256 levels an image file can hold."""
+    return x.float().clamp(0, 1).mul(255).round().div(255)
+
+
+def reconstruct(model, x: torch.Tensor) -> torch.Tensor:
+    """8-bit reconstruction, as a decoder would write it to disk."""
+    x_hat, _ = model(x)
+    return quantize_8bit(x_hat)
+
+
+def predict_logits(model, x: torch.Tensor, tta: bool) -> torch.Tensor:
+    logits = model(x).float()
+    if tta:  # average with the mirrored image
+        logits = 0.5 * (logits + model(x.flip(-1)).float())
+    return logits
+
+
+class AutoencoderTask:
+    name = "ae"
+    monitor, monitor_mode = "psnr", "max"
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+
+    def loss(self, model, x, y):
+        x_hat, likelihoods = model(x)
+        distortion = reconstruction_loss(x_hat, x, self.cfg.loss)
+        if likelihoods is None:
+            return distortion, {}
+        mse = F.mse_loss(x_hat.float(), x.float())
+        bpp = bits_per_pixel(likelihoods, x.shape[0] * x.shape[2] * x.shape[3])
+        aux = unwrap(model).entropy_bottleneck.loss()  # fits the CDF quantiles used by the coder
+        loss = bpp + self.cfg.rd_lambda * 255**2 * mse + aux
+        return loss, {"train/bpp_estimate": bpp.item(), "train/mse": mse.item()}
+
+    @torch.no_grad()
+    def validate(self, model, loader, accelerator):
+        model.eval()
+        totals = torch.zeros(3, device=accelerator.device, dtype=torch.float64)  # loss*n, sq-err sum, n
+        for x, _ in loader:
+            with accelerator.autocast():
+                x_hat, _ = model(x)
+            totals[0] += reconstruction_loss(x_hat, x, self.cfg.loss).double() * len(x)
+            totals[1] += (quantize_8bit(x_hat) - x).double().pow(2).sum()
+            totals[2] += len(x)
+        totals = accelerator.reduce(totals, reduction="sum") if accelerator.num_processes > 1 else totals
+        loss, sq_err, n = totals.tolist()
+        mse = sq_err / (n * 3 * 32 * 32)
+        return {"loss": loss / n, "mse": mse, "psnr": 10 * math.log10(1 / max(mse, 1e-12))}
+
+    @torch.no_grad()
+    def media(self, model, images_u8):
+        model.eval()
+        x = images_u8.float().div(255).to(next(model.parameters()).device)
+        x_hat = reconstruct(model, x)
+        # Row pairs: originals above their reconstructions.
+        grid = make_grid(torch.cat([x, x_hat.to(x.dtype)]), nrow=len(x), padding=1)
+        return {"val/reconstructions": grid.permute(1, 2, 0).cpu().numpy()}
+
+
+class ClassifierTask:
+    name = "clf"
+    monitor, monitor_mode = "acc", "max"
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+
+    def loss(self, model, x, y):
+        logits = model(x)
+        return F.cross_entropy(logits.float(), y, label_smoothing=self.cfg.label_smoothing), {}
+
+    @torch.no_grad()
+    def validate(self, model, loader, accelerator):
+        model.eval()
+        totals = torch.zeros(3, device=accelerator.device, dtype=torch.float64)  # loss*n, correct, n
+        for x, y in loader:
+            with accelerator.autocast():
+                logits = predict_logits(model, x, self.cfg.tta)
+            totals[0] += F.cross_entropy(logits, y, reduction="sum").double()
+            totals[1] += (logits.argmax(1) == y).sum()
+            totals[2] += len(y)
+        totals = accelerator.reduce(totals, reduction="sum") if accelerator.num_processes > 1 else totals
+        loss, correct, n = totals.tolist()
+        return {"loss": loss / n, "acc": correct / n}
+
+    def media(self, model, images_u8):
+        return {}
