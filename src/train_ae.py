@@ -5,7 +5,7 @@
 Works the same under `accelerate launch` and `torchrun`; an existing --out resumes.
 """
 
-from cifarae import cli, engine
+from cifarae import checkpoint, cli, engine
 from cifarae.config import load_config
 from cifarae.errors import cli_main
 from cifarae.models import AutoEncoder
@@ -19,6 +19,9 @@ def main(argv=None):
     accelerator = engine.make_accelerator(cfg, args.out)
     dataset = cli.load_dataset(args.data, cfg, args.cache_dir, accelerator)
     model = AutoEncoder(cfg)
+    if cfg.init_from:  # e.g. a rate-distortion codec fine-tuned from a plain autoencoder
+        init = checkpoint.load(cfg.init_from, "best")
+        checkpoint.load_weights(model, checkpoint.inference_state(init), init["path"], may_lack="entropy_bottleneck.")
     c, s, _ = model.latent_shape
     params = sum(p.numel() for p in model.parameters())
     accelerator.print(

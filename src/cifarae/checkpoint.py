@@ -60,10 +60,13 @@ def checkpoint_config(ckpt: dict) -> Config:
     return config_from_dict(ckpt["config"])
 
 
-def load_weights(model: torch.nn.Module, state: dict, source: str) -> None:
-    """load_state_dict with a one-line error naming the first mismatches."""
+def load_weights(model: torch.nn.Module, state: dict, source: str, may_lack: str | None = None) -> None:
+    """load_state_dict with a one-line error naming the first mismatches.
+
+    ``may_lack``: a key prefix that ``state`` may miss (those parameters keep their init).
+    """
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
+    missing = [k for k in own if k not in state and not (may_lack and k.startswith(may_lack))]
     unexpected = [k for k in state if k not in own]
     shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
     if missing or unexpected or shapes:
@@ -73,7 +76,7 @@ def load_weights(model: torch.nn.Module, state: dict, source: str) -> None:
             if keys
         )
         raise UserError(f"{source} holds another architecture or size ({detail})")
-    model.load_state_dict(state)
+    model.load_state_dict(state, strict=not may_lack)
 
 
 def inference_state(ckpt: dict) -> dict:

@@ -42,6 +42,7 @@ class Config:
     # entropy-coded bottleneck for the codec: "none" or "factorized"
     entropy_model: str = "none"
     rd_lambda: float = 0.01  # rate + lambda * 255^2 * mse when entropy_model != none
+    init_from: str = ""  # AE run dir or checkpoint to start from (e.g. a codec from a plain AE)
     # --- classifier ---
     mode: str = "scratch"  # linear | finetune | scratch
     encoder: str = ""  # AE run dir or checkpoint, for linear / finetune
@@ -64,7 +65,7 @@ class Config:
     ema_decay: float = 0.0  # >0 keeps an EMA of the weights and evaluates it
 
     # --- speed ---
-    precision: str = "bf16"  # bf16 | fp16 | no
+    precision: str = "bf16"  # bf16 | fp16 | fp32 (Accelerate's "no" is accepted too)
     channels_last: bool = True
     compile: bool = False
 
@@ -82,7 +83,7 @@ class Config:
             "mode": ("linear", "finetune", "scratch"),
             "optimizer": ("adamw", "sgd"),
             "schedule": ("cosine", "onecycle"),
-            "precision": ("bf16", "fp16", "no"),
+            "precision": ("bf16", "fp16", "fp32", "no"),
             "arch": ("airbench",),
         }
         for key, allowed in choices.items():
@@ -122,6 +123,11 @@ def _coerce(key: str, value, source: str):
         if not isinstance(value, bool):
             raise UserError(f"config key {key} in {source} needs true/false, got {value!r}")
         return value
+    if isinstance(default, float) and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" (no dot) as a string
+            value = float(value)
+        except ValueError:
+            pass
     if isinstance(default, float) and isinstance(value, int):
         return float(value)
     if type(value) is not type(default):
@@ -147,7 +153,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         key, sep, raw = item.partition("=")
         if not sep:
             raise UserError(f"override {item!r} must look like key=value")
-        values[key] = _coerce(key, yaml.safe_load(raw) if raw else "", "the command line")
+        as_text = key in FIELDS and isinstance(getattr(Config(), key), str)  # so precision=no stays "no"
+        values[key] = _coerce(key, raw if as_text else yaml.safe_load(raw), "the command line")
     return Config(**values).check()
 
 

@@ -92,6 +92,8 @@ def _read_archive(path: Path) -> dict:
 
 
 def _read_torchvision(root: Path, download: bool) -> dict:
+    # torchvision verifies the official files' md5 sums before it unpickles them, so only the
+    # genuine CIFAR-10 batches are ever unpickled.
     from torchvision.datasets import CIFAR10
 
     out = {}
@@ -233,7 +235,8 @@ def load(source: str | Path, val_size: int = 5000, split_seed: int = 0, cache_di
         raise UserError(f"cache {cache} is unreadable ({type(err).__name__}); delete it and run make data") from None
     if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
         raise UserError(f"{cache} is not a {CACHE_FORMAT} cache; delete it and run make data DATA=<source>")
-    if Path(source).suffix != ".pt" and data["fingerprint"] != fingerprint(Path(data["source"])):
+    # prepare() named the cache after the source's current fingerprint; the content must agree.
+    if Path(source).suffix != ".pt" and not cache.stem.endswith(data["fingerprint"]):
         raise UserError(f"cache {cache} does not match its source {data['source']}; delete it and rerun")
     train_all, train_labels = data["train_images"], data["train_labels"]
     if not (
@@ -275,9 +278,9 @@ def batch_crop(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
 class DeviceLoader:
     """Batches of [0, 1] floats cut from a uint8 tensor that lives on the device.
 
-    Each epoch has a seeded permutation; under DDP rank r takes every world-th index of it, so
-    shards are disjoint. Training shards are cut to equal length so all ranks step together;
-    evaluation covers every sample exactly once. Augmentation draws from a generator seeded by
+    Each training epoch has a seeded permutation; under DDP rank r takes every world-th index
+    of it, so shards are disjoint, and shards are cut to equal length so all ranks step
+    together. Evaluation covers every sample exactly once. Augmentation draws from a generator seeded by
     (seed, epoch, step), so a run resumed mid-epoch sees the same batches.
     """
 
@@ -307,22 +310,25 @@ class DeviceLoader:
     def set_epoch(self, epoch: int, start_step: int = 0) -> None:
         self.epoch, self.start_step = epoch, start_step
 
-    def shard(self) -> torch.Tensor:
-        n = len(self.labels)
+    def batch_indices(self) -> list[torch.Tensor]:
+        """This rank's batches of sample indices for the current epoch."""
+        n, bs = len(self.labels), self.batch_size
         if not self.train:
-            return torch.arange(self.rank, n, self.world_size)
+            # Fixed chunks dealt round-robin to ranks: every sample once, and each chunk is the same
+            # batch whatever the world size, so DDP evaluation reproduces single-process numbers.
+            return [torch.arange(s, min(s + bs, n)) for s in range(self.rank * bs, n, self.world_size * bs)]
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
-        per_rank = n // self.world_size
-        return order[self.rank :: self.world_size][:per_rank]
+        shard = order[self.rank :: self.world_size][: n // self.world_size]  # equal length on every rank
+        return [shard[s * bs : (s + 1) * bs] for s in range(len(shard) // bs)]
 
     def __len__(self) -> int:
-        n = len(self.shard())
-        return n // self.batch_size if self.train else -(-n // self.batch_size)
+        return len(self.batch_indices())
 
     def __iter__(self):
-        idx = self.shard().to(self.device)
-        for step in range(self.start_step, len(self)):
-            batch = idx[step * self.batch_size : (step + 1) * self.batch_size]
+        for step, batch in enumerate(self.batch_indices()):
+            if step < self.start_step:
+                continue
+            batch = batch.to(self.device)
             x = self.images[batch].float().div_(255)
             if self.train and self.augment:
                 gen = torch.Generator(self.device).manual_seed(hash((self.seed, self.epoch, step, self.rank)) % 2**62)

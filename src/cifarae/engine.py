@@ -45,9 +45,9 @@ class Task(Protocol):
 
 def make_accelerator(cfg: Config, run_dir: Path | None = None) -> Accelerator:
     """Accelerator on the GPU(s) when CUDA exists, else on the CPU (gloo DDP under torchrun)."""
-    precision = cfg.precision
+    precision = "no" if cfg.precision == "fp32" else cfg.precision
     if precision == "fp16" and not torch.cuda.is_available():
-        raise UserError("precision=fp16 needs a GPU; use precision=bf16 or precision=no on the CPU")
+        raise UserError("precision=fp16 needs a GPU; use precision=bf16 or precision=fp32 on the CPU")
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
         mixed_precision=precision,
@@ -179,8 +179,9 @@ def train(
     last_path = run_dir / "last.pt"
     if last_path.is_file():
         ckpt = checkpoint.load(last_path)
-        if ckpt["config"] != cfg.to_dict():
-            changed = sorted(k for k in cfg.to_dict() if ckpt["config"].get(k) != getattr(cfg, k))
+        saved = checkpoint.checkpoint_config(ckpt).to_dict()
+        if saved != cfg.to_dict():
+            changed = sorted(k for k in saved if saved[k] != getattr(cfg, k))
             raise UserError(f"{last_path} was trained with other settings ({', '.join(changed)}); use a new --out")
         checkpoint.load_weights(model, ckpt["model"], str(last_path))
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -264,7 +265,7 @@ def train(
                 bar.close()
                 raise TrainingDiverged(
                     f"loss became {loss_value} at epoch {epoch + 1} step {step_in_epoch}; "
-                    f"the last good checkpoint is kept in {run_dir}; lower lr or use precision=no"
+                    f"the last good checkpoint is kept in {run_dir}; lower lr or use precision=fp32"
                 )
             scheduler.step()
             if ema is not None:

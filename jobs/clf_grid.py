@@ -1,0 +1,143 @@
+"""Classifier grid: {linear, finetune, scratch} x label fractions x seeds, side by side.
+
+    python jobs/clf_grid.py --data PATH --encoder runs/ae --out runs/grid [--grid jobs/configs/clf_grid.yaml]
+
+Each cell is an ordinary `src/train_clf.py` run (so it resumes), then `src/evaluate.py` on the
+validation and test splits. Writes OUT/grid.csv, OUT/grid.json and OUT/grid.png (test accuracy
+vs label fraction per mode), and logs the table to W&B (offline without credentials).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from cifarae import plots  # noqa: E402
+from cifarae.errors import UserError, cli_main  # noqa: E402
+
+
+def run(cmd: list[str]) -> None:
+    print("+", " ".join(cmd), flush=True)
+    proc = subprocess.run(cmd, cwd=REPO)
+    if proc.returncode != 0:
+        raise UserError(f"grid cell failed (exit {proc.returncode}): {' '.join(cmd)}")
+
+
+def cell_name(mode: str, fraction: float, seed: int) -> str:
+    return f"{mode}-f{fraction:g}-s{seed}"
+
+
+def log_to_wandb(out: Path, rows: list[dict]) -> None:
+    from accelerate import Accelerator
+
+    from cifarae import tracking
+    from cifarae.config import Config
+
+    accelerator = Accelerator(cpu=True, log_with="wandb")
+    if tracking.init_tracking(accelerator, Config(task="clf"), out, "grid"):
+        tracking.log_table(accelerator, "grid/test_accuracy", rows)
+        tracking.log_images(accelerator, "grid/accuracy_vs_labels", str(out / "grid.png"), step=None)
+        accelerator.end_training()
+
+
+@cli_main
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True)
+    p.add_argument("--encoder", required=True, help="AE run directory or checkpoint")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--grid", type=Path, default=REPO / "jobs" / "configs" / "clf_grid.yaml")
+    p.add_argument("--modes", nargs="+", default=None, help="only these modes (default: the grid file's)")
+    p.add_argument("--no-wandb", action="store_true")
+    p.add_argument("overrides", nargs="*", help="key=value overrides for every cell")
+    args = p.parse_args(argv)
+    grid = yaml.safe_load(args.grid.read_text())
+    grid["modes"] = args.modes or grid["modes"]
+    python = [sys.executable]
+    launcher = os.environ.get("LAUNCHER", "").split() or python
+
+    rows = []
+    for mode in grid["modes"]:
+        for fraction, spec in grid["fractions"].items():
+            for seed in spec.get("seeds", [0]):
+                name = cell_name(mode, float(fraction), seed)
+                cell = args.out / name
+                cmd = [*launcher, "src/train_clf.py", "--data", args.data, "--out", str(cell), "--mode", mode]
+                cmd += ["--encoder", args.encoder, "--label-fraction", str(fraction)]
+                cmd += [f"seed={seed}", *grid.get("overrides", []), *spec.get("overrides", []), *args.overrides]
+                if grid.get("config"):
+                    cmd += ["--config", str(REPO / grid["config"])]
+                run(cmd)
+                if not (cell / "eval" / "metrics.json").is_file():
+                    run(
+                        [
+                            *python,
+                            "src/evaluate.py",
+                            "--run",
+                            str(cell),
+                            "--data",
+                            args.data,
+                            "--splits",
+                            "val,test",
+                            "--no-wandb",
+                        ]
+                    )
+                result = json.loads((cell / "eval" / "metrics.json").read_text())
+                history = json.loads((cell / "history.json").read_text())
+                rows.append(
+                    {
+                        "mode": mode,
+                        "label_fraction": float(fraction),
+                        "seed": seed,
+                        "epochs": len(history),
+                        "val_accuracy": result["val"]["accuracy"],
+                        "test_accuracy": result["test"]["accuracy"],
+                        "test_macro_f1": result["test"]["macro_f1"],
+                        "test_ece": result["test"]["ece"],
+                        "train_time_s": sum(h["epoch_time_s"] for h in history),
+                    }
+                )
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "grid.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    summary = {}
+    for mode in grid["modes"]:
+        for fraction in sorted({r["label_fraction"] for r in rows}):
+            accs = [r["test_accuracy"] for r in rows if r["mode"] == mode and r["label_fraction"] == fraction]
+            summary.setdefault(mode, {})[str(fraction)] = {
+                "mean": statistics.mean(accs),
+                "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                "n": len(accs),
+            }
+    (args.out / "grid.json").write_text(json.dumps({"rows": rows, "summary": summary}, indent=1))
+    series = {mode: ([float(f) * 100 for f in s], [v["mean"] * 100 for v in s.values()]) for mode, s in summary.items()}
+    plots.line_plot(
+        series,
+        args.out / "grid.png",
+        "labelled training images (%)",
+        "test accuracy (%)",
+        "classifier: AE-pretrained vs from scratch",
+        logx=True,
+    )
+    if not args.no_wandb:
+        log_to_wandb(args.out, rows)
+    for mode, s in summary.items():
+        print(mode, " ".join(f"{f}: {v['mean']:.4f}±{v['std']:.4f}" for f, v in s.items()))
+
+
+if __name__ == "__main__":
+    main()
