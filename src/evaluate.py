@@ -29,6 +29,7 @@ def main(argv=None):
     p.add_argument("--out", type=Path, default=None, help="output directory (default: RUN/eval)")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--cache-dir", type=Path, default=None)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast, ~2x faster")
     p.add_argument("--no-wandb", action="store_true")
     args = p.parse_args(argv)
 
@@ -46,7 +47,17 @@ def main(argv=None):
     history_file = args.run / "history.json"
     history = json.loads(history_file.read_text()) if history_file.is_file() else None
     out_dir = args.out or args.run / "eval"
-    results = evaluate(ckpt, dataset, splits, out_dir, accelerator, args.batch_size, history, not args.no_wandb)
+    results = evaluate(
+        ckpt,
+        dataset,
+        splits,
+        out_dir,
+        accelerator,
+        args.batch_size,
+        history,
+        not args.no_wandb,
+        args.precision == "bf16",
+    )
     if accelerator.is_main_process:
         key = "psnr_dataset" if cfg.task == "ae" else "accuracy"
         summary = ", ".join(f"{s} {key}={r[key]:.4f}" for s, r in results.items())

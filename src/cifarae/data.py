@@ -264,15 +264,16 @@ def batch_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def batch_crop(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
-    """Random translation by up to ``pad`` pixels with reflection padding, batched with gather."""
+    """Random translation by up to ``pad`` pixels with reflection padding: one batched gather."""
     n, c, h, w = x.shape
     padded = torch.nn.functional.pad(x, (pad,) * 4, mode="reflect")
+    width = w + 2 * pad
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=gen.device).to(x.device)
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=gen.device).to(x.device)
-    rows = (dy.view(n, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1).expand(n, c, h, w + 2 * pad)
-    cropped_rows = padded.gather(2, rows)
-    cols = (dx.view(n, 1) + torch.arange(w, device=x.device)).view(n, 1, 1, w).expand(n, c, h, w)
-    return cropped_rows.gather(3, cols)
+    rows = dy.view(n, 1, 1) + torch.arange(h, device=x.device).view(1, h, 1)
+    cols = dx.view(n, 1, 1) + torch.arange(w, device=x.device).view(1, 1, w)
+    flat = (rows * width + cols).view(n, 1, h * w).expand(n, c, h * w)
+    return padded.flatten(2).gather(2, flat).view(n, c, h, w)
 
 
 class DeviceLoader:

@@ -291,6 +291,9 @@ def train(
         start_step = 0
         epoch_time = time.perf_counter() - t0
 
+        if accelerator.num_processes > 1:  # the epoch's mean loss over every rank's images
+            totals = accelerator.reduce(torch.tensor([loss_sum, loss_count], device=accelerator.device), "sum")
+            loss_sum, loss_count = totals.tolist()
         eval_model = ema.module if ema is not None else accelerator.unwrap_model(forward_model)
         val = task.validate(eval_model, val_loader, accelerator)
         record = {

@@ -1,0 +1,236 @@
+"""Regenerate the README's result tables from the files under outs/, so the two cannot drift.
+
+    python jobs/report.py            # rewrites the blocks between <!-- table:NAME --> markers
+    python jobs/report.py --check    # exit 1 if README.md / REPORT.md are out of date
+
+Each table reads one file under outs/; a missing file leaves a note saying which command makes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+OUTS = REPO / "outs"
+SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}
+
+
+def md_table(header: list[str], rows: list[list]) -> str:
+    def fmt(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def load(path: str):
+    f = OUTS / path
+    if not f.is_file():
+        return None
+    return json.loads(f.read_text()) if f.suffix == ".json" else yaml.safe_load(f.read_text())
+
+
+def ae_metrics() -> str | None:
+    m = load("ae/metrics.json")
+    if m is None:
+        return None
+    keys = ["mse", "mae", "psnr_mean", "psnr_dataset", "ssim", "r2", "compression_ratio", "num_images"]
+    return md_table(["split", *keys], [[SPLIT_NAMES[s], *(r[k] for k in keys)] for s, r in m.items()])
+
+
+def ae_per_class() -> str | None:
+    m = load("ae/metrics.json")
+    if m is None:
+        return None
+    classes = list(m["test"]["psnr_per_class"])
+    return md_table(
+        ["split", *classes], [[SPLIT_NAMES[s], *(r["psnr_per_class"][c] for c in classes)] for s, r in m.items()]
+    )
+
+
+def hyperparameters() -> str | None:
+    ae, clf = load("ae/config.yaml"), load("grid/config_finetune.yaml")
+    if ae is None:
+        return None
+    keys = [
+        "widths",
+        "latent_size",
+        "latent_channels",
+        "upsample",
+        "loss",
+        "epochs",
+        "batch_size",
+        "optimizer",
+        "lr",
+        "weight_decay",
+        "momentum",
+        "schedule",
+        "warmup_epochs",
+        "label_smoothing",
+        "tta",
+        "augment",
+        "precision",
+        "channels_last",
+        "ema_decay",
+        "val_size",
+        "seed",
+    ]
+    return md_table(
+        ["key", "autoencoder", "classifier (finetune, 100%)"], [[k, ae.get(k), (clf or {}).get(k, "")] for k in keys]
+    )
+
+
+def ae_history() -> str | None:
+    h = load("ae/history.json")
+    if h is None:
+        return None
+    keys = ["epoch", "train_loss", "val_loss", "val_psnr", "lr", "img_per_s", "epoch_time_s"]
+    return md_table(keys, [[r[k] for k in keys] for r in h])
+
+
+def grid() -> str | None:
+    g = load("grid/grid.json")
+    if g is None:
+        return None
+    fractions = list(next(iter(g["summary"].values())))
+    rows = []
+    for mode, s in g["summary"].items():
+        cells = [
+            f"{100 * v['mean']:.2f} ± {100 * v['std']:.2f} (n={v['n']})" if v["n"] > 1 else f"{100 * v['mean']:.2f}"
+            for v in s.values()
+        ]
+        rows.append([mode, *cells])
+    return md_table(["mode", *(f"{float(f):.0%} labels" for f in fractions)], rows)
+
+
+def grid_margin() -> str | None:
+    g = load("grid/grid.json")
+    if g is None or "finetune" not in g["summary"] or "scratch" not in g["summary"]:
+        return None
+    rows = []
+    for f, v in g["summary"]["finetune"].items():
+        s = g["summary"]["scratch"][f]
+        rows.append([f"{float(f):.0%}", 100 * v["mean"], 100 * s["mean"], 100 * (v["mean"] - s["mean"])])
+    return md_table(["labels", "finetune test acc (%)", "scratch test acc (%)", "finetune − scratch (points)"], rows)
+
+
+def clf_metrics() -> str | None:
+    m = load("clf/metrics.json")
+    if m is None:
+        return None
+    keys = ["accuracy", "top2_accuracy", "macro_f1", "ece", "num_images"]
+    return md_table(["split", *keys], [[SPLIT_NAMES[s], *(r[k] for k in keys)] for s, r in m.items()])
+
+
+def ablations() -> str | None:
+    a = load("ablations/ablations.json")
+    if a is None:
+        return None
+    base = next(r for r in a["rows"] if r["variant"] == "base")["val_psnr"]
+    return md_table(
+        ["#", "what changed (vs base)", "val PSNR (dB)", "Δ vs base (dB)", "train img/s"],
+        [[i + 1, r["change"], r["val_psnr"], r["val_psnr"] - base, r["img_per_s"]] for i, r in enumerate(a["rows"])],
+    )
+
+
+def shift() -> str | None:
+    s = load("shift/shift.json")
+    if s is None:
+        return None
+    rows = [["clean", "-", s["clean"]["psnr"], 100 * s["clean"]["accuracy"]]]
+    for kind, levels in s["shifts"].items():
+        rows += [[kind, r["level"], r["psnr"], 100 * r["accuracy"]] for r in levels]
+    return md_table(["shift", "level", "AE reconstruction PSNR (dB)", "classifier accuracy (%)"], rows)
+
+
+def codec() -> str | None:
+    r = load("codec/rd.json")
+    if r is None:
+        return None
+    rows = []
+    for name, pts in r.get("curves", {}).items():
+        for p in pts:
+            rows.append(
+                [
+                    name,
+                    p.get("setting", p.get("quality", p.get("lambda", ""))),
+                    p.get("bpp"),
+                    p.get("bpp_payload", p.get("bpp_entropy_coded", "")),
+                    p.get("psnr"),
+                    p.get("ssim"),
+                ]
+            )
+    return (
+        md_table(["codec", "setting", "bpp (whole file)", "bpp (payload only)", "PSNR (dB)", "SSIM"], rows)
+        if rows
+        else None
+    )
+
+
+def bench() -> str | None:
+    b = load("bench.json")
+    if b is None:
+        return None
+
+    def med(v):
+        return v["median"] if isinstance(v, dict) else v if v is not None else "-"
+
+    rows = []
+    for r in b["rows"]:
+        ratio = f"{r['ratio']:.3g}x" if r.get("ratio") else "-"
+        target = f"≥{r['target']:g}x ({'met' if r.get('met') else 'missed'})" if r.get("target") else ""
+        rows.append([r["row"], r["unit"], med(r.get("project")), med(r.get("baseline")), ratio, target])
+    return md_table(["row", "unit", "project (median of 3)", "baseline (median of 3)", "ratio", "target"], rows)
+
+
+TABLES = {
+    "ae_metrics": (ae_metrics, "see Reproducing the report (ae)"),
+    "ae_per_class": (ae_per_class, "see Reproducing the report (ae)"),
+    "ae_history": (ae_history, "see Reproducing the report (ae)"),
+    "hyperparameters": (hyperparameters, "see Reproducing the report (ae)"),
+    "grid": (grid, "see Reproducing the report (grid)"),
+    "grid_margin": (grid_margin, "see Reproducing the report (grid)"),
+    "clf_metrics": (clf_metrics, "see Reproducing the report (grid)"),
+    "ablations": (ablations, "see Reproducing the report (ablations)"),
+    "shift": (shift, "see Reproducing the report (shift)"),
+    "codec": (codec, "see Reproducing the report (codec)"),
+    "bench": (bench, "make bench"),
+}
+
+
+def render(text: str) -> str:
+    def fill(match):
+        name = match.group(1)
+        fn, command = TABLES[name]
+        body = fn() or f"_(not produced yet: {command})_"
+        return f"<!-- table:{name} -->\n{body}\n<!-- /table:{name} -->"
+
+    return re.sub(r"<!-- table:(\w+) -->.*?<!-- /table:\1 -->", fill, text, flags=re.S)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("files", nargs="*", type=Path, default=[REPO / "README.md", REPO / "REPORT.md"])
+    p.add_argument("--check", action="store_true")
+    args = p.parse_args()
+    stale = []
+    for path in args.files:
+        text = path.read_text()
+        new = render(text)
+        if new != text:
+            stale.append(path.name)
+            if not args.check:
+                path.write_text(new)
+    if args.check and stale:
+        sys.exit(f"out of date: {', '.join(stale)}; run python jobs/report.py")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The commands behind every number in REPORT.md, in order (CPU report configuration).
+#
+#   bash jobs/report_runs.sh DATA [RUNS]      DATA: CIFAR-10 source (e.g. the JPEG archive); RUNS: default runs/report
+#
+# Each stage is resumable: run it again and finished runs are skipped. Stages write into RUNS;
+# the last step copies the figures and metrics into outs/ and regenerates the README tables.
+# On a shared CPU, OMP_NUM_THREADS=1 with two stages side by side beat one stage with 2 threads.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:?usage: jobs/report_runs.sh DATA [RUNS]}
+RUNS=${2:-runs/report}
+PY=${PY:-.venv/bin/python}
+export WANDB_MODE=${WANDB_MODE:-offline}
+
+# 1. autoencoder (half-width backbone, latent 12x8x8 = 4x) and its evaluation on every split
+$PY src/train_ae.py --data "$DATA" --out "$RUNS/ae" --config jobs/configs/cpu_ae.yaml
+$PY src/evaluate.py --run "$RUNS/ae" --data "$DATA"
+# 2. design iterations at an equal small budget
+$PY jobs/ablations.py --data "$DATA" --out "$RUNS/ablations"
+# 3. classifier grid {linear, finetune, scratch} x {1%, 10%, 100%} labels, evaluated on val + test
+$PY jobs/clf_grid.py --data "$DATA" --encoder "$RUNS/ae" --out "$RUNS/grid"
+$PY src/evaluate.py --run "$RUNS/grid/finetune-f1-s0" --data "$DATA"
+# 4. generalisation under synthetic shifts (AE and the fine-tuned classifier)
+$PY jobs/shift_eval.py --data "$DATA" --ae "$RUNS/ae" --clf "$RUNS/grid/finetune-f1-s0" --out outs/shift
+# 5. benchmarks
+$PY bench/bench.py --data "$DATA"
+
+# 6. copy into outs/ (figures and metrics only; no checkpoints) and regenerate the tables
+mkdir -p outs/ae outs/clf outs/grid outs/ablations
+cp "$RUNS"/ae/eval/*.png "$RUNS"/ae/eval/metrics.* "$RUNS"/ae/history.json "$RUNS"/ae/config.yaml outs/ae/
+cp "$RUNS"/grid/finetune-f1-s0/eval/*.png "$RUNS"/grid/finetune-f1-s0/eval/metrics.* outs/clf/
+cp "$RUNS"/grid/grid.* outs/grid/
+cp "$RUNS"/grid/finetune-f1-s0/config.yaml outs/grid/config_finetune.yaml
+cp "$RUNS"/ablations/ablations.* outs/ablations/
+$PY jobs/report.py
