@@ -7,6 +7,8 @@ python src/prepare_data.py --download --data data      # torchvision download (n
 import argparse
 from pathlib import Path
 
+import torch
+
 from cifarae import data
 from cifarae.errors import UserError, cli_main
 
@@ -24,9 +26,11 @@ def main(argv=None):
         if not args.download:
             raise
         raise UserError(f"could not download CIFAR-10 ({type(err).__name__}); no network? pass DATA=<path>") from None
-    dataset = data.load(cache)
-    sizes = ", ".join(f"{k} {len(v)}" for k, v in dataset.labels.items())
-    print(f"cache {cache} ready: {sizes} (default 45k/5k split), fingerprint {dataset.fingerprint}")
+    blob = torch.load(cache, weights_only=True)
+    print(
+        f"cache {cache} ready: {len(blob['train_labels'])} training and {len(blob['test_labels'])} test images, "
+        f"fingerprint {blob['fingerprint']} (jobs split validation images off the training set, val_size=)"
+    )
 
 
 if __name__ == "__main__":

@@ -87,13 +87,19 @@ def make_loaders(cfg: Config, data: Dataset, accelerator: Accelerator, train_idx
 
 
 def param_groups(model: torch.nn.Module, cfg: Config) -> list[dict]:
-    """No weight decay on norms and biases; the backbone can take a smaller learning rate."""
+    """No weight decay on norms and biases; the backbone can take a smaller learning rate.
+
+    The codec's entropy model (its densities and quantiles) trains at 10x the learning rate, with
+    no weight decay: its densities start 10 units wide and must follow the latents within a short
+    run, or the rate term gives the encoder no useful gradient.
+    """
     groups: dict[tuple, list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        lr_mult = cfg.backbone_lr_mult if name.startswith("backbone.") else 1.0
-        decay = cfg.weight_decay if p.ndim > 1 else 0.0
+        entropy_model = name.startswith("entropy_bottleneck.")
+        lr_mult = cfg.backbone_lr_mult if name.startswith("backbone.") else 10.0 if entropy_model else 1.0
+        decay = cfg.weight_decay if p.ndim > 1 and not entropy_model else 0.0
         groups.setdefault((lr_mult, decay), []).append(p)
     return [{"params": ps, "lr": cfg.lr * m, "weight_decay": d} for (m, d), ps in groups.items()]
 
@@ -284,6 +290,7 @@ def train(
             if stop_now:
                 bar.close()
                 save("last.pt", epoch, step_in_epoch)
+                accelerator.wait_for_everyone()  # no rank exits before the main one has written last.pt
                 accelerator.print(f"stop signal: saved {run_dir / 'last.pt'}; exiting {REQUEUE_EXIT_CODE} to requeue")
                 accelerator.end_training()
                 raise SystemExit(REQUEUE_EXIT_CODE)

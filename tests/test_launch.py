@@ -1,0 +1,124 @@
+"""The local launch layer: make targets, jobs/launch.sh, and jobs/pipeline.py --local (no Slurm)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import script_env
+
+REPO = Path(__file__).resolve().parents[1]
+TARGETS = ["train-ae", "train-clf", "evaluate", "pipeline", "data", "test", "bench", "docker", "lint", "help"]
+
+
+def make(*args, env=None, timeout=600) -> subprocess.CompletedProcess:
+    cmd = ["make", "--no-print-directory", "-C", str(REPO), *map(str, args)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_make_help_lists_the_targets():
+    proc = make("help")
+    assert proc.returncode == 0, proc.stderr
+    listed = {line.split()[0] for line in proc.stdout.splitlines() if line.startswith("  ")}
+    assert set(TARGETS) <= listed, listed
+
+
+def test_multi_gpu_launch_stops_on_a_signal_and_resumes(synth_folder, tmp_path):
+    """GPUS=2 with two GPUs visible runs `accelerate launch --multi_gpu --num_processes 2` (as
+    `make train-ae GPUS=2` does). Here CUDA_VISIBLE_DEVICES names two devices, so jobs/launch.sh
+    takes the GPU path; on a machine without GPUs the workers then run on the CPU (gloo). SIGUSR1
+    to the launcher reaches both workers: last.pt is saved, the exit code is 75, and the same
+    command resumes and finishes."""
+    if torch.cuda.is_available() and torch.cuda.device_count() < 2:
+        pytest.skip("one GPU here: CUDA_VISIBLE_DEVICES=0,1 would name a device that does not exist")
+    env = {**script_env(), "CIFARAE_CACHE": str(tmp_path / "cache"), "CUDA_VISIBLE_DEVICES": "0,1", "GPUS": "2"}
+    out = tmp_path / "run"
+    cmd = ["bash", "jobs/launch.sh", "src/train_ae.py", "--data", str(synth_folder), "--out", str(out)]
+    cmd += ["--config", "jobs/configs/smoke.yaml", "epochs=6", "batch_size=16", "wandb=false"]
+    log = tmp_path / "first.log"
+    with open(log, "w") as f:
+        first = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 180
+        while not (out / "last.pt").exists() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first.send_signal(signal.SIGUSR1)
+        rc = first.wait(timeout=120)
+    text = log.read_text(errors="replace")
+    assert "accelerate.commands.launch --multi_gpu --num_processes 2" in text, text[-3000:]
+    assert rc == 75, text[-3000:]
+    assert text.count("stop signal: saved") >= 1, text[-3000:]
+    saved = torch.load(out / "last.pt", weights_only=True)
+    assert saved["epoch"] < 6
+
+    second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, errors="replace", timeout=300)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "resuming" in second.stdout
+    assert len(torch.load(out / "last.pt", weights_only=True)["history"]) == 6
+
+
+def test_make_pipeline_without_data_or_network_fails_in_one_line(tmp_path):
+    """No DATA: the torchvision download into data/ is tried; with no network (here a proxy
+    that refuses every connection) it ends with one line that says to pass DATA=."""
+    env = {**script_env(), "CIFARAE_CACHE": str(tmp_path / "cache")}
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        env[var] = "http://127.0.0.1:9"
+    env.pop("no_proxy", None)
+    env.pop("NO_PROXY", None)
+    proc = make("pipeline", f"RUN={tmp_path / 'run'}", env=env, timeout=120)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "DATA=" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_make_train_without_data_says_what_to_do(tmp_path):
+    if (REPO / "data" / "cifar-10-batches-py").is_dir():
+        pytest.skip("this checkout holds a torchvision download in data/, the default when DATA is empty")
+    proc = make("train-ae", f"RUN={tmp_path}", "DATA=", env=script_env(), timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: no DATA=") and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_make_pipeline_runs_the_chain_with_two_cpu_processes(synth_archive, tmp_path):
+    """`make pipeline DATA=... GPUS=2` on a machine without GPUs: data -> AE -> classifier ->
+    evaluation, the training stages as two torchrun CPU processes."""
+    env = {**script_env(), "CIFARAE_CACHE": str(tmp_path / "cache"), "CUDA_VISIBLE_DEVICES": ""}
+    run_dir = tmp_path / "run"
+    overrides = ["OVERRIDES=wandb=false", "EVAL_ARGS=--no-wandb --splits test"]
+    proc = make("pipeline", f"DATA={synth_archive}", f"RUN={run_dir}", "GPUS=2", *overrides, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "no GPU" in proc.stderr and "running 2 CPU process(es) with torchrun" in proc.stderr, proc.stderr[-3000:]
+    assert "2 process(es)" in proc.stdout
+    for stage in ("ae", "clf-finetune"):
+        assert (run_dir / stage / "eval" / "metrics.json").is_file()
+    assert "pipeline: done" in proc.stdout
+
+
+def test_submitit_local_executor_runs_the_chain(synth_folder, tmp_path):
+    """jobs/pipeline.py --local: the same chain with submitit's LocalExecutor, no Slurm involved."""
+    env = {**script_env(), "CIFARAE_CACHE": str(tmp_path / "cache")}
+    out = tmp_path / "local"
+    cmd = [sys.executable, "jobs/pipeline.py", "--data", str(synth_folder), "--out", str(out), "--profile", "smoke"]
+    proc = subprocess.run(
+        [*cmd, "--local", "--modes", "linear", "--eval-args=--no-wandb --splits test", "wandb=false"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "all stages succeeded" in proc.stdout
+    for stage in ("ae", "clf-linear"):
+        assert (out / stage / "eval" / "metrics.json").is_file()
+    cmd[cmd.index(str(out))] = str(tmp_path / "bad")
+    bad = subprocess.run(
+        [*cmd, "--local", "--modes", "linear", "no_such_key=1"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert bad.returncode == 1
+    assert "ae (job" in bad.stdout and "error: unknown config key 'no_such_key'" in bad.stdout, bad.stdout
