@@ -75,7 +75,8 @@ def main(argv=None):
                 cell = args.out / name
                 cmd = [*launcher, "src/train_clf.py", "--data", args.data, "--out", str(cell), "--mode", mode]
                 cmd += ["--encoder", args.encoder, "--label-fraction", str(fraction)]
-                cmd += [f"seed={seed}", *grid.get("overrides", []), *spec.get("overrides", []), *args.overrides]
+                cmd += [f"seed={seed}", *grid.get("overrides", []), *grid.get("mode_overrides", {}).get(mode, [])]
+                cmd += [*spec.get("overrides", []), *args.overrides]
                 if grid.get("config"):
                     cmd += ["--config", str(REPO / grid["config"])]
                 run(cmd)
