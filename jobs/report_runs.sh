@@ -20,17 +20,19 @@ $PY src/evaluate.py --run "$RUNS/ae" --data "$DATA"
 $PY jobs/ablations.py --data "$DATA" --out "$RUNS/ablations"
 # 3. classifier grid {linear, finetune, scratch} x {1%, 10%, 100%} labels, evaluated on val + test
 $PY jobs/clf_grid.py --data "$DATA" --encoder "$RUNS/ae" --out "$RUNS/grid"
-$PY src/evaluate.py --run "$RUNS/grid/finetune-f1-s0" --data "$DATA"
+$PY src/evaluate.py --run "$RUNS/grid/finetune-f1-s0" --data "$DATA" --splits val,test --precision bf16 \
+    --out "$RUNS/grid/finetune-f1-s0/eval_full"
 # 4. generalisation under synthetic shifts (AE and the fine-tuned classifier)
-$PY jobs/shift_eval.py --data "$DATA" --ae "$RUNS/ae" --clf "$RUNS/grid/finetune-f1-s0" --out outs/shift
+$PY jobs/shift_eval.py --data "$DATA" --ae "$RUNS/ae" --clf "$RUNS/grid/finetune-f1-s0" --out outs/shift --images 1000
 # 5. benchmarks
 $PY bench/bench.py --data "$DATA"
 
 # 6. copy into outs/ (figures and metrics only; no checkpoints) and regenerate the tables
-mkdir -p outs/ae outs/clf outs/grid outs/ablations
+mkdir -p outs/ae outs/clf outs/grid/histories outs/ablations
 cp "$RUNS"/ae/eval/*.png "$RUNS"/ae/eval/metrics.* "$RUNS"/ae/history.json "$RUNS"/ae/config.yaml outs/ae/
-cp "$RUNS"/grid/finetune-f1-s0/eval/*.png "$RUNS"/grid/finetune-f1-s0/eval/metrics.* outs/clf/
+cp "$RUNS"/grid/finetune-f1-s0/eval_full/*.png "$RUNS"/grid/finetune-f1-s0/eval_full/metrics.* outs/clf/
 cp "$RUNS"/grid/grid.* outs/grid/
+for cell in "$RUNS"/grid/*-f*-s*/; do cp "$cell/history.json" "outs/grid/histories/$(basename "$cell").json"; done
 cp "$RUNS"/grid/finetune-f1-s0/config.yaml outs/grid/config_finetune.yaml
 cp "$RUNS"/ablations/ablations.* outs/ablations/
 $PY jobs/report.py
