@@ -150,30 +150,6 @@ def shift() -> str | None:
     return md_table(["shift", "level", "AE reconstruction PSNR (dB)", "classifier accuracy (%)"], rows)
 
 
-def codec() -> str | None:
-    r = load("codec/rd.json")
-    if r is None:
-        return None
-    rows = []
-    for name, pts in r.get("curves", {}).items():
-        for p in pts:
-            rows.append(
-                [
-                    name,
-                    p.get("setting", p.get("quality", p.get("lambda", ""))),
-                    p.get("bpp"),
-                    p.get("bpp_payload", p.get("bpp_entropy_coded", "")),
-                    p.get("psnr"),
-                    p.get("ssim"),
-                ]
-            )
-    return (
-        md_table(["codec", "setting", "bpp (whole file)", "bpp (payload only)", "PSNR (dB)", "SSIM"], rows)
-        if rows
-        else None
-    )
-
-
 def bench() -> str | None:
     b = load("bench.json")
     if b is None:
@@ -200,7 +176,6 @@ TABLES = {
     "clf_metrics": (clf_metrics, "see Reproducing the report (grid)"),
     "ablations": (ablations, "see Reproducing the report (ablations)"),
     "shift": (shift, "see Reproducing the report (shift)"),
-    "codec": (codec, "see Reproducing the report (codec)"),
     "bench": (bench, "make bench"),
 }
 

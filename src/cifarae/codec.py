@@ -1,0 +1,403 @@
+"""The learned image codec: an entropy-coded AutoEncoder turned into real files with measured bits.
+
+Encoding: image -> [0, 1] float64 -> replicate-pad to a multiple of the stride -> encoder ->
+latent y -> integer symbols round(y - median_c) -> rANS (CompressAI's coder with the
+EntropyBottleneck's quantised CDF tables) -> file. Decoding inverts it: file -> checks ->
+symbols -> y_hat = symbols + median_c -> decoder -> crop -> 8-bit image.
+
+Bit-exactness: the decoder always runs on the CPU in float64, one image at a time, from the
+integer symbols stored in the file, so its 8-bit output does not depend on the batch size, the
+device the encoder ran on, or the thread count (float64 rounding noise is ~1e-16, far below the
+half-step of 8-bit rounding). The rate-distortion evaluator measures exactly this decode.
+
+File format, version 1 (integers big-endian; varints are unsigned LEB128):
+
+    field        bytes  notes
+    magic        3      b"CAE"
+    version      1      1
+    width        1-3    varint, 1..65535
+    height       1-3    varint, 1..65535
+    model id     6      first 6 bytes of SHA-256 over the model's architecture, weights and CDF tables
+    stream sizes varint each, for every stream but the last (the last runs up to the checksum)
+    streams      ...    rANS streams: the latent cut into slices of at most SLICE_SYMBOLS symbols
+    crc32        4      zlib CRC-32 of every byte before it
+
+A 32 x 32 image with one stream has a 16-byte header + checksum (0.125 bpp at 32 x 32).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from . import checkpoint
+from .config import Config
+from .errors import UserError
+from .models import AutoEncoder
+
+MAGIC = b"CAE"
+VERSION = 1
+MODEL_ID_BYTES = 6
+CRC_BYTES = 4
+MAX_SIDE = 65535
+MAX_PIXELS = 1024 * 1024  # decoding runs in float64: ~10 GB at this size
+SLICE_SYMBOLS = 8192  # one rANS stream per slice: bounds the decoder's read-ahead padding
+# CompressAI's rANS coder loops forever on |symbol| >= 2**28 (its bypass shift wraps): stay well inside.
+MAX_SYMBOL = 2**24
+ARCH_KEYS = ("arch", "widths", "latent_size", "latent_channels", "upsample", "entropy_model")
+SUFFIX = ".cae"
+
+
+# ---------------------------------------------------------------------------- varints
+def put_varint(value: int) -> bytes:
+    if value < 0:
+        raise ValueError("varints are unsigned")
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def get_varint(data: bytes, pos: int, what: str, limit: int) -> tuple[int, int]:
+    """(value, next position); at most 4 bytes, value <= limit."""
+    value = 0
+    for i in range(4):
+        if pos + i >= len(data):
+            raise UserError(f"truncated header ({what})")
+        byte = data[pos + i]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            if value > limit or (i and not byte):  # non-minimal encodings are refused
+                raise UserError(f"corrupt header: {what}={value}")
+            return value, pos + i + 1
+    raise UserError(f"corrupt header: {what} varint too long")
+
+
+# ---------------------------------------------------------------------------- container
+@dataclass
+class Parsed:
+    width: int
+    height: int
+    model_id: bytes
+    streams: list[bytes]
+    header_bytes: int  # everything that is not stream payload: header + checksum
+
+
+def pack(width: int, height: int, model_id: bytes, streams: list[bytes]) -> bytes:
+    head = MAGIC + bytes([VERSION]) + put_varint(width) + put_varint(height) + model_id
+    head += b"".join(put_varint(len(s)) for s in streams[:-1])
+    body = head + b"".join(streams)
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def parse(data: bytes, num_streams: int | None = None) -> Parsed:
+    """Check and split a file. ``num_streams``: how many the model expects (None: one)."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise UserError("not a byte string")
+    data = bytes(data)
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        raise UserError("not a cifarae codec file (bad magic; foreign file?)")
+    if len(data) < len(MAGIC) + 1:
+        raise UserError("truncated file (no format version)")
+    if data[len(MAGIC)] != VERSION:
+        raise UserError(f"unsupported format version {data[len(MAGIC)]} (this decoder reads version {VERSION})")
+    if len(data) < len(MAGIC) + 1 + 2 + MODEL_ID_BYTES + CRC_BYTES:
+        raise UserError(f"truncated file ({len(data)} bytes is shorter than any header)")
+    body, (crc,) = data[:-CRC_BYTES], struct.unpack(">I", data[-CRC_BYTES:])
+    if zlib.crc32(body) != crc:
+        raise UserError("checksum mismatch: the file is truncated or corrupt")
+    pos = len(MAGIC) + 1
+    width, pos = get_varint(body, pos, "width", MAX_SIDE)
+    height, pos = get_varint(body, pos, "height", MAX_SIDE)
+    if not width or not height or width * height > MAX_PIXELS:
+        raise UserError(f"corrupt header: image size {width}x{height}")
+    model_id, pos = body[pos : pos + MODEL_ID_BYTES], pos + MODEL_ID_BYTES
+    if len(model_id) != MODEL_ID_BYTES:
+        raise UserError("truncated header (model id)")
+    sizes = []
+    for i in range((num_streams or 1) - 1):
+        size, pos = get_varint(body, pos, f"stream {i} size", len(body))
+        sizes.append(size)
+    if pos + sum(sizes) > len(body):
+        raise UserError("corrupt header: stream sizes exceed the file")
+    streams = []
+    for size in sizes:
+        streams.append(body[pos : pos + size])
+        pos += size
+    streams.append(body[pos:])
+    if any(len(s) < 8 for s in streams):  # a flushed rANS stream holds at least its 8-byte state
+        raise UserError("corrupt file: empty or short entropy-coded stream")
+    return Parsed(width, height, model_id, streams, len(data) - sum(map(len, streams)))
+
+
+# ---------------------------------------------------------------------------- images
+def read_image(path: str | Path) -> torch.Tensor:
+    """PNG/JPEG/... -> 3 x H x W uint8 (RGB)."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            arr = np.asarray(img.convert("RGB"))
+    except FileNotFoundError:
+        raise UserError(f"image {path} does not exist") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise UserError(f"cannot read image {path}: {str(err).splitlines()[0] if str(err) else 'unreadable'}") from None
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def png_bytes(image: torch.Tensor) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] floats -> uint8, the rounding of tasks.quantize_8bit."""
+    return x.clamp(0, 1).mul(255).round().to(torch.uint8)
+
+
+# ---------------------------------------------------------------------------- the codec
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    return t.detach().cpu().contiguous().numpy().tobytes()
+
+
+@torch.no_grad()
+def fit_tails(eb, iterations: int = 64) -> None:
+    """Set the lower and upper quantiles by bisection (deterministic; the medians stay)."""
+    shape = (eb.channels, 1, 1)
+    for i in (0, 2):
+        low = torch.full(shape, -1e5, dtype=eb.quantiles.dtype)
+        high = torch.full(shape, 1e5, dtype=eb.quantiles.dtype)
+        for _ in range(iterations):
+            mid = (low + high) / 2
+            below = eb._logits_cumulative(mid, stop_gradient=True) < eb.target[i]
+            low, high = torch.where(below, mid, low), torch.where(below, high, mid)
+        eb.quantiles[:, :, i] = ((low + high) / 2)[:, :, 0]
+
+
+class Codec:
+    """A trained entropy-coded AutoEncoder, ready to write and read files. CPU, float64."""
+
+    def __init__(self, model: AutoEncoder, cfg: Config, source: str = "model"):
+        if cfg.entropy_model != "factorized" or model.entropy_bottleneck is None:
+            raise UserError(
+                f"{source} has entropy_model={cfg.entropy_model!r}: not a codec; "
+                "train one with entropy_model=factorized (e.g. init_from=<AE run>)"
+            )
+        self.cfg, self.source = cfg, source
+        self.stride = 32 // cfg.latent_size
+        self.model = model.to("cpu", torch.float64).eval().requires_grad_(False)
+        eb = self.model.entropy_bottleneck
+        fit_tails(eb)  # CDF ranges where the densities put their tail mass (training's aux loss lags)
+        eb.update(force=True)  # CDF tables from the loaded weights (computed in float64)
+        self.medians = eb.quantiles[:, 0, 1].detach().clone()  # per channel, float64
+        self.cdf = eb._quantized_cdf.tolist()
+        self.cdf_lengths = eb._cdf_length.reshape(-1).tolist()
+        self.offsets = eb._offset.reshape(-1).tolist()
+        from compressai import ans
+
+        self._encoder, self._decoder = ans.RansEncoder(), ans.RansDecoder()
+        self.model_id = self._identity()
+
+    def _identity(self) -> bytes:
+        h = hashlib.sha256(f"cifarae-codec-v{VERSION}".encode())
+        h.update(json.dumps({k: getattr(self.cfg, k) for k in ARCH_KEYS}, sort_keys=True).encode())
+        for name, t in sorted(self.model.state_dict().items()):
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(_tensor_bytes(t))
+        return h.digest()[:MODEL_ID_BYTES]
+
+    # ---- geometry
+    def latent_hw(self, height: int, width: int) -> tuple[int, int]:
+        return -(-height // self.stride), -(-width // self.stride)
+
+    def num_streams(self, height: int, width: int) -> int:
+        lh, lw = self.latent_hw(height, width)
+        return -(-self.cfg.latent_channels * lh * lw // SLICE_SYMBOLS)
+
+    # ---- analysis: images -> integer symbols
+    @torch.no_grad()
+    def symbols(self, images: torch.Tensor) -> torch.Tensor:
+        """N x 3 x H x W uint8 -> N x C x h x w int64 symbols (round(y - median))."""
+        _, _, height, width = images.shape
+        lh, lw = self.latent_hw(height, width)
+        x = images.to(torch.float64).div(255)
+        x = F.pad(x, (0, lw * self.stride - width, 0, lh * self.stride - height), mode="replicate")
+        y = self.model.encode(x)
+        return torch.round(y - self.medians.view(1, -1, 1, 1)).to(torch.int64)
+
+    # ---- synthesis: integer symbols -> image (the one decode path: CPU, float64, one image at a time)
+    @torch.no_grad()
+    def synthesize(self, symbols: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """C x h x w int symbols -> 3 x height x width uint8."""
+        y_hat = symbols.to(torch.float64).unsqueeze(0) + self.medians.view(1, -1, 1, 1)
+        x_hat = self.model.decoder(y_hat)[0, :, :height, :width]
+        return to_uint8(x_hat)
+
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """The model's reconstruction (no entropy coder in the loop): what a file decodes to."""
+        _, _, height, width = images.shape
+        return torch.stack([self.synthesize(s, height, width) for s in self.symbols(images)])
+
+    # ---- entropy coding
+    def _indexes(self, lh: int, lw: int) -> list[int]:
+        return torch.arange(self.cfg.latent_channels).repeat_interleave(lh * lw).tolist()
+
+    def _slices(self, n: int) -> list[slice]:
+        return [slice(i, min(i + SLICE_SYMBOLS, n)) for i in range(0, n, SLICE_SYMBOLS)]
+
+    def encode_symbols(self, symbols: torch.Tensor) -> list[bytes]:
+        flat, idx = symbols.reshape(-1).tolist(), self._indexes(*symbols.shape[1:])
+        if max(flat) >= MAX_SYMBOL or min(flat) <= -MAX_SYMBOL:
+            raise UserError("latent out of the entropy coder's range")
+        return [
+            self._encoder.encode_with_indexes(flat[s], idx[s], self.cdf, self.cdf_lengths, self.offsets)
+            for s in self._slices(len(flat))
+        ]
+
+    def decode_symbols(self, streams: list[bytes], lh: int, lw: int) -> torch.Tensor:
+        idx = self._indexes(lh, lw)
+        values = []
+        for s, stream in zip(self._slices(len(idx)), streams):
+            n = s.stop - s.start
+            # CompressAI's rANS decoder does not bounds-check its input. On a forged stream its
+            # read-ahead is bounded by 1092 bytes per symbol + 120 per stream byte: pad with zeros.
+            padded = stream + bytes(1092 * n + 120 * len(stream) + 64)
+            decoded = self._decoder.decode_with_indexes(padded, idx[s], self.cdf, self.cdf_lengths, self.offsets)
+            if max(decoded) >= MAX_SYMBOL or min(decoded) <= -MAX_SYMBOL:
+                raise UserError("corrupt entropy-coded stream (latent out of range)")
+            # The coder is deterministic: a genuine stream is exactly the re-encoding of its symbols.
+            if self._encoder.encode_with_indexes(decoded, idx[s], self.cdf, self.cdf_lengths, self.offsets) != stream:
+                raise UserError("corrupt entropy-coded stream (it does not re-encode to itself)")
+            values.extend(decoded)
+        return torch.tensor(values, dtype=torch.int64).view(self.cfg.latent_channels, lh, lw)
+
+    # ---- files
+    def compress(self, images: torch.Tensor, batch_size: int = 256) -> list[bytes]:
+        """N x 3 x H x W uint8 (one size) -> one file's bytes per image."""
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise UserError(f"expected N x 3 x H x W uint8 images, got {tuple(images.shape)} {images.dtype}")
+        _, _, height, width = images.shape
+        if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE and height * width <= MAX_PIXELS):
+            raise UserError(f"image size {width}x{height} is outside 1..{MAX_SIDE} per side, {MAX_PIXELS} pixels")
+        out = []
+        for start in range(0, len(images), batch_size):
+            for sym in self.symbols(images[start : start + batch_size]):
+                out.append(pack(width, height, self.model_id, self.encode_symbols(sym)))
+        return out
+
+    def parse(self, data: bytes) -> Parsed:
+        """Parse and check a file against this model (num_streams needs the size, read first)."""
+        first = parse(data, num_streams=1)  # checks magic, version, checksum, size
+        parsed = parse(data, self.num_streams(first.height, first.width))
+        if parsed.model_id != self.model_id:
+            raise UserError(
+                f"file was written by model {parsed.model_id.hex()}, but {self.source} is model "
+                f"{self.model_id.hex()}; decompress with the --model that compressed it"
+            )
+        return parsed
+
+    def decompress(self, data: bytes) -> torch.Tensor:
+        """One file's bytes -> 3 x H x W uint8. Raises UserError on anything but a valid file."""
+        parsed = self.parse(data)
+        lh, lw = self.latent_hw(parsed.height, parsed.width)
+        return self.synthesize(self.decode_symbols(parsed.streams, lh, lw), parsed.height, parsed.width)
+
+    def describe(self) -> str:
+        c, s = self.cfg.latent_channels, self.cfg.latent_size
+        return f"{self.source} (model id {self.model_id.hex()}, latent {c}x{s}x{s} per 32x32, stride {self.stride})"
+
+
+@torch.no_grad()
+def _latents(model: AutoEncoder, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    model.eval()
+    return torch.cat(
+        [model.encode(images[i : i + batch_size].float() / 255) for i in range(0, len(images), batch_size)]
+    )
+
+
+def fit_entropy_model(model: AutoEncoder, images: torch.Tensor, steps: int = 600, lr: float = 1e-2) -> dict:
+    """Refit the factorized prior to the trained encoder's quantised latents (transforms frozen).
+
+    A short CPU run leaves the EntropyBottleneck's densities far from the latents they code
+    (they start 10 units wide and move ~lr per step). This minimises the real code length,
+    -log2 p(round(y - median) + median), over ``images`` (use the training split), then sets the
+    CDF tails by bisection. Medians stay as trained, so the quantised latents do not change.
+    """
+    eb = model.entropy_bottleneck
+    medians = eb.quantiles[:, 0, 1].detach().clone()
+    y = _latents(model, images).float()
+    y_hat = (torch.round(y - medians.view(1, -1, 1, 1)) + medians.view(1, -1, 1, 1)).transpose(0, 1)
+    y_hat = y_hat.reshape(y_hat.shape[0], 1, -1)  # C x 1 x N, EntropyBottleneck's layout
+    params = [*eb.matrices, *eb.biases, *eb.factors]
+    opt = torch.optim.Adam(params, lr=lr)
+    gen = torch.Generator().manual_seed(0)
+
+    def bits(v):
+        likelihood, _, _ = eb._likelihood(v)
+        return -torch.log2(likelihood.clamp_min(1e-9)).mean()
+
+    with torch.no_grad():
+        before = bits(y_hat).item()
+    with torch.enable_grad():
+        for step in range(steps):
+            idx = torch.randint(0, y_hat.shape[2], (min(16384, y_hat.shape[2]),), generator=gen)
+            for g in opt.param_groups:  # cosine decay
+                g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+            loss = bits(y_hat[:, :, idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        fit_tails(eb)  # CDF tails where the fitted densities put tail_mass
+        eb.quantiles[:, 0, 1] = medians
+        after = bits(y_hat).item()
+    c, n = y.shape[1], y[0].numel()
+    return {
+        "images": len(images),
+        "steps": steps,
+        "bits_per_latent_before": before,
+        "bits_per_latent_after": after,
+        "bpp_before": before * n / (images.shape[2] * images.shape[3]),
+        "bpp_after": after * n / (images.shape[2] * images.shape[3]),
+        "latent_channels": c,
+    }
+
+
+def load_codec(path: str | Path, which: str = "best") -> Codec:
+    """A codec from a run directory or checkpoint file (EMA weights when the run kept them).
+
+    A run directory with a ``codec.pt`` (written by src/codec_fit.py) uses it: the run's best
+    weights with the entropy model refitted.
+    """
+    if which == "best" and Path(path).is_dir() and (Path(path) / "codec.pt").is_file():
+        which = "codec"
+    ckpt = checkpoint.load(path, which)
+    cfg = checkpoint.checkpoint_config(ckpt)
+    if cfg.task != "ae":
+        raise UserError(f"{ckpt['path']} is a {cfg.task} checkpoint, not a codec")
+    model = AutoEncoder(cfg)
+    if cfg.entropy_model == "none":
+        raise UserError(f"{ckpt['path']} is a plain autoencoder (entropy_model=none), not a codec")
+    checkpoint.load_weights(model, checkpoint.inference_state(ckpt), ckpt["path"])
+    return Codec(model, cfg, source=str(ckpt["path"]))
+
+
+def bits_per_pixel(num_bytes: int, height: int, width: int) -> float:
+    return 8 * num_bytes / (height * width)
+
+
+def psnr_db(mse: float) -> float:
+    return 10 * math.log10(1 / max(mse, 1e-12))

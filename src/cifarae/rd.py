@@ -1,0 +1,256 @@
+"""Rate-distortion measurement: our codec files, Pillow's JPEG and WebP, metrics and floors.
+
+Every bpp is 8 * (bytes) / (pixels) of the actual encoded files. Distortion is measured on the
+8-bit images each decoder returns, against the source pixels (for the CIFAR-10 archive, the
+JPEG-decoded q75 pixels: see ../shared/data/README.md).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+from .codec import Codec
+from .errors import UserError
+
+JPEG_QUALITIES = (5, 10, 15, 20, 25, 30, 35, 40, 45, 50)
+# 5-90 as asked; 0-3 as well, since WebP's lowest qualities are what reach 1 bpp on CIFAR-10.
+WEBP_QUALITIES = (0, 1, 2, 3, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90)
+FLOOR_BPPS = (1.0, 2.0)
+FLOOR_MARGIN_DB = 1.0
+
+
+# ---------------------------------------------------------------------------- metrics
+def quality_metrics(originals: torch.Tensor, decoded: torch.Tensor) -> dict:
+    """PSNR (mean of per-image PSNR, and PSNR of the mean MSE) and SSIM (mean) on uint8 images."""
+    a, b = originals.double().div(255), decoded.double().div(255)
+    mse = (a - b).pow(2).flatten(1).mean(1)
+    psnr = 10 * torch.log10(1 / mse.clamp_min(1e-10))
+    ssim = []
+    for i in range(0, len(a), 1000):
+        ssim.append(
+            structural_similarity_index_measure(
+                b[i : i + 1000].float(), a[i : i + 1000].float(), data_range=1.0, reduction="none"
+            )
+        )
+    return {
+        "psnr": psnr.mean().item(),
+        "psnr_of_mean_mse": 10 * math.log10(1 / max(mse.mean().item(), 1e-10)),
+        "ssim": torch.cat(ssim).mean().item(),
+        "mse": mse.mean().item(),
+    }
+
+
+# ---------------------------------------------------------------------------- memory
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (Linux); False when not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------------------- JPEG / WebP
+def jpeg_scan_bytes(data: bytes) -> int:
+    """Bytes of entropy-coded data: everything after each SOS header up to the next non-RST marker."""
+    if data[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG")
+    pos, total, n = 2, 0, len(data)
+    while pos + 1 < n:
+        if data[pos] != 0xFF:
+            raise ValueError(f"JPEG marker expected at {pos}")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:  # EOI
+            break
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker != 0xDA:
+            pos += 2 + length
+            continue
+        start = end = pos + 2 + length
+        while True:
+            end = data.index(b"\xff", end)
+            nxt = data[end + 1]
+            if nxt == 0x00 or 0xD0 <= nxt <= 0xD7:  # stuffed byte or restart marker: still scan data
+                end += 2
+                continue
+            break
+        total += end - start
+        pos = end
+    return total
+
+
+def pil_roundtrip(image: np.ndarray, fmt: str, quality: int) -> tuple[bytes, np.ndarray]:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format=fmt, quality=quality)
+    data = buf.getvalue()
+    with Image.open(io.BytesIO(data)) as img:
+        decoded = np.asarray(img.convert("RGB"))
+    return data, decoded
+
+
+def baseline_points(images: torch.Tensor, fmt: str, qualities: tuple[int, ...]) -> list[dict]:
+    """One RD point per quality for Pillow's JPEG or WebP (default settings, 4:2:0)."""
+    if fmt == "JPEG" and any(q >= 75 for q in qualities):
+        raise UserError("JPEG quality >= 75 re-encodes the q75 archive copy to itself: not a fair comparison")
+    arrays = images.permute(0, 2, 3, 1).numpy()
+    pixels = images.shape[2] * images.shape[3]
+    points = []
+    for q in qualities:
+        sizes, scans, decoded = [], [], []
+        for arr in arrays:
+            data, dec = pil_roundtrip(arr, fmt, q)
+            sizes.append(len(data))
+            scans.append(jpeg_scan_bytes(data) if fmt == "JPEG" else 0)
+            decoded.append(dec)
+        dec = torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2)
+        point = {"codec": fmt.lower(), "quality": q, "bpp": 8 * float(np.mean(sizes)) / pixels}
+        if fmt == "JPEG":
+            point["bpp_scan"] = 8 * float(np.mean(scans)) / pixels
+        points.append({**point, **quality_metrics(images, dec)})
+    return points
+
+
+# ---------------------------------------------------------------------------- our codec
+def codec_point(codec: Codec, images: torch.Tensor, file_dir: Path | None, batch_size: int = 256) -> dict:
+    """Compress every image to a file, decode the files back, measure bytes, quality, speed, memory."""
+    n, _, height, width = images.shape
+    reset_peak_rss()
+    t0 = time.perf_counter()
+    files = codec.compress(images, batch_size=batch_size)
+    encode_s = time.perf_counter() - t0
+    encode_mb = peak_rss_mb()
+    if file_dir is not None:
+        file_dir.mkdir(parents=True, exist_ok=True)
+        paths = [file_dir / f"{i:05d}.cae" for i in range(n)]
+        for path, data in zip(paths, files):
+            path.write_bytes(data)
+        sizes = [os.path.getsize(p) for p in paths]
+        files = [p.read_bytes() for p in paths]  # decode what is on disk
+    else:
+        sizes = [len(f) for f in files]
+    header = [codec.parse(f).header_bytes for f in files]
+    reset_peak_rss()
+    t0 = time.perf_counter()
+    decoded = torch.stack([codec.decompress(f) for f in files])
+    decode_s = time.perf_counter() - t0
+    decode_mb = peak_rss_mb()
+    pixels = height * width
+    return {
+        "codec": "cae",
+        "model_id": codec.model_id.hex(),
+        "rd_lambda": codec.cfg.rd_lambda,
+        "latent_channels": codec.cfg.latent_channels,
+        "bpp": 8 * float(np.mean(sizes)) / pixels,
+        "bpp_payload": 8 * float(np.mean(np.subtract(sizes, header))) / pixels,
+        "header_bytes": float(np.mean(header)),
+        "bytes_per_image": float(np.mean(sizes)),
+        **quality_metrics(images, decoded),
+        "encode_img_per_s": n / encode_s,
+        "decode_img_per_s": n / decode_s,
+        "encode_peak_rss_mb": encode_mb,
+        "decode_peak_rss_mb": decode_mb,
+        "threads": torch.get_num_threads(),
+    }
+
+
+# ---------------------------------------------------------------------------- floors
+def interpolate(points: list[dict], bpp: float, x: str = "bpp", y: str = "psnr") -> float | None:
+    """y at ``bpp`` along the curve (linear between the neighbouring points); None outside it."""
+    pts = sorted((p[x], p[y]) for p in points)
+    if not pts or not pts[0][0] <= bpp <= pts[-1][0]:
+        return None
+    xs, ys = zip(*pts)
+    return float(np.interp(bpp, xs, ys))
+
+
+def floors(ours: list[dict], jpeg: list[dict], webp: list[dict]) -> dict:
+    """The issue's floors, at matched bpp with whole files (header included)."""
+    out, ok = {}, True
+    for bpp in FLOOR_BPPS:
+        a, b = interpolate(ours, bpp), interpolate(webp, bpp)
+        gain = None if a is None or b is None else a - b
+        passed = gain is not None and gain >= FLOOR_MARGIN_DB
+        ok &= passed
+        out[f"vs_webp@{bpp:g}bpp"] = {"cae_psnr": a, "webp_psnr": b, "gain_db": gain, "pass": passed}
+    a, b = interpolate(ours, 1.0), interpolate(jpeg, 1.0, x="bpp_scan")
+    gain = None if a is None or b is None else a - b
+    passed = gain is not None and gain > 0
+    out["vs_jpeg_scan_only@1bpp"] = {"cae_psnr": a, "jpeg_scan_psnr": b, "gain_db": gain, "pass": passed}
+    out["all_pass"] = ok and passed
+    return out
+
+
+def format_floors(result: dict) -> list[str]:
+    lines = []
+    for name, r in result.items():
+        if name == "all_pass":
+            continue
+        values = ", ".join(
+            f"{k}={'n/a (outside the curve)' if v is None else f'{v:.2f}'}"
+            for k, v in r.items()
+            if k != "pass" and not isinstance(v, bool)
+        )
+        lines.append(f"  {name}: {values} -> {'PASS' if r['pass'] else 'FAIL'}")
+    lines.append(f"  all floors: {'PASS' if result['all_pass'] else 'FAIL'}")
+    return lines
+
+
+def plot(curves: dict[str, list[dict]], path: Path, title: str) -> None:
+    """PSNR vs bpp for every codec (one PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    styles = {
+        "cae": ("bpp", "o-", "CAE (ours), whole file"),
+        "cae_payload": ("bpp_payload", "o--", "CAE (ours), without header"),
+        "webp": ("bpp", "s-", "WebP (Pillow), whole file"),
+        "jpeg": ("bpp", "^-", "JPEG (Pillow), whole file"),
+        "jpeg_scan": ("bpp_scan", "^--", "JPEG, entropy-coded data only"),
+    }
+    for key, (x, style, label) in styles.items():
+        pts = curves.get("cae" if key == "cae_payload" else "jpeg" if key == "jpeg_scan" else key) or []
+        if not pts:
+            continue
+        pts = sorted(pts, key=lambda p: p[x])
+        ax.plot([p[x] for p in pts], [p["psnr"] for p in pts], style, label=label, markersize=4)
+    for bpp in FLOOR_BPPS:
+        ax.axvline(bpp, color="grey", lw=0.5, ls=":")
+    ax.set_xlabel("bits per pixel")
+    ax.set_ylabel("PSNR (dB, mean over images)")
+    ax.set_xlim(0, 8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,96 @@
+"""Compress images to .cae files with a trained codec run, and decompress them to PNG.
+
+    python src/codec.py compress IMAGE... -o OUT --model RUN
+    python src/codec.py decompress FILE... -o OUT_DIR --model RUN
+
+RUN is a codec run directory (its best.pt) or a checkpoint file, trained with
+entropy_model=factorized. Decompression needs the model that compressed the file: each file
+carries the model's 6-byte identity and a different model is refused. OUT is a directory
+(one <stem>.cae per image), or a file name ending in .cae when there is a single image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from cifarae.codec import SUFFIX, bits_per_pixel, load_codec, png_bytes, read_image
+from cifarae.errors import UserError, cli_main
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def output_paths(inputs: list[Path], out: Path, suffix: str) -> list[Path]:
+    if len(inputs) == 1 and out.suffix == suffix and not out.is_dir():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return [out]
+    if out.exists() and not out.is_dir():
+        raise UserError(f"-o {out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / (p.stem + suffix) for p in inputs]
+    seen: dict[Path, Path] = {}
+    for src, dst in zip(inputs, paths):
+        if dst in seen:
+            raise UserError(f"{seen[dst]} and {src} would both be written to {dst}; rename one")
+        seen[dst] = src
+    return paths
+
+
+def compress(args) -> None:
+    codec = load_codec(args.model, args.which)
+    inputs = [Path(p) for p in args.inputs]
+    outputs = output_paths(inputs, args.out, SUFFIX)
+    images = [read_image(p) for p in inputs]  # read everything first: a bad input writes nothing
+    for src, dst, image in zip(inputs, outputs, images):
+        data = codec.compress(image.unsqueeze(0))[0]
+        write_atomic(dst, data)
+        _, h, w = image.shape
+        print(f"{src} ({w}x{h}) -> {dst}: {len(data)} bytes, {bits_per_pixel(len(data), h, w):.3f} bpp")
+
+
+def decompress(args) -> None:
+    codec = load_codec(args.model, args.which)
+    inputs = [Path(p) for p in args.inputs]
+    outputs = output_paths(inputs, args.out, ".png")
+    for src, dst in zip(inputs, outputs):
+        try:
+            data = src.read_bytes()
+        except OSError as err:
+            raise UserError(f"cannot read {src}: {err.strerror or err}") from None
+        try:
+            image = codec.decompress(data)
+        except UserError as err:
+            raise UserError(f"{src}: {err}") from None
+        write_atomic(dst, png_bytes(image))  # only a fully decoded, checked image is written
+        print(f"{src} -> {dst} ({image.shape[2]}x{image.shape[1]})")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, inputs, out_help in (
+        ("compress", "PNG/JPEG images of any size", "output directory, or a .cae file for one image"),
+        ("decompress", f"{SUFFIX} files", "output directory for the PNGs (or a .png file for one input)"),
+    ):
+        s = sub.add_parser(name, help=f"{name} {inputs}")
+        s.add_argument("inputs", nargs="+", metavar="FILE", help=inputs)
+        s.add_argument("-o", "--out", required=True, type=Path, help=out_help)
+        s.add_argument("--model", required=True, help="codec run directory or checkpoint file")
+        s.add_argument("--which", default="best", choices=("best", "last"), help="checkpoint of a run directory")
+    return p
+
+
+@cli_main
+def main(argv=None):
+    args = parser().parse_args(argv)
+    {"compress": compress, "decompress": decompress}[args.command](args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

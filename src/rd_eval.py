@@ -1,0 +1,133 @@
+"""Rate-distortion evaluation of codec runs against Pillow's JPEG and WebP.
+
+    python src/rd_eval.py --data PATH --runs RUN [RUN ...] --out outs/rd [--splits test val] [--limit N]
+
+Each RUN (one rate-distortion lambda each) compresses every image of the split to a real .cae
+file (written under OUT/files/), the files are read back and decoded with the same function as
+`codec.py decompress`, and bpp is 8 * file bytes / pixels, header included (also reported
+without it). Writes OUT/rd.json, OUT/rd_<split>.png and a W&B table; prints the floors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from cifarae import data as data_lib
+from cifarae import rd, tracking
+from cifarae.codec import load_codec
+from cifarae.errors import UserError, cli_main
+
+
+def log_wandb(args, result: dict, rows: list[dict], plots: list[Path]) -> None:
+    mode = tracking.wandb_mode()
+    if args.no_wandb or mode == "disabled":
+        return
+    try:
+        import wandb
+
+        run = wandb.init(
+            project=args.wandb_project,
+            dir=str(args.out),
+            mode=mode,
+            job_type="rd_eval",
+            name=args.out.name,
+            config={"runs": args.runs, "splits": args.splits, "limit": args.limit},
+            settings=wandb.Settings(silent=True),
+        )
+        columns = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("split", "codec", "quality"), k))
+        run.log({"rd/points": wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])})
+        for path in plots:
+            run.log({f"rd/{path.stem}": wandb.Image(str(path))})
+        for split, floors in result["floors"].items():
+            run.summary[f"floors/{split}/all_pass"] = floors["all_pass"]
+        run.finish()
+        print(f"W&B ({mode}): logged table rd/points under {args.out}/wandb")
+    except Exception as err:  # tracking never fails the evaluation
+        print(f"warning: W&B logging skipped: {err}")
+
+
+@cli_main
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="CIFAR-10 source (dir, .tar.gz or prepared cache .pt)")
+    p.add_argument("--runs", nargs="+", required=True, help="codec run directories or checkpoints (one per lambda)")
+    p.add_argument("--out", type=Path, required=True, help="output directory (rd.json, plots, files/)")
+    p.add_argument("--splits", nargs="+", default=["test", "val"], choices=("test", "val"))
+    p.add_argument("--limit", type=int, default=0, help=">0: a stratified subset of this many images per split")
+    p.add_argument("--cache-dir", type=Path, default=None)
+    p.add_argument("--threads", type=int, default=0, help=">0: torch.set_num_threads")
+    p.add_argument("--no-files", action="store_true", help="count bytes in memory instead of writing the files")
+    p.add_argument("--no-wandb", action="store_true")
+    p.add_argument("--wandb-project", default="cifarae")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    codecs = [load_codec(r) for r in args.runs]
+    ids = [c.model_id for c in codecs]
+    if len(set(ids)) != len(ids):
+        raise UserError("the same model was given twice in --runs")
+    splits = {(c.cfg.val_size, c.cfg.split_seed) for c in codecs}
+    if "val" in args.splits and len(splits) > 1:
+        raise UserError(f"--runs use different validation splits {sorted(splits)}; evaluate them separately")
+    val_size, split_seed = next(iter(splits))
+    dataset = data_lib.load(args.data, val_size, split_seed, args.cache_dir)
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = {
+        "source": str(args.data),
+        "note": "measured on the given source; for the JPEG q75 CIFAR-10 archive its decoded pixels are ground truth",
+        "psnr": "mean over images of 10*log10(1/MSE) on 8-bit outputs; psnr_of_mean_mse also given",
+        "machine": {"platform": platform.platform(), "threads": torch.get_num_threads()},
+        "runs": {str(r): c.describe() for r, c in zip(args.runs, codecs)},
+        "points": {},
+        "floors": {},
+    }
+    rows, plots = [], []
+    for split in args.splits:
+        images = dataset.images[split]
+        if 0 < args.limit < len(images):
+            images = images[data_lib.stratified_subset(dataset.labels[split], args.limit, split_seed)]
+        print(f"[{split}] {len(images)} images")
+        ours = []
+        for run, codec in zip(args.runs, codecs):
+            t0 = time.perf_counter()
+            file_dir = None if args.no_files else args.out / "files" / Path(run).name / split
+            point = {"run": str(run), **rd.codec_point(codec, images, file_dir)}
+            ours.append(point)
+            print(
+                f"  cae {Path(run).name} (lambda={point['rd_lambda']:g}): {point['bpp']:.3f} bpp "
+                f"({point['bpp_payload']:.3f} without the {point['header_bytes']:.1f}-byte header), "
+                f"PSNR {point['psnr']:.2f} dB, SSIM {point['ssim']:.4f}, encode {point['encode_img_per_s']:.0f} img/s, "
+                f"decode {point['decode_img_per_s']:.0f} img/s, peak RSS {point['encode_peak_rss_mb']:.0f}/"
+                f"{point['decode_peak_rss_mb']:.0f} MB ({time.perf_counter() - t0:.0f} s)"
+            )
+        jpeg = rd.baseline_points(images, "JPEG", rd.JPEG_QUALITIES)
+        webp = rd.baseline_points(images, "WEBP", rd.WEBP_QUALITIES)
+        for pt in jpeg:
+            print(
+                f"  jpeg q{pt['quality']}: {pt['bpp']:.3f} bpp whole file, {pt['bpp_scan']:.3f} bpp scan data, "
+                f"PSNR {pt['psnr']:.2f} dB, SSIM {pt['ssim']:.4f}"
+            )
+        for pt in webp:
+            print(f"  webp q{pt['quality']}: {pt['bpp']:.3f} bpp, PSNR {pt['psnr']:.2f} dB, SSIM {pt['ssim']:.4f}")
+        floors = rd.floors(ours, jpeg, webp)
+        print(f"[{split}] floors (matched bpp, whole files, header included):")
+        print("\n".join(rd.format_floors(floors)))
+        result["points"][split] = {"cae": ours, "jpeg": jpeg, "webp": webp, "num_images": len(images)}
+        result["floors"][split] = floors
+        path = args.out / f"rd_{split}.png"
+        rd.plot({"cae": ours, "jpeg": jpeg, "webp": webp}, path, f"CIFAR-10 {split} ({len(images)} images)")
+        plots.append(path)
+        rows += [{"split": split, **pt} for pt in ours + jpeg + webp]
+    (args.out / "rd.json").write_text(json.dumps(result, indent=1))
+    print(f"wrote {args.out / 'rd.json'} and {', '.join(str(p) for p in plots)}")
+    log_wandb(args, result, rows, plots)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,380 @@
+"""The image codec: files, CLI, bit-exact decoding, error handling, and the RD evaluation."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import synth
+import torch
+from conftest import TINY, run_script
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import codec as codec_cli
+import codec_fit
+import codec_init
+from cifarae import checkpoint, rd
+from cifarae import codec as lib
+from cifarae.errors import UserError
+from cifarae.models import AutoEncoder
+from cifarae.tasks import reconstruct
+
+CODEC = [*TINY, "entropy_model=factorized", "precision=no", "epochs=1", "rd_lambda=0.01", "lr=0.01"]
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(scope="module")
+def codec_run(tmp_path_factory, synth_cache):
+    """A tiny codec trained for one epoch through the real entry point (a few seconds)."""
+    run = tmp_path_factory.mktemp("codec") / "run"
+    run_script("train_ae.py", "--data", synth_cache, "--out", run, *CODEC, "wandb=false")
+    return run
+
+
+@pytest.fixture(scope="module")
+def codec(codec_run):
+    return lib.load_codec(codec_run)
+
+
+@pytest.fixture(scope="module")
+def other_model(codec_run, tmp_path_factory):
+    """The same architecture with one weight changed: another model id."""
+    ckpt = checkpoint.load(codec_run)
+    state = dict(checkpoint.inference_state(ckpt))
+    key = "decoder.layers.0.0.weight"
+    state[key] = state[key] + 1e-3
+    ckpt["model"], ckpt["ema_model"] = state, None
+    path = tmp_path_factory.mktemp("other") / "other.pt"
+    checkpoint.save_atomic({k: v for k, v in ckpt.items() if k != "path"}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def images():
+    x, _ = synth.make_images(1, seed=3)  # 10 images, one per class
+    return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+
+
+def save_png(path, image: torch.Tensor):
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(path)
+    return path
+
+
+def load_png(path) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy()).permute(2, 0, 1)
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    try:
+        codec_cli.main([str(a) for a in argv])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def assert_user_error(code, err, *fragments):
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+# ---------------------------------------------------------------------------- round trips
+def test_cli_round_trip_equals_the_models_reconstruction(tmp_path, capsys, codec, codec_run, images):
+    pngs = [save_png(tmp_path / f"img{i}.png", img) for i, img in enumerate(images[:4])]
+    code, out, err = cli(capsys, "compress", *pngs, "-o", tmp_path / "cae", "--model", codec_run)
+    assert code == 0, err
+    files = sorted((tmp_path / "cae").glob("*.cae"))
+    assert [f.stem for f in files] == [p.stem for p in pngs]
+    code, out, err = cli(capsys, "decompress", *files, "-o", tmp_path / "out", "--model", codec_run)
+    assert code == 0, err
+    decoded = torch.stack([load_png(tmp_path / "out" / f"{p.stem}.png") for p in pngs])
+    assert torch.equal(decoded, codec.reconstruct(images[:4]))
+    # ... which is the autoencoder's own eval-mode forward pass (float32, batched), to within
+    # float rounding of the last 8-bit step.
+    model = codec_cli_model(codec_run)
+    with torch.no_grad():
+        forward = (reconstruct(model, images[:4].float() / 255) * 255).round().to(torch.uint8)
+    diff = (decoded.int() - forward.int()).abs()
+    assert diff.max() <= 1 and (diff > 0).float().mean() < 0.01
+
+
+def codec_cli_model(run):
+    ckpt = checkpoint.load(run)
+    model = AutoEncoder(checkpoint.checkpoint_config(ckpt))
+    checkpoint.load_weights(model, checkpoint.inference_state(ckpt), "run")
+    return model.eval()
+
+
+def test_batch_size_and_threads_do_not_change_a_single_bit(codec, images):
+    x = images[:8]
+    batched = codec.compress(x, batch_size=8)
+    single = [codec.compress(x[i : i + 1])[0] for i in range(8)]
+    assert batched == single
+    decoded = [codec.decompress(f) for f in batched]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one_thread = [codec.decompress(f) for f in batched]
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(decoded, one_thread))
+    assert torch.equal(torch.stack(decoded), codec.reconstruct(x))
+
+
+@pytest.mark.parametrize("height,width", [(1, 1), (3, 5), (31, 33), (17, 64), (45, 7)])
+def test_odd_sizes_round_trip(codec, height, width):
+    gen = torch.Generator().manual_seed(height * 100 + width)
+    x = torch.randint(0, 256, (2, 3, height, width), dtype=torch.uint8, generator=gen)
+    files = codec.compress(x)
+    decoded = torch.stack([codec.decompress(f) for f in files])
+    assert decoded.shape == x.shape
+    assert torch.equal(decoded, codec.reconstruct(x))
+
+
+def test_cli_odd_sized_jpeg_and_single_output_file(tmp_path, capsys, codec, codec_run, images):
+    src = tmp_path / "odd.jpg"
+    Image.fromarray(np.tile(images[0].permute(1, 2, 0).numpy(), (2, 2, 1))[:45, :37]).save(src, quality=90)
+    code, _, err = cli(capsys, "compress", src, "-o", tmp_path / "odd.cae", "--model", codec_run)
+    assert code == 0, err
+    code, _, err = cli(capsys, "decompress", tmp_path / "odd.cae", "-o", tmp_path / "odd.png", "--model", codec_run)
+    assert code == 0, err
+    out = load_png(tmp_path / "odd.png")
+    assert out.shape == (3, 45, 37)
+    assert torch.equal(out, codec.reconstruct(lib.read_image(src).unsqueeze(0))[0])
+
+
+# ---------------------------------------------------------------------------- bytes
+def test_bpp_counts_the_real_bytes_of_the_files(tmp_path, codec, images):
+    point = rd.codec_point(codec, images, tmp_path / "files")
+    sizes = [p.stat().st_size for p in sorted((tmp_path / "files").glob("*.cae"))]
+    assert len(sizes) == len(images)
+    assert point["bpp"] == pytest.approx(8 * sum(sizes) / len(sizes) / (32 * 32))
+    # 16 bytes of header + checksum at 32 x 32: magic 3, version 1, size 1 + 1, model id 6, CRC 4.
+    assert point["header_bytes"] == 16
+    assert point["bpp_payload"] == pytest.approx(8 * (sum(sizes) / len(sizes) - 16) / 1024)
+    files = codec.compress(images)
+    for data in files:
+        parsed = codec.parse(data)
+        assert parsed.header_bytes + sum(map(len, parsed.streams)) == len(data)
+    mse = np.mean([(codec.decompress(f).double() - img.double()).pow(2).mean().item() / 255**2 for f, img in
+                   zip(files, images)])  # fmt: skip
+    assert point["mse"] == pytest.approx(mse)
+
+
+def test_header_layout(codec, images):
+    data = codec.compress(images[:1])[0]
+    assert data[:3] == b"CAE" and data[3] == lib.VERSION
+    assert data[4:6] == bytes([32, 32])  # varint width, height
+    assert data[6:12] == codec.model_id
+    assert struct.unpack(">I", data[-4:])[0] == zlib.crc32(data[:-4])
+
+
+# ---------------------------------------------------------------------------- bad files
+def test_truncated_corrupt_foreign_and_versioned_files_are_refused(codec, images):
+    data = codec.compress(images[:1])[0]
+    for n in range(len(data)):
+        with pytest.raises(UserError, match="truncated|corrupt|magic|checksum"):
+            codec.decompress(data[:n])
+    for pos in range(len(data)):
+        for bit in (0x01, 0x80):
+            bad = bytearray(data)
+            bad[pos] ^= bit
+            with pytest.raises(UserError):
+                codec.decompress(bytes(bad))
+    png = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(png, format="PNG")
+    for foreign in (b"", b"CA", png.getvalue(), b"\x00" * 64, b"CAE" + b"\x00" * 40):
+        with pytest.raises(UserError):
+            codec.decompress(foreign)
+    body = data[:3] + bytes([lib.VERSION + 1]) + data[4:-4]
+    with pytest.raises(UserError, match="format version 2"):
+        codec.decompress(body + struct.pack(">I", zlib.crc32(body)))
+
+
+def test_wrong_model_is_refused_by_identity(tmp_path, capsys, codec, codec_run, other_model, images):
+    other = lib.load_codec(other_model)
+    assert other.model_id != codec.model_id
+    with pytest.raises(UserError, match="written by model"):
+        other.decompress(codec.compress(images[:1])[0])
+    path = tmp_path / "a.cae"
+    path.write_bytes(codec.compress(images[:1])[0])
+    code, _, err = cli(capsys, "decompress", path, "-o", tmp_path / "out", "--model", other_model)
+    assert_user_error(code, err, "a.cae", "written by model", "--model")
+    assert not list((tmp_path / "out").glob("*.png"))
+
+
+def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys, codec_run, images):
+    bad = tmp_path / "bad.cae"
+    bad.write_bytes(b"CAE\x01" + b"\x07" * 30)
+    code, _, err = cli(capsys, "decompress", bad, "-o", tmp_path / "out", "--model", codec_run)
+    assert_user_error(code, err, "bad.cae", "checksum")
+    assert not list((tmp_path / "out").glob("*"))
+    code, _, err = cli(capsys, "compress", tmp_path / "missing.png", "-o", tmp_path / "c", "--model", codec_run)
+    assert_user_error(code, err, "missing.png")
+    notimg = tmp_path / "notimage.png"
+    notimg.write_bytes(b"hello")
+    code, _, err = cli(capsys, "compress", notimg, "-o", tmp_path / "c", "--model", codec_run)
+    assert_user_error(code, err, "cannot read image")
+    code, _, err = cli(capsys, "compress", notimg, "-o", tmp_path / "c", "--model", tmp_path / "nothing")
+    assert_user_error(code, err, "does not exist")
+
+
+def test_plain_autoencoder_is_not_a_codec(tmp_path, codec_run):
+    ckpt = checkpoint.load(codec_run)
+    ckpt["config"]["entropy_model"] = "none"
+    ckpt["model"] = {k: v for k, v in ckpt["model"].items() if not k.startswith("entropy_bottleneck.")}
+    checkpoint.save_atomic({k: v for k, v in ckpt.items() if k != "path"}, tmp_path / "ae.pt")
+    with pytest.raises(UserError, match="not a codec"):
+        lib.load_codec(tmp_path / "ae.pt")
+
+
+def test_codec_fit_lowers_the_rate_and_is_used_by_the_run(tmp_path, capsys, codec_run, synth_cache, images):
+    run = tmp_path / "run"
+    shutil.copytree(codec_run, run)
+    before = lib.load_codec(run)
+    codec_fit.main(["--run", str(run), "--data", str(synth_cache), "--images", "200", "--steps", "30"])
+    assert "estimated rate" in capsys.readouterr().out
+    fitted = lib.load_codec(run)
+    assert fitted.source.endswith("codec.pt") and fitted.model_id != before.model_id
+    stats = checkpoint.load(run / "codec.pt")["codec_fit"]
+    assert stats["bpp_after"] < stats["bpp_before"]
+    # Medians stay: the quantised latents, hence the reconstruction, are unchanged.
+    assert torch.equal(fitted.reconstruct(images), before.reconstruct(images))
+    files = fitted.compress(images)
+    assert torch.equal(torch.stack([fitted.decompress(f) for f in files]), before.reconstruct(images))
+    with pytest.raises(UserError, match="written by model"):
+        before.decompress(files[0])
+
+
+# ---------------------------------------------------------------------------- fuzzing
+def reseal(body: bytes) -> bytes:
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_fuzz_arbitrary_bytes(codec, data):
+    for blob in (data, b"CAE\x01" + data, reseal(b"CAE\x01" + data)):
+        try:
+            out = codec.decompress(blob)
+        except UserError:
+            continue
+        assert out.dtype == torch.uint8 and out.ndim == 3
+
+
+@FUZZ
+@given(st.data())
+def test_fuzz_mutated_files(codec, images, data):
+    original = codec.compress(images[:1])[0]
+    expected = codec.decompress(original)
+    blob = bytearray(original)
+    for _ in range(data.draw(st.integers(1, 4))):
+        op = data.draw(st.sampled_from(["flip", "insert", "delete"]))
+        pos = data.draw(st.integers(0, len(blob) - 1))
+        if op == "flip":
+            blob[pos] ^= data.draw(st.integers(1, 255))
+        elif op == "insert":
+            blob.insert(pos, data.draw(st.integers(0, 255)))
+        elif len(blob) > 1:
+            del blob[pos]
+    resealed = data.draw(st.booleans())  # a forged checksum reaches the entropy decoder
+    blob = reseal(bytes(blob[:-4])) if resealed else bytes(blob)
+    try:
+        out = codec.decompress(blob)
+    except UserError:
+        return
+    if blob == original:
+        assert torch.equal(out, expected)
+    else:
+        assert resealed and out.dtype == torch.uint8  # a forged but self-consistent file: a valid decode
+
+
+@FUZZ
+@given(st.integers(0, 2**28 - 1))
+def test_varint_round_trip(value):
+    enc = lib.put_varint(value)
+    assert lib.get_varint(enc + b"\x00", 0, "v", 2**28) == (value, len(enc))
+
+
+# ---------------------------------------------------------------------------- evaluation
+def test_jpeg_scan_bytes_and_floor_interpolation(images):
+    data, _ = rd.pil_roundtrip(images[0].permute(1, 2, 0).numpy(), "JPEG", 30)
+    scan = rd.jpeg_scan_bytes(data)
+    sos = data.index(b"\xff\xda")
+    header_len = int.from_bytes(data[sos + 2 : sos + 4], "big")
+    assert scan == len(data) - (sos + 2 + header_len) - 2  # up to the EOI marker
+    ours = [{"bpp": 0.5, "psnr": 25}, {"bpp": 1.5, "psnr": 31}, {"bpp": 2.5, "psnr": 34}]
+    webp = [{"bpp": 0.8, "psnr": 22}, {"bpp": 3.0, "psnr": 33}]
+    jpeg = [{"bpp": 5, "bpp_scan": 0.5, "psnr": 20}, {"bpp": 6, "bpp_scan": 1.5, "psnr": 26}]
+    assert rd.interpolate(ours, 1.0) == pytest.approx(28)
+    assert rd.interpolate(ours, 3.0) is None
+    result = rd.floors(ours, jpeg, webp)
+    assert result["vs_jpeg_scan_only@1bpp"]["jpeg_scan_psnr"] == pytest.approx(23)
+    assert result["all_pass"]
+    with pytest.raises(UserError, match="75"):
+        rd.baseline_points(images[:1], "JPEG", (75,))
+
+
+def test_rd_eval_script_writes_json_plot_and_wandb_table(tmp_path, synth_cache, codec_run, other_model):
+    out = tmp_path / "rd"
+    proc = run_script(
+        "rd_eval.py", "--data", synth_cache, "--runs", codec_run, other_model, "--out", out, "--splits", "test",
+        "--limit", "20",
+    )  # fmt: skip
+    assert "floors" in proc.stdout and "vs_webp@1bpp" in proc.stdout
+    result = json.loads((out / "rd.json").read_text())
+    points = result["points"]["test"]
+    assert len(points["cae"]) == 2 and points["num_images"] == 20
+    assert {p["quality"] for p in points["jpeg"]} == set(rd.JPEG_QUALITIES)
+    assert {p["quality"] for p in points["webp"]} >= {5, 90}
+    assert all(p["bpp_scan"] < p["bpp"] for p in points["jpeg"])
+    for p in points["cae"]:
+        assert p["bpp_payload"] < p["bpp"] and p["encode_img_per_s"] > 0 and p["decode_peak_rss_mb"] > 0
+    assert set(result["floors"]["test"]) >= {"vs_webp@1bpp", "vs_webp@2bpp", "vs_jpeg_scan_only@1bpp", "all_pass"}
+    assert (out / "rd_test.png").stat().st_size > 1000
+    assert len(list((out / "files" / codec_run.name / "test").glob("*.cae"))) == 20
+    wandb_files = list((out / "wandb").glob("offline-run-*/*.wandb"))
+    assert wandb_files and b"rd/points" in wandb_files[0].read_bytes()
+
+
+def test_codec_init_widens_a_plain_autoencoder_into_a_trainable_codec(tmp_path, codec_run, synth_cache, images):
+    # A plain autoencoder: the tiny codec's transforms without its entropy model.
+    ckpt = checkpoint.load(codec_run)
+    ckpt["config"]["entropy_model"] = "none"
+    ckpt["model"] = {k: v for k, v in ckpt["model"].items() if not k.startswith("entropy_bottleneck.")}
+    checkpoint.save_atomic({k: v for k, v in ckpt.items() if k != "path"}, tmp_path / "ae.pt")
+    ae = AutoEncoder(checkpoint.checkpoint_config(checkpoint.load(tmp_path / "ae.pt")))
+    checkpoint.load_weights(ae, checkpoint.load(tmp_path / "ae.pt")["model"], "ae")
+    x = images.float() / 255
+
+    # Same width, rescaled latents: the same function.
+    args = ["--ae", tmp_path / "ae.pt", "--data", synth_cache, "--images", "200", "--fit-steps", "50"]
+    codec_init.main([str(a) for a in [*args, "--out", tmp_path / "same.pt"]])
+    same = AutoEncoder(checkpoint.checkpoint_config(checkpoint.load(tmp_path / "same.pt")))
+    checkpoint.load_weights(same, checkpoint.load(tmp_path / "same.pt")["model"], "same")
+    with torch.no_grad():
+        assert torch.allclose(same.eval().decoder(same.encode(x)), ae.eval().decoder(ae.encode(x)), atol=1e-4)
+        assert same.encode(x).std(dim=(0, 2, 3)).mean() == pytest.approx(3.0, rel=0.2)
+
+    # Widened: loads the way train_ae.py's init_from= does, and makes a working codec.
+    codec_init.main([str(a) for a in [*args, "--out", tmp_path / "wide.pt", "--latent-channels", "6"]])
+    init = checkpoint.load(tmp_path / "wide.pt")
+    assert init["codec_init"]["prior_fit"]["bits_per_latent_after"] < 5  # centred and fitted: no 30-bit floor
+    cfg = checkpoint.checkpoint_config(init)
+    assert cfg.latent_channels == 6 and cfg.entropy_model == "factorized"
+    model = AutoEncoder(cfg)
+    checkpoint.load_weights(model, checkpoint.inference_state(init), "wide", may_lack="entropy_bottleneck.")
+    wide = lib.Codec(model, cfg)
+    files = wide.compress(images[:2])
+    assert torch.equal(torch.stack([wide.decompress(f) for f in files]), wide.reconstruct(images[:2]))
