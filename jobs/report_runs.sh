@@ -26,6 +26,8 @@ $PY src/evaluate.py --run "$RUNS/grid/finetune-f1-s0" --data "$DATA" --splits va
 $PY jobs/shift_eval.py --data "$DATA" --ae "$RUNS/ae" --clf "$RUNS/grid/finetune-f1-s0" --out outs/shift --images 1000
 # 5. benchmarks
 $PY bench/bench.py --data "$DATA"
+# (and once more on an idle machine, for the training-step and loader rows)
+$PY bench/bench.py --data "$DATA" --only loader,ae,clf --out outs/bench_idle.json
 
 # 6. copy into outs/ (figures and metrics only; no checkpoints) and regenerate the tables
 mkdir -p outs/ae outs/clf outs/grid/histories outs/ablations
