@@ -33,5 +33,4 @@ def load_dataset(source: str, cfg: Config, cache_dir: Path | None, accelerator=N
             keep = data_lib.stratified_subset(dataset.labels[split], count, cfg.split_seed)
             dataset.images[split] = dataset.images[split][keep]
             dataset.labels[split] = dataset.labels[split][keep]
-            dataset.indices[split] = dataset.indices[split][keep]
     return dataset

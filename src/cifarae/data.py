@@ -222,7 +222,6 @@ class Dataset:
 
     images: dict[str, torch.Tensor]  # split -> N x 3 x 32 x 32 uint8
     labels: dict[str, torch.Tensor]  # split -> N int64
-    indices: dict[str, torch.Tensor]  # split -> indices into the source's own split (train or test)
     classes: list[str]
     fingerprint: str
 
@@ -246,11 +245,9 @@ def load(source: str | Path, val_size: int = 5000, split_seed: int = 0, cache_di
     if not 0 < val_size < len(train_all):
         raise UserError(f"val_size={val_size} must be between 1 and {len(train_all) - 1}")
     train_idx, val_idx = split_train_val(train_labels, val_size, split_seed)
-    test_idx = torch.arange(len(data["test_labels"]))
     return Dataset(
         images={"train": train_all[train_idx], "val": train_all[val_idx], "test": data["test_images"]},
         labels={"train": train_labels[train_idx], "val": train_labels[val_idx], "test": data["test_labels"]},
-        indices={"train": train_idx, "val": val_idx, "test": test_idx},
         classes=list(data["classes"]),
         fingerprint=data["fingerprint"],
     )
