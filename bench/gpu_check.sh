@@ -7,7 +7,7 @@
 # Writes outs/gpu/{gpu.txt,bench.json,bench.txt,sweep.json,sweep.txt,train.log,summary.txt}.
 # On a machine without a CUDA GPU it says so and exits 0 (make bench covers the CPU).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 PY=${PY:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
 DATA=${1:-${DATA:-}}
@@ -40,16 +40,16 @@ if [ -z "$DATA" ]; then  # the short training run needs a data file: a synthetic
 fi
 
 # 1. The table: project (bf16 + channels_last + DeviceLoader) vs the plain fp32 NCHW DataLoader loop.
-step "bench" 90 bash -c "'$PY' bench/bench.py --data '$DATA' --only loader,ae,clf,eval --steps 20 --min-time 1 \
+step "bench" "${BENCH_S:-60}" bash -c "'$PY' bench/bench.py --data '$DATA' --only loader,ae,clf,eval --steps 20 --min-time 1 \
     --warmup 3 --loader-batches 40 --eval-images 5000 --out '$OUT/bench.json' | tee '$OUT/bench.txt'"
 
 # 2. Sweep of the project's AE step: precision, channels_last, torch.compile on/off, batch 128..2048.
-step "sweep" 120 bash -c "'$PY' bench/bench.py --data '$DATA' --only sweep --steps 20 --min-time 1 --warmup 3 \
+step "sweep" "${SWEEP_S:-120}" bash -c "'$PY' bench/bench.py --data '$DATA' --only sweep --steps 20 --min-time 1 --warmup 3 \
     --sweep-batches 128,256,512,1024,2048 --out '$OUT/sweep.json' | tee '$OUT/sweep.txt'"
 
 # 3. A short real training run through the engine (report config, 2 epochs, bf16 + channels_last).
 rm -rf "$OUT/run"
-step "train" 60 bash -c "'$PY' src/train_ae.py --data '$DATA' --out '$OUT/run' --config jobs/configs/cpu_ae.yaml \
+step "train" "${TRAIN_S:-60}" bash -c "'$PY' src/train_ae.py --data '$DATA' --out '$OUT/run' --config jobs/configs/cpu_ae.yaml \
     epochs=2 > '$OUT/train.log' 2>&1; rc=\$?; tr '\\r' '\\n' < '$OUT/train.log' | grep -E '^(autoencoder|\[ae\]|error)'; exit \$rc"
 [ -f "$OUT/run/history.json" ] && { cat "$OUT/run/history.json"; echo; }
 

@@ -55,15 +55,20 @@ def log_to_wandb(out: Path, rows: list[dict]) -> None:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
-    p.add_argument("--encoder", required=True, help="AE run directory or checkpoint")
+    p.add_argument("--encoder", default="", help="AE run directory or checkpoint (all modes but scratch)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--grid", type=Path, default=REPO / "jobs" / "configs" / "clf_grid.yaml")
     p.add_argument("--modes", nargs="+", default=None, help="only these modes (default: the grid file's)")
     p.add_argument("--no-wandb", action="store_true")
+    p.add_argument(
+        "--tabulate", action="store_true", help="train nothing: tabulate the cells already evaluated under --out"
+    )
     p.add_argument("overrides", nargs="*", help="key=value overrides for every cell")
     args = p.parse_args(argv)
     grid = yaml.safe_load(args.grid.read_text())
     grid["modes"] = args.modes or grid["modes"]
+    if not args.encoder and not args.tabulate and set(grid["modes"]) - {"scratch"}:
+        raise UserError("--encoder <AE run> is needed for the linear and finetune modes")
     python = [sys.executable]
     launcher = os.environ.get("LAUNCHER", "").split() or python
 
@@ -74,12 +79,18 @@ def main(argv=None):
                 name = cell_name(mode, float(fraction), seed)
                 cell = args.out / name
                 cmd = [*launcher, "src/train_clf.py", "--data", args.data, "--out", str(cell), "--mode", mode]
-                cmd += ["--encoder", args.encoder, "--label-fraction", str(fraction)]
+                cmd += ["--encoder", args.encoder] if args.encoder else []  # scratch: the default backbone
+                cmd += ["--label-fraction", str(fraction)]
                 cmd += [f"seed={seed}", *grid.get("overrides", []), *grid.get("mode_overrides", {}).get(mode, [])]
                 cmd += [*spec.get("overrides", []), *args.overrides]
                 if grid.get("config"):
                     cmd += ["--config", str(REPO / grid["config"])]
-                run(cmd)
+                if args.tabulate:
+                    if not (cell / "eval" / "metrics.json").is_file():
+                        print(f"{name}: not evaluated, left out of the table")
+                        continue
+                else:
+                    run(cmd)
                 if not (cell / "eval" / "metrics.json").is_file():
                     run(
                         [

@@ -35,7 +35,8 @@ def test_label_fraction_subset_is_stratified_and_deterministic():
 @pytest.mark.parametrize("mode", ["linear", "finetune", "scratch"])
 def test_each_mode_learns_the_easy_task(mode, encoder_run, synth_cache, tmp_path):
     run = tmp_path / mode
-    args = ["--data", synth_cache, "--out", run, "--mode", mode, *TINY, "epochs=4", "lr=0.05"]
+    # The full-size recipe (lr 0.4, logits x 1/8) is paced for 20 CIFAR epochs; 48 steps need a faster one.
+    args = ["--data", synth_cache, "--out", run, "--mode", mode, *TINY, "epochs=4", "lr=0.05", "logit_scale=1.0"]
     args += ["--encoder", encoder_run]
     proc = run_script("train_clf.py", *args)
     assert f"classifier ({mode})" in proc.stdout
@@ -117,3 +118,47 @@ def test_label_fraction_and_mismatch_errors(encoder_run, synth_cache, tmp_path):
     assert_one_line_error(proc, "encoder", "[8, 8, 16, 16]", "[8, 8, 16, 32]")
     proc = run_script("train_clf.py", "--data", synth_cache, "--out", tmp_path / "n", "--mode", "linear", check=False)
     assert_one_line_error(proc, "needs --encoder")
+
+
+def test_logit_scale_multiplies_the_logits_and_is_the_recipe_default(synth_cache, tmp_path):
+    from cifarae.config import load_config
+    from cifarae.models import Classifier
+
+    torch.manual_seed(0)
+    plain = Classifier(load_config(None, [*TINY, "task=clf", "logit_scale=1.0"])).eval()
+    scaled = Classifier(load_config(None, [*TINY, "task=clf", "logit_scale=0.125"])).eval()
+    scaled.load_state_dict(plain.state_dict())
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(scaled(x), 0.125 * plain(x))
+    run = tmp_path / "scratch"
+    run_script("train_clf.py", "--data", synth_cache, "--out", run, "--mode", "scratch", *TINY, "epochs=1")
+    assert checkpoint.load(run / "last.pt")["config"]["logit_scale"] == 0.125
+
+
+def test_grid_runs_scratch_without_an_encoder_and_tabulates(synth_cache, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO, script_env
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("modes: [scratch]\nfractions:\n  0.5: {seeds: [0]}\n")
+    out = tmp_path / "grid"
+    cmd = [sys.executable, str(REPO / "jobs" / "clf_grid.py"), "--data", str(synth_cache), "--out", str(out)]
+    cmd += ["--grid", str(grid), "--no-wandb"]
+    train = subprocess.run([*cmd, *TINY, "epochs=2"], cwd=REPO, env=script_env(), capture_output=True, text=True)
+    assert train.returncode == 0, train.stderr[-2000:]
+    table = (out / "grid.csv").read_text()
+    assert table.splitlines()[1].startswith("scratch,0.5,0,2,")
+    (out / "grid.csv").unlink()
+    # --tabulate trains nothing: the cell's checkpoint stays as it was, and the table comes back the same.
+    before = (out / "scratch-f0.5-s0" / "last.pt").stat().st_mtime_ns
+    again = subprocess.run([*cmd, "--tabulate"], cwd=REPO, env=script_env(), capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (out / "grid.csv").read_text() == table
+    assert (out / "scratch-f0.5-s0" / "last.pt").stat().st_mtime_ns == before
+    # linear / finetune cells need the encoder: a one-line error, not a traceback.
+    grid.write_text("modes: [finetune]\nfractions:\n  0.5: {seeds: [0]}\n")
+    proc = subprocess.run(cmd, cwd=REPO, env=script_env(), capture_output=True, text=True)
+    assert_one_line_error(proc, "--encoder")

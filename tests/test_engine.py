@@ -48,6 +48,21 @@ def test_loss_falls_and_run_directory_is_complete(tmp_path, synth_cache):
     assert list((run / "wandb").glob("offline-run-*/files/media/images/val/reconstructions*.png"))
 
 
+def test_training_goes_on_when_wandb_cannot_be_imported(tmp_path, synth_cache):
+    """A bare GPU image without wandb: tracking switches itself off; the job does not fail."""
+    blocker = tmp_path / "site" / "wandb"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('wandb is not installed (blocked by the test)')\n")
+    env = {**script_env(), "PYTHONPATH": str(blocker.parent)}
+    run = tmp_path / "ae"
+    cmd = [sys.executable, str(REPO / "src" / "train_ae.py"), "--data", str(synth_cache), "--out", str(run)]
+    proc = subprocess.run([*cmd, *TINY, "epochs=2", "wandb=true"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "W&B tracking disabled: wandb cannot be imported" in proc.stderr
+    assert len(json.loads((run / "history.json").read_text())) == 2
+    assert not (run / "wandb").exists()
+
+
 def test_sigterm_saves_and_resume_matches_uninterrupted_run(tmp_path, synth_cache):
     args = ["--data", synth_cache, *TINY, "epochs=3", "train_subset=500"]
     run_script("train_ae.py", "--out", tmp_path / "straight", *args)

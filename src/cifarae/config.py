@@ -49,6 +49,8 @@ class Config:
     backbone_lr_mult: float = 1.0  # finetune: learning rate multiplier on the backbone
     label_smoothing: float = 0.2
     tta: bool = True  # test-time horizontal-flip augmentation
+    # multiplies the logits; airbench's 1/9 keeps a max-pooled head's logits small at high lr
+    logit_scale: float = 1.0
 
     # --- optimisation ---
     epochs: int = 10

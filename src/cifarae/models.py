@@ -129,7 +129,10 @@ class AutoEncoder(nn.Module):
         y = self.encode(x)
         if self.entropy_bottleneck is None:
             return self.decoder(y), None
-        y_hat, likelihoods = self.entropy_bottleneck(y.float())
+        # The entropy model runs in fp32 even under autocast: its likelihoods are differences of
+        # CDFs that bf16 rounds to zero, which would make the rate term infinite.
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            y_hat, likelihoods = self.entropy_bottleneck(y.float())
         return self.decoder(y_hat), likelihoods
 
 
@@ -142,6 +145,7 @@ class Classifier(nn.Module):
         # Linear probe: BatchNorm without affine before the head (MAE/DINO protocol).
         self.probe_norm = nn.BatchNorm1d(cfg.widths[3], affine=False) if cfg.mode == "linear" else nn.Identity()
         self.head = nn.Linear(cfg.widths[3], NUM_CLASSES, bias=False)
+        self.logit_scale = cfg.logit_scale
         self.frozen_backbone = cfg.mode == "linear"
         if self.frozen_backbone:
             self.backbone.requires_grad_(False)
@@ -156,7 +160,7 @@ class Classifier(nn.Module):
         return torch.amax(self.backbone(x), dim=(2, 3))
 
     def forward(self, x):
-        return self.head(self.probe_norm(self.features(x)))
+        return self.head(self.probe_norm(self.features(x))) * self.logit_scale
 
 
 def build_model(cfg: Config) -> nn.Module:

@@ -29,6 +29,11 @@ def init_tracking(accelerator, cfg, run_dir: Path, job_type: str) -> bool:
     """Start the W&B tracker on the main process. Returns True when it is running."""
     if not cfg.wandb or wandb_mode() == "disabled":
         return False
+    try:
+        import wandb  # noqa: F401
+    except Exception as err:  # not installed (e.g. a bare GPU image) or broken: train without it
+        warnings.warn(f"W&B tracking disabled: wandb cannot be imported ({err})", stacklevel=2)
+        return False
     run_dir = Path(run_dir).resolve()
     # One W&B run id per run directory and stage, so a resumed job continues the same W&B run.
     run_id = f"{run_dir.name}-{job_type}"[-60:].replace("/", "-")
@@ -52,6 +57,7 @@ def init_tracking(accelerator, cfg, run_dir: Path, job_type: str) -> bool:
         return True
     except Exception as err:  # tracking must never take a training job down
         warnings.warn(f"W&B tracking disabled: {err}", stacklevel=2)
+        accelerator.trackers = []  # a half-started tracker would fail again in end_training()
         return False
 
 
