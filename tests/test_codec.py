@@ -378,3 +378,19 @@ def test_codec_init_widens_a_plain_autoencoder_into_a_trainable_codec(tmp_path, 
     wide = lib.Codec(model, cfg)
     files = wide.compress(images[:2])
     assert torch.equal(torch.stack([wide.decompress(f) for f in files]), wide.reconstruct(images[:2]))
+
+
+def test_entropy_model_stays_fp32_under_bf16_autocast():
+    """bf16 matmuls in the prior round its CDF differences (a wrong, even infinite, rate): it runs in fp32."""
+    from cifarae.config import load_config
+
+    torch.manual_seed(0)
+    model = AutoEncoder(load_config(None, [*TINY, "entropy_model=factorized"])).eval()
+    y = 3 * torch.randn(2, 4, 8, 8)
+    model.encode = lambda x: y  # the same latents with and without autocast
+    x = torch.rand(2, 3, 32, 32)
+    _, reference = model(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x_hat, likelihoods = model(x)
+    assert likelihoods.dtype == torch.float32 and x_hat.shape == (2, 3, 32, 32)
+    assert torch.equal(likelihoods, reference)
