@@ -1,9 +1,11 @@
 """Autoencoder design iterations at a small, equal budget: loss, bottleneck size, upsampling.
 
-    python jobs/ablations.py --data PATH --out runs/ablations [--base jobs/configs/cpu_ae.yaml] [key=value ...]
+    python jobs/ablations.py --data PATH --out runs/ablations [--base jobs/configs/cpu_ae.yaml] [--only V ...]
+        [--evaluate] [key=value ...]
 
 Every variant is an ordinary `src/train_ae.py` run (resumable) on the same training subset and
-budget; the table compares their best validation PSNR. Writes OUT/ablations.json and .csv.
+budget (key=value overrides the budget too); the table compares their best validation PSNR, and
+with --evaluate also their test PSNR and SSIM (src/evaluate.py). Writes OUT/ablations.json and .csv.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ VARIANTS = {  # name -> (what changed, overrides on top of the base config)
     "base": ("MSE loss, latent 12x8x8 (4x), resize+conv", []),
     "loss_l1": ("L1 loss", ["loss={l1: 1.0}"]),
     "loss_l1_ssim": ("0.16 L1 + 0.84 (1-SSIM)", ["loss={l1: 0.16, ssim: 0.84}"]),
+    "latent_3": ("latent 3x8x8 (16x)", ["latent_channels=3"]),
     "latent_6": ("latent 6x8x8 (8x)", ["latent_channels=6"]),
     "latent_24": ("latent 24x8x8 (2x)", ["latent_channels=24"]),
     "up_pixel_shuffle": ("pixel-shuffle upsampling", ["upsample=pixel_shuffle"]),
@@ -39,6 +42,7 @@ def main(argv=None):
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--base", default=str(REPO / "jobs" / "configs" / "cpu_ae.yaml"))
     p.add_argument("--only", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    p.add_argument("--evaluate", action="store_true", help="also score each variant on the test split")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args(argv)
     rows = []
@@ -52,18 +56,26 @@ def main(argv=None):
             raise UserError(f"variant {name} failed: {' '.join(cmd)}")
         history = json.loads((run / "history.json").read_text())
         best = max(history, key=lambda h: h["val_psnr"])
-        rows.append(
-            {
-                "variant": name,
-                "change": change,
-                "val_psnr": best["val_psnr"],
-                "val_mse": best["val_mse"],
-                "train_loss": history[-1]["train_loss"],
-                "img_per_s": history[-1]["img_per_s"],
-            }
-        )
+        row = {
+            "variant": name,
+            "change": change,
+            "val_psnr": best["val_psnr"],
+            "val_mse": best["val_mse"],
+            "train_loss": history[-1]["train_loss"],
+            "img_per_s": history[-1]["img_per_s"],
+        }
+        if args.evaluate:
+            metrics = run / "eval" / "metrics.json"
+            if not metrics.is_file():
+                cmd = [sys.executable, "src/evaluate.py", "--run", str(run), "--data", args.data, "--splits", "test"]
+                if subprocess.run([*cmd, "--no-wandb"], cwd=REPO).returncode != 0:
+                    raise UserError(f"evaluation of {name} failed: {' '.join(cmd)}")
+            test = json.loads(metrics.read_text())["test"]
+            row.update({k: test[k] for k in ("compression_ratio", "psnr_dataset", "psnr_mean", "ssim")})
+        rows.append(row)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ablations.json").write_text(json.dumps({"budget": BUDGET, "rows": rows}, indent=1))
+    budget = [*BUDGET, *args.overrides]
+    (args.out / "ablations.json").write_text(json.dumps({"budget": budget, "rows": rows}, indent=1))
     with open(args.out / "ablations.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -37,8 +37,8 @@ def load(path: str):
     return json.loads(f.read_text()) if f.suffix == ".json" else yaml.safe_load(f.read_text())
 
 
-def ae_metrics() -> str | None:
-    m = load("ae/metrics.json")
+def ae_metrics(prefix: str = "") -> str | None:
+    m = load(f"{prefix}ae/metrics.json")
     if m is None:
         return None
     keys = ["mse", "mae", "psnr_mean", "psnr_dataset", "ssim", "r2", "compression_ratio", "num_images"]
@@ -55,8 +55,8 @@ def ae_per_class() -> str | None:
     )
 
 
-def hyperparameters() -> str | None:
-    ae, clf = load("ae/config.yaml"), load("grid/config_finetune.yaml")
+def hyperparameters(prefix: str = "") -> str | None:
+    ae, clf = load(f"{prefix}ae/config.yaml"), load(f"{prefix}grid/config_finetune.yaml")
     if ae is None:
         return None
     keys = [
@@ -74,6 +74,7 @@ def hyperparameters() -> str | None:
         "schedule",
         "warmup_epochs",
         "label_smoothing",
+        "logit_scale",
         "tta",
         "augment",
         "precision",
@@ -95,8 +96,8 @@ def ae_history() -> str | None:
     return md_table(keys, [[r[k] for k in keys] for r in h])
 
 
-def grid() -> str | None:
-    g = load("grid/grid.json")
+def grid(prefix: str = "") -> str | None:
+    g = load(f"{prefix}grid/grid.json")
     if g is None:
         return None
     fractions = list(next(iter(g["summary"].values())))
@@ -110,8 +111,8 @@ def grid() -> str | None:
     return md_table(["mode", *(f"{float(f):.0%} labels" for f in fractions)], rows)
 
 
-def grid_margin() -> str | None:
-    g = load("grid/grid.json")
+def grid_margin(prefix: str = "") -> str | None:
+    g = load(f"{prefix}grid/grid.json")
     if g is None or "finetune" not in g["summary"] or "scratch" not in g["summary"]:
         return None
     rows = []
@@ -166,6 +167,92 @@ def bench(name: str = "bench.json") -> str | None:
     return md_table(["row", "unit", "project (median of 3)", "baseline (median of 3)", "ratio", "target"], rows)
 
 
+def history_summary(paths: dict[str, str], metric: str) -> str | None:
+    """One row per run: epochs, the final and best validation metric, training throughput."""
+    rows = []
+    for label, path in paths.items():
+        h = load(path)
+        if h is None:
+            return None
+        best = max(r[metric] for r in h)
+        rows.append([label, len(h), h[-1][metric], best, sum(r["epoch_time_s"] for r in h), h[-1]["img_per_s"]])
+    header = ["run", "epochs", f"final {metric}", f"best {metric}", "train time (s)", "img/s (last epoch)"]
+    return md_table(header, rows)
+
+
+def full_budget() -> str | None:
+    return history_summary(
+        {
+            "scratch, 100% labels, 10 epochs": "full/budget/scratch-e10.json",
+            "scratch, 100% labels, 20 epochs (seed 0)": "full/grid/histories/scratch-f1-s0.json",
+            "finetune, 100% labels, 10 epochs": "full/budget/finetune-e10.json",
+            "finetune, 100% labels, 20 epochs (seed 0)": "full/grid/histories/finetune-f1-s0.json",
+        },
+        "val_acc",
+    )
+
+
+def full_codec_training() -> str | None:
+    lambdas = ("0.004", "0.012", "0.035", "0.1")
+    return history_summary({f"λ = {lam}": f"full/codec/lambda{lam}.json" for lam in lambdas}, "val_psnr")
+
+
+def rd_points(split: str = "test") -> str | None:
+    r = load("full/rd/rd.json")
+    if r is None:
+        return None
+    rows = []
+    for p in r["points"][split]["cae"]:
+        rows.append(
+            [
+                f"ours λ={p['rd_lambda']:g}",
+                p["bpp"],
+                p["bpp_payload"],
+                p["psnr"],
+                p["ssim"],
+                p["encode_img_per_s"],
+                p["decode_img_per_s"],
+                max(p["encode_peak_rss_mb"], p["decode_peak_rss_mb"]),
+            ]
+        )
+    for codec, key in (("webp", "quality"), ("jpeg", "quality")):
+        for p in r["points"][split][codec]:
+            scan = f" (scan data {p['bpp_scan']:.3g})" if "bpp_scan" in p else ""
+            rows.append([f"{codec} q{p[key]}", p["bpp"], f"-{scan}", p["psnr"], p["ssim"], "", "", ""])
+    header = ["codec", "bpp (whole file)", "bpp (payload)", "PSNR (dB)", "SSIM", "encode img/s", "decode img/s"]
+    return md_table([*header, "peak RSS (MB)"], rows)
+
+
+def rd_floors() -> str | None:
+    r = load("full/rd/rd.json")
+    if r is None:
+        return None
+    rows = []
+    for split, floors in r["floors"].items():
+        for name, f in floors.items():
+            if name == "all_pass":
+                continue
+            other = next(v for k, v in f.items() if k.endswith("_psnr") and not k.startswith("cae"))
+            cae = "outside the curve" if f["cae_psnr"] is None else f["cae_psnr"]
+            gain = "-" if f["gain_db"] is None else f["gain_db"]
+            rows.append([split, name, cae, other, gain, "pass" if f["pass"] else "FAIL"])
+    return md_table(["split", "floor", "ours PSNR (dB)", "reference PSNR (dB)", "gain (dB)", "result"], rows)
+
+
+def gpu_steps() -> str | None:
+    f = OUTS / "full" / "steps.txt"
+    if not f.is_file():
+        return None
+    rows = []
+    for line in f.read_text().splitlines():
+        m = re.match(r"(\S+): (?:rc=(\d+) (\d+)s \(ended at \+(\d+)s\)|(skipped.*))", line)
+        if m:
+            rc, secs, end, skipped = m.group(2), m.group(3), m.group(4), m.group(5)
+            outcome = skipped or ("ok" if rc == "0" else "cut by the deadline" if rc == "124" else f"exit {rc}")
+            rows.append([m.group(1), secs or "-", end or "-", outcome])
+    return md_table(["step", "seconds", "ended at (s)", "outcome"], rows)
+
+
 TABLES = {
     "ae_metrics": (ae_metrics, "see Reproducing the report (ae)"),
     "ae_per_class": (ae_per_class, "see Reproducing the report (ae)"),
@@ -178,6 +265,17 @@ TABLES = {
     "shift": (shift, "see Reproducing the report (shift)"),
     "bench": (bench, "make bench"),
     "bench_idle": (lambda: bench("bench_idle.json"), "bench/bench.py --only loader,ae,clf --out outs/bench_idle.json"),
+    "full_ae_metrics": (lambda: ae_metrics("full/"), "jobs/report_runs_gpu.sh"),
+    "full_hyperparameters": (lambda: hyperparameters("full/"), "jobs/report_runs_gpu.sh"),
+    "full_grid": (lambda: grid("full/"), "jobs/report_runs_gpu.sh"),
+    "full_grid_margin": (lambda: grid_margin("full/"), "jobs/report_runs_gpu.sh"),
+    "full_budget": (full_budget, "jobs/report_runs_gpu.sh"),
+    "full_codec_training": (full_codec_training, "jobs/report_runs_gpu.sh"),
+    "full_steps": (gpu_steps, "jobs/report_runs_gpu.sh"),
+    "rd_points": (rd_points, "jobs/report_runs_gpu.sh collect"),
+    "rd_floors": (rd_floors, "jobs/report_runs_gpu.sh collect"),
+    "gpu_bench": (lambda: bench("gpu/bench.json"), "bench/gpu_check.sh on a GPU"),
+    "gpu_sweep": (lambda: bench("gpu/sweep.json"), "bench/gpu_check.sh on a GPU"),
 }
 
 

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The commands behind the full-size (GPU) figures in REPORT.md: outs/full/ and outs/gpu/.
+#
+#   bash jobs/report_runs_gpu.sh collect DATA REP     after step 1, on the machine that holds REP
+#
+# 1. On one GPU (an H200 here), with the data prepared (src/prepare_data.py --data <archive>):
+#      BUDGET=510 PROFILE_S=125 BENCH_S=40 SWEEP_S=65 TRAIN_S=20 RD_LIMIT=1000 PACK=<dir> \
+#          bash jobs/gpu_report.sh data/cifar10-jpeg-<fingerprint>.pt REP
+#    then, alone on the GPU, the profile again with more time (the first one was cut at its limit):
+#      BENCH_S=60 SWEEP_S=105 TRAIN_S=30 bash bench/gpu_check.sh data/cifar10-jpeg-<fingerprint>.pt
+#    gpu_report.sh's deadline cut the prior refits and the RD evaluation; PACK brought the codec
+#    weights (and the AE backbone) back, and step 2 runs those on the CPUs.
+# 2. `collect`: the grid table from the evaluated cells, the codec prior refits and the
+#    rate-distortion evaluation (CPU), then copies figures and metrics into outs/full/.
+set -euo pipefail
+cd "$(dirname "$0")/.." || exit 1
+PY=${PY:-.venv/bin/python}
+export WANDB_MODE=${WANDB_MODE:-offline}
+[ "${1:-}" = collect ] || { sed -n '2,15p' "$0"; exit 2; }
+DATA=${2:?usage: jobs/report_runs_gpu.sh collect DATA REP}
+REP=${3:?usage: jobs/report_runs_gpu.sh collect DATA REP}
+R=$REP/runs
+CODECS=${CODECS:-runs/gpu/codec}  # the packed codec_lambda*.pt, each copied to $CODECS/lambda*/best.pt
+
+$PY jobs/clf_grid.py --data "$DATA" --out "$R/grid" --grid jobs/configs/gpu_clf_grid.yaml --tabulate --no-wandb
+for run in "$CODECS"/lambda*; do
+    [ -f "$run/codec.pt" ] || $PY src/codec_fit.py --run "$run" --data "$DATA"
+done
+# shellcheck disable=SC2046
+[ -f "$CODECS/../rd/rd.json" ] || $PY src/rd_eval.py --data "$DATA" --runs $(ls -d "$CODECS"/lambda*) --out "$CODECS/../rd" --splits test val --threads 2
+
+mkdir -p outs/full/ae outs/full/grid/histories outs/full/budget outs/full/codec outs/full/rd
+cp "$R"/ae/eval/*.png "$R"/ae/eval/metrics.* "$R"/ae/history.json "$R"/ae/config.yaml outs/full/ae/
+cp "$R"/grid/grid.* outs/full/grid/
+for cell in "$R"/grid/*-f*-s*/; do cp "$cell/history.json" "outs/full/grid/histories/$(basename "$cell").json"; done
+cp "$R"/grid/finetune-f1-s0/config.yaml outs/full/grid/config_finetune.yaml
+cp "$R"/grid/scratch-f1-s0/config.yaml outs/full/grid/config_scratch.yaml
+cp "$R"/grid/linear-f1-s0/config.yaml outs/full/grid/config_linear.yaml
+for run in "$R"/budget/*/; do cp "$run/history.json" "outs/full/budget/$(basename "$run").json"; done
+for run in "$R"/codec/lambda*/; do cp "$run/history.json" "outs/full/codec/$(basename "$run").json"; done
+cp "$CODECS"/../rd/rd.json "$CODECS"/../rd/*.png outs/full/rd/
+cp "$REP"/steps.txt "$REP"/gpu.txt outs/full/
+$PY jobs/report.py
