@@ -141,6 +141,20 @@ def ablations() -> str | None:
     )
 
 
+def bottleneck() -> str | None:
+    a = load("bottleneck/ablations.json")
+    if a is None:
+        return None
+    rows = sorted(a["rows"], key=lambda r: r["compression_ratio"])
+    keys = ["compression_ratio", "psnr_dataset", "psnr_mean", "ssim", "val_psnr", "img_per_s"]
+    header = ["latent", "compression ratio", "test PSNR pooled (dB)", "test PSNR mean (dB)", "test SSIM"]
+    return md_table(
+        [*header, "best val PSNR (dB)", "train img/s"],
+        # 3,072 input values / (C x 8 x 8) latent values: C = 48 / ratio
+        [[f"{round(48 / r['compression_ratio'])}x8x8", *(r[k] for k in keys)] for r in rows],
+    )
+
+
 def shift() -> str | None:
     s = load("shift/shift.json")
     if s is None:
@@ -190,6 +204,16 @@ def full_budget() -> str | None:
         },
         "val_acc",
     )
+
+
+def recipe() -> str | None:
+    variants = {
+        "base": "recipe as is",
+        "crop_pad-2": "crop padding 4 → 2",
+        "weight_decay-0.005": "weight decay 5e-4 → 5e-3",
+        "ema_decay-0.99": "EMA of the weights (decay 0.99)",
+    }
+    return history_summary({label: f"recipe/{name}.json" for name, label in variants.items()}, "val_acc")
 
 
 def full_codec_training() -> str | None:
@@ -263,6 +287,7 @@ TABLES = {
     "clf_metrics": (clf_metrics, "see Reproducing the report (grid)"),
     "ablations": (ablations, "see Reproducing the report (ablations)"),
     "shift": (shift, "see Reproducing the report (shift)"),
+    "bottleneck": (bottleneck, "see Reproducing the report (bottleneck)"),
     "bench": (bench, "make bench"),
     "bench_idle": (lambda: bench("bench_idle.json"), "bench/bench.py --only loader,ae,clf --out outs/bench_idle.json"),
     "full_ae_metrics": (lambda: ae_metrics("full/"), "jobs/report_runs_gpu.sh"),
@@ -271,6 +296,7 @@ TABLES = {
     "full_grid_margin": (lambda: grid_margin("full/"), "jobs/report_runs_gpu.sh"),
     "full_budget": (full_budget, "jobs/report_runs_gpu.sh"),
     "full_codec_training": (full_codec_training, "jobs/report_runs_gpu.sh"),
+    "recipe": (recipe, "see Reproducing the report (recipe)"),
     "full_steps": (gpu_steps, "jobs/report_runs_gpu.sh"),
     "rd_points": (rd_points, "jobs/report_runs_gpu.sh collect"),
     "rd_floors": (rd_floors, "jobs/report_runs_gpu.sh collect"),

@@ -38,3 +38,19 @@ for cell in "$RUNS"/grid/*-f*-s*/; do cp "$cell/history.json" "outs/grid/histori
 cp "$RUNS"/grid/finetune-f1-s0/config.yaml outs/grid/config_finetune.yaml
 cp "$RUNS"/ablations/ablations.* outs/ablations/
 $PY jobs/report.py
+
+# 7. bottleneck sizes (added later): 3, 6, 12 and 24 latent channels at an equal budget (2 epochs on the
+#    whole training split), each scored on the test split
+$PY jobs/ablations.py --data "$DATA" --out "$RUNS/bottleneck" --only latent_3 latent_6 base latent_24 \
+    --evaluate train_subset=0 val_subset=1000 epochs=2
+mkdir -p outs/bottleneck && cp "$RUNS"/bottleneck/ablations.* outs/bottleneck/
+# 8. classifier recipe iterations (added later): scratch, half width, 5 epochs on 100% labels, one
+#    change at a time against train_clf.py's recipe
+for variant in "base" "crop_pad=2" "weight_decay=0.005" "ema_decay=0.99"; do
+    extra=()
+    [ "$variant" = base ] || extra=("$variant")
+    $PY src/train_clf.py --data "$DATA" --out "$RUNS/recipe/${variant//=/-}" --mode scratch "widths=[24,64,128,128]" \
+        epochs=5 warmup_epochs=1 val_subset=1000 wandb=false "${extra[@]}"
+done
+mkdir -p outs/recipe && for run in "$RUNS"/recipe/*/; do cp "$run/history.json" "outs/recipe/$(basename "$run").json"; done
+$PY jobs/report.py

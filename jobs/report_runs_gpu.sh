@@ -30,7 +30,7 @@ done
 [ -f "$CODECS/../rd/rd.json" ] || $PY src/rd_eval.py --data "$DATA" --runs $(ls -d "$CODECS"/lambda*) --out "$CODECS/../rd" --splits test val --threads 2
 
 mkdir -p outs/full/ae outs/full/grid/histories outs/full/budget outs/full/codec outs/full/rd
-cp "$R"/ae/eval/*.png "$R"/ae/eval/metrics.* "$R"/ae/history.json "$R"/ae/config.yaml outs/full/ae/
+cp "$R"/ae/eval/*.png "$R"/ae/eval/metrics.json "$R"/ae/eval/metrics.csv "$R"/ae/history.json "$R"/ae/config.yaml outs/full/ae/
 cp "$R"/grid/grid.* outs/full/grid/
 for cell in "$R"/grid/*-f*-s*/; do cp "$cell/history.json" "outs/full/grid/histories/$(basename "$cell").json"; done
 cp "$R"/grid/finetune-f1-s0/config.yaml outs/full/grid/config_finetune.yaml

@@ -1,11 +1,14 @@
 """Rate-distortion evaluation of codec runs against Pillow's JPEG and WebP.
 
     python src/rd_eval.py --data PATH --runs RUN [RUN ...] --out outs/rd [--splits test val] [--limit N]
+        [--reuse OLD/rd.json]
 
 Each RUN (one rate-distortion lambda each) compresses every image of the split to a real .cae
 file (written under OUT/files/), the files are read back and decoded with the same function as
 `codec.py decompress`, and bpp is 8 * file bytes / pixels, header included (also reported
 without it). Writes OUT/rd.json, OUT/rd_<split>.png and a W&B table; prints the floors.
+--reuse takes the points of models already measured in an earlier rd.json (same model id, split
+and image count) instead of coding those images again: adding one lambda costs one run.
 """
 
 from __future__ import annotations
@@ -65,7 +68,19 @@ def main(argv=None):
     p.add_argument("--no-files", action="store_true", help="count bytes in memory instead of writing the files")
     p.add_argument("--no-wandb", action="store_true")
     p.add_argument("--wandb-project", default="cifarae")
+    p.add_argument("--reuse", type=Path, default=None, help="an earlier rd.json whose points (same model id) to keep")
     args = p.parse_args(argv)
+    previous = {}
+    if args.reuse:
+        try:
+            old = json.loads(args.reuse.read_text())
+            previous = {
+                (split, pt["model_id"], pts["num_images"]): pt
+                for split, pts in old["points"].items()
+                for pt in pts["cae"]
+            }
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise UserError(f"--reuse {args.reuse} is not a readable rd.json ({err})") from None
     if args.threads:
         torch.set_num_threads(args.threads)
     codecs = [load_codec(r) for r in args.runs]
@@ -95,6 +110,11 @@ def main(argv=None):
         print(f"[{split}] {len(images)} images")
         ours = []
         for run, codec in zip(args.runs, codecs):
+            reused = previous.get((split, codec.model_id.hex(), len(images)))
+            if reused is not None:
+                ours.append({**reused, "run": str(run), "reused_from": str(args.reuse)})
+                print(f"  cae {Path(run).name}: reused from {args.reuse} ({reused['bpp']:.3f} bpp)")
+                continue
             t0 = time.perf_counter()
             file_dir = None if args.no_files else args.out / "files" / Path(run).name / split
             point = {"run": str(run), **rd.codec_point(codec, images, file_dir)}

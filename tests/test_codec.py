@@ -348,6 +348,24 @@ def test_rd_eval_script_writes_json_plot_and_wandb_table(tmp_path, synth_cache, 
     assert wandb_files and b"rd/points" in wandb_files[0].read_bytes()
 
 
+def test_rd_eval_reuses_points_of_models_already_measured(tmp_path, synth_cache, codec_run, other_model):
+    common = ["--data", synth_cache, "--splits", "test", "--limit", "20", "--no-wandb"]
+    run_script("rd_eval.py", *common, "--runs", codec_run, "--out", tmp_path / "one")
+    first = json.loads((tmp_path / "one" / "rd.json").read_text())["points"]["test"]["cae"][0]
+    proc = run_script(
+        "rd_eval.py", *common, "--runs", codec_run, other_model, "--out", tmp_path / "two",
+        "--reuse", tmp_path / "one" / "rd.json",
+    )  # fmt: skip
+    assert "reused from" in proc.stdout
+    kept, measured = json.loads((tmp_path / "two" / "rd.json").read_text())["points"]["test"]["cae"]
+    assert {k: v for k, v in kept.items() if k not in ("run", "reused_from")} == {
+        k: v for k, v in first.items() if k != "run"
+    }
+    assert "reused_from" not in measured and measured["model_id"] != kept["model_id"]
+    assert not (tmp_path / "two" / "files" / codec_run.name).exists()  # the reused model coded nothing
+    assert len(list((tmp_path / "two" / "files" / other_model.name / "test").glob("*.cae"))) == 20
+
+
 def test_codec_init_widens_a_plain_autoencoder_into_a_trainable_codec(tmp_path, codec_run, synth_cache, images):
     # A plain autoencoder: the tiny codec's transforms without its entropy model.
     ckpt = checkpoint.load(codec_run)
