@@ -35,8 +35,10 @@ def test_label_fraction_subset_is_stratified_and_deterministic():
 @pytest.mark.parametrize("mode", ["linear", "finetune", "scratch"])
 def test_each_mode_learns_the_easy_task(mode, encoder_run, synth_cache, tmp_path):
     run = tmp_path / mode
-    # The full-size recipe (lr 0.4, logits x 1/8) is paced for 20 CIFAR epochs; 48 steps need a faster one.
+    # The full-size recipe (lr 0.4, logits x 1/8, 4 warm-up epochs) is paced for 20 CIFAR epochs; 48 steps
+    # need a faster one.
     args = ["--data", synth_cache, "--out", run, "--mode", mode, *TINY, "epochs=4", "lr=0.05", "logit_scale=1.0"]
+    args += ["warmup_epochs=1"]
     args += ["--encoder", encoder_run]
     proc = run_script("train_clf.py", *args)
     assert f"classifier ({mode})" in proc.stdout
