@@ -54,3 +54,6 @@ for variant in "base" "crop_pad=2" "weight_decay=0.005" "ema_decay=0.99"; do
 done
 mkdir -p outs/recipe && for run in "$RUNS"/recipe/*/; do cp "$run/history.json" "outs/recipe/$(basename "$run").json"; done
 $PY jobs/report.py
+# 9. the AE step's precision / memory-layout sweep on the CPU (same loader, batch 256)
+$PY bench/bench.py --data "$DATA" --only sweep --sweep-batches 256 --steps 4 --warmup 2 --out outs/bench_cpu_sweep.json
+$PY jobs/report.py

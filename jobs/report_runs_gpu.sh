@@ -11,7 +11,9 @@
 #    gpu_report.sh's deadline cut the prior refits and the RD evaluation; PACK brought the codec
 #    weights (and the AE backbone) back, and step 2 runs those on the CPUs.
 # 2. `collect`: the grid table from the evaluated cells, the codec prior refits and the
-#    rate-distortion evaluation (CPU), then copies figures and metrics into outs/full/.
+#    rate-distortion evaluation (CPU), one more codec point above 2 bpp (the λ=0.035 codec
+#    fine-tuned at λ=0.2 on 12,000 images on the CPU, since the λ=0.1 weights stayed on the GPU
+#    machine), then copies figures and metrics into outs/full/.
 set -euo pipefail
 cd "$(dirname "$0")/.." || exit 1
 PY=${PY:-.venv/bin/python}
@@ -26,8 +28,17 @@ $PY jobs/clf_grid.py --data "$DATA" --out "$R/grid" --grid jobs/configs/gpu_clf_
 for run in "$CODECS"/lambda*; do
     [ -f "$run/codec.pt" ] || $PY src/codec_fit.py --run "$run" --data "$DATA"
 done
+RD=$CODECS/../rd
 # shellcheck disable=SC2046
-[ -f "$CODECS/../rd/rd.json" ] || $PY src/rd_eval.py --data "$DATA" --runs $(ls -d "$CODECS"/lambda*) --out "$CODECS/../rd" --splits test val --threads 2
+[ -f "$RD/rd.json" ] || $PY src/rd_eval.py --data "$DATA" --runs $(ls -d "$CODECS"/lambda*) --out "$RD" --splits test val --threads 2
+HI=$CODECS/../codec_cpu/lambda0.2
+[ -f "$HI/best.pt" ] || $PY src/train_ae.py --data "$DATA" --out "$HI" --config jobs/configs/full.yaml \
+    entropy_model=factorized latent_channels=48 init_from="$CODECS/lambda0.035/codec.pt" rd_lambda=0.2 epochs=1 \
+    train_subset=12000 val_subset=1000 batch_size=128 lr=0.0005 warmup_epochs=0.05 wandb=false
+[ -f "$HI/codec.pt" ] || $PY src/codec_fit.py --run "$HI" --data "$DATA"
+# shellcheck disable=SC2046
+[ -f "$RD/../rd4/rd.json" ] || $PY src/rd_eval.py --data "$DATA" --runs $(ls -d "$CODECS"/lambda*) "$HI" \
+    --out "$RD/../rd4" --splits test val --threads 2 --reuse "$RD/rd.json"
 
 mkdir -p outs/full/ae outs/full/grid/histories outs/full/budget outs/full/codec outs/full/rd
 cp "$R"/ae/eval/*.png "$R"/ae/eval/metrics.json "$R"/ae/eval/metrics.csv "$R"/ae/history.json "$R"/ae/config.yaml outs/full/ae/
@@ -38,6 +49,7 @@ cp "$R"/grid/scratch-f1-s0/config.yaml outs/full/grid/config_scratch.yaml
 cp "$R"/grid/linear-f1-s0/config.yaml outs/full/grid/config_linear.yaml
 for run in "$R"/budget/*/; do cp "$run/history.json" "outs/full/budget/$(basename "$run").json"; done
 for run in "$R"/codec/lambda*/; do cp "$run/history.json" "outs/full/codec/$(basename "$run").json"; done
-cp "$CODECS"/../rd/rd.json "$CODECS"/../rd/*.png outs/full/rd/
+cp "$RD"/../rd4/rd.json "$RD"/../rd4/*.png outs/full/rd/
+cp "$HI"/history.json outs/full/codec/lambda0.2-cpu.json
 cp "$REP"/steps.txt "$REP"/gpu.txt outs/full/
 $PY jobs/report.py
