@@ -785,6 +785,11 @@ def parse_args(argv=None):
     return args
 
 
+def repo_relative(path: str) -> str:
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
+
+
 def pick_threads(requested: str, others: dict) -> tuple[int, str]:
     """Intra-op threads of the bench process. 'auto': torch's default on an idle machine, 1 on a busy one.
 
@@ -836,7 +841,8 @@ def main(argv=None) -> dict:
             "machine": info,
             "config": cfg.to_dict(),
             "data": str(args.data or "synthetic"),
-            "args": vars(args),
+            # paths inside the checkout are recorded relative to it, so records do not name this machine
+            "args": {**vars(args), "config": repo_relative(args.config), "out": repo_relative(args.out)},
             "background": {**others, "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
             "elapsed_s": elapsed,
             "rows": rows,
