@@ -87,14 +87,18 @@ stream_ae() {
         --limit "$RD_LIMIT" --threads 8 --no-wandb
 }
 
+wait_for_ae() {  # until the AE stream has a best.pt (or the deadline passes)
+    while [ ! -f "$R/ae.ready" ] && [ $SECONDS -lt $deadline ]; do sleep 2; done
+    [ -f "$R/ae.ready" ]
+}
+
 stream_scratch() {
     step grid_scratch "$PY" jobs/clf_grid.py --data "$DATA" --out "$R/grid" --grid jobs/configs/gpu_clf_grid.yaml \
         --modes scratch --no-wandb "${NO_WB[@]}" "${EXTRA[@]}"
 }
 
 stream_probe() {
-    while [ ! -f "$R/ae.ready" ] && [ $SECONDS -lt $deadline ]; do sleep 2; done
-    [ -f "$R/ae.ready" ] || return 1
+    wait_for_ae || return 1
     step grid_finetune "$PY" jobs/clf_grid.py --data "$DATA" --encoder "$R/ae" --out "$R/grid" \
         --grid jobs/configs/gpu_clf_grid.yaml --modes finetune --no-wandb "${NO_WB[@]}" "${EXTRA[@]}" &
     local finetune=$!
@@ -107,8 +111,7 @@ stream_probe() {
 stream_budget() {
     step scratch_e10 "$PY" src/train_clf.py --data "$DATA" --out "$R/budget/scratch-e10" --mode scratch \
         epochs=10 "${NO_WB[@]}" "${EXTRA[@]}"
-    while [ ! -f "$R/ae.ready" ] && [ $SECONDS -lt $deadline ]; do sleep 2; done
-    [ -f "$R/ae.ready" ] || return 1
+    wait_for_ae || return 1
     step finetune_e10 "$PY" src/train_clf.py --data "$DATA" --out "$R/budget/finetune-e10" --mode finetune \
         --encoder "$R/ae" epochs=10 "${NO_WB[@]}" "${EXTRA[@]}"
 }
