@@ -34,8 +34,42 @@ def run(cmd: list[str]) -> None:
         raise UserError(f"grid cell failed (exit {proc.returncode}): {' '.join(cmd)}")
 
 
+def tested(cell: Path) -> bool:
+    """Whether ``cell`` has an evaluation that includes the test split."""
+    metrics = cell / "eval" / "metrics.json"
+    return metrics.is_file() and "test" in json.loads(metrics.read_text())
+
+
 def cell_name(mode: str, fraction: float, seed: int) -> str:
     return f"{mode}-f{fraction:g}-s{seed}"
+
+
+def load_grid(path: Path, modes: list[str] | None = None) -> dict:
+    """The grid file (jobs/configs/clf_grid.yaml), optionally restricted to ``modes``."""
+    if not path.is_file():
+        raise UserError(f"grid file {path} does not exist")
+    grid = yaml.safe_load(path.read_text())
+    grid["modes"] = modes or grid["modes"]
+    return grid
+
+
+def cells(grid: dict, data: str, encoder: str, out: Path, overrides: list[str], launcher: list[str]):
+    """Every cell of ``grid`` as (mode, fraction, seed, run directory, train_clf.py command line).
+
+    Overrides apply in this order: the grid's, its mode's, its fraction's, then ``overrides``.
+    """
+    for mode in grid["modes"]:
+        for fraction, spec in grid["fractions"].items():
+            for seed in spec.get("seeds", [0]):
+                cell = out / cell_name(mode, float(fraction), seed)
+                cmd = [*launcher, "src/train_clf.py", "--data", data, "--out", str(cell), "--mode", mode]
+                cmd += ["--encoder", encoder] if encoder else []  # scratch: the default backbone
+                cmd += ["--label-fraction", str(fraction)]
+                cmd += [f"seed={seed}", *grid.get("overrides", []), *grid.get("mode_overrides", {}).get(mode, [])]
+                cmd += [*spec.get("overrides", []), *overrides]
+                if grid.get("config"):
+                    cmd += ["--config", str(REPO / grid["config"])]
+                yield mode, float(fraction), seed, cell, cmd
 
 
 def log_to_wandb(out: Path, rows: list[dict]) -> None:
@@ -65,63 +99,52 @@ def main(argv=None):
     )
     p.add_argument("overrides", nargs="*", help="key=value overrides for every cell")
     args = p.parse_args(argv)
-    grid = yaml.safe_load(args.grid.read_text())
-    grid["modes"] = args.modes or grid["modes"]
+    grid = load_grid(args.grid, args.modes)
     if not args.encoder and not args.tabulate and set(grid["modes"]) - {"scratch"}:
         raise UserError("--encoder <AE run> is needed for the linear and finetune modes")
     python = [sys.executable]
     launcher = os.environ.get("LAUNCHER", "").split() or python
 
     rows = []
-    for mode in grid["modes"]:
-        for fraction, spec in grid["fractions"].items():
-            for seed in spec.get("seeds", [0]):
-                name = cell_name(mode, float(fraction), seed)
-                cell = args.out / name
-                cmd = [*launcher, "src/train_clf.py", "--data", args.data, "--out", str(cell), "--mode", mode]
-                cmd += ["--encoder", args.encoder] if args.encoder else []  # scratch: the default backbone
-                cmd += ["--label-fraction", str(fraction)]
-                cmd += [f"seed={seed}", *grid.get("overrides", []), *grid.get("mode_overrides", {}).get(mode, [])]
-                cmd += [*spec.get("overrides", []), *args.overrides]
-                if grid.get("config"):
-                    cmd += ["--config", str(REPO / grid["config"])]
-                if args.tabulate:
-                    if not (cell / "eval" / "metrics.json").is_file():
-                        print(f"{name}: not evaluated, left out of the table")
-                        continue
-                else:
-                    run(cmd)
-                if not (cell / "eval" / "metrics.json").is_file():
-                    run(
-                        [
-                            *python,
-                            "src/evaluate.py",
-                            "--run",
-                            str(cell),
-                            "--data",
-                            args.data,
-                            "--splits",
-                            "test",  # validation accuracy, which picked the epoch, comes from the history
-                            "--no-wandb",
-                            "--precision",
-                            "bf16",
-                        ]
-                    )
-                result = json.loads((cell / "eval" / "metrics.json").read_text())
-                history = json.loads((cell / "history.json").read_text())
-                rows.append(
-                    {
-                        "mode": mode,
-                        "label_fraction": float(fraction),
-                        "seed": seed,
-                        "epochs": len(history),
-                        "best_val_accuracy": max(h["val_acc"] for h in history),
-                        "test_accuracy": result["test"]["accuracy"],
-                        "test_macro_f1": result["test"]["macro_f1"],
-                        "test_ece": result["test"]["ece"],
-                        "train_time_s": sum(h["epoch_time_s"] for h in history),
-                    }
-                )
+    for mode, fraction, seed, cell, cmd in cells(grid, args.data, args.encoder, args.out, args.overrides, launcher):
+        name = cell.name
+        if args.tabulate:
+            if not tested(cell):
+                print(f"{name}: not evaluated on the test split, left out of the table")
+                continue
+        else:
+            run(cmd)
+        if not tested(cell):
+            run(
+                [
+                    *python,
+                    "src/evaluate.py",
+                    "--run",
+                    str(cell),
+                    "--data",
+                    args.data,
+                    "--splits",
+                    "test",  # validation accuracy, which picked the epoch, comes from the history
+                    "--no-wandb",
+                    "--precision",
+                    "bf16",
+                ]
+            )
+        result = json.loads((cell / "eval" / "metrics.json").read_text())
+        history = json.loads((cell / "history.json").read_text())
+        rows.append(
+            {
+                "mode": mode,
+                "label_fraction": float(fraction),
+                "seed": seed,
+                "epochs": len(history),
+                "best_val_accuracy": max(h["val_acc"] for h in history),
+                "test_accuracy": result["test"]["accuracy"],
+                "test_macro_f1": result["test"]["macro_f1"],
+                "test_ece": result["test"]["ece"],
+                "train_time_s": sum(h["epoch_time_s"] for h in history),
+            }
+        )
 
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "grid.csv", "w", newline="") as f:

@@ -1,6 +1,7 @@
-"""The whole chain from Python with submitit: AE pretraining -> classifier grid -> evaluation.
+"""The whole chain from Python with submitit: AE pretraining -> classifier grid -> evaluation (-> codec RD).
 
     python jobs/pipeline.py --data PATH --out runs/grid [--profile smoke|full] [--modes linear,finetune,scratch]
+                            [--grid jobs/configs/clf_grid.yaml] [--lambdas 0.004,0.012,0.035]
                             [--gpus N] [--nodes N] [--cpus N] [--partition P] [--time MIN] [--eval-args "..."]
                             [--local] [key=value ...]
 
@@ -8,6 +9,13 @@ On Slurm each stage is a job that starts only when the one before it succeeded (
 --kill-on-invalid-dep=yes): the autoencoder, then the classifier grid as one job array
 (map_array, one task per mode), then an evaluation array (one task per run) after the whole
 grid. --local runs the same chain with submitit's local executor (stage after stage, no Slurm) for debugging.
+
+--grid FILE replaces the one-run-per-mode classifier stage by every cell of a jobs/clf_grid.py grid
+file (modes x label fractions x seeds, in OUT/grid/<cell>), and adds a last job that tabulates it
+(OUT/grid/grid.{csv,json,png}, W&B table). --lambdas adds the codec branch, which needs only the
+autoencoder and so runs beside the classifiers: codec_init.py (OUT/codec/init.pt), one codec
+training + prior refit per lambda as an array (OUT/codec/lambda<L>), then rd_eval.py over all of
+them against JPEG and WebP (OUT/rd/rd.json and the RD plots).
 
 Every job runs its src/ script through jobs/launch.sh in a subprocess, as the sbatch scripts do,
 so GPUs, several nodes and CPU-only nodes are handled the same way. Jobs are checkpointable: on
@@ -30,6 +38,7 @@ import threading
 import time
 from pathlib import Path
 
+import clf_grid  # jobs/clf_grid.py (beside this file): the cells of a grid file
 import submitit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,13 +135,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--partition", default=None)
     p.add_argument("--time", type=int, default=240, help="time limit of each training job, minutes")
     p.add_argument("--eval-args", default="", help='extra src/evaluate.py flags, e.g. "--splits test --no-wandb"')
+    p.add_argument("--grid", type=Path, default=None, help="classifier grid file (jobs/configs/clf_grid.yaml)")
+    p.add_argument(
+        "--lambdas", default="", help="codec rate-distortion lambdas, e.g. 0.004,0.012,0.035 (none: no codec)"
+    )
+    p.add_argument("--latent-channels", type=int, default=48, help="codec latent channels (codec_init.py)")
+    p.add_argument("--codec-epochs", type=int, default=None, help="epochs of each codec run (default: the config's)")
+    p.add_argument("--rd-splits", default="test,val", help="splits of the RD evaluation")
+    p.add_argument("--rd-limit", type=int, default=0, help=">0: RD on a stratified subset of this many images")
     p.add_argument("--local", action="store_true", help="run the chain locally with submitit's LocalExecutor")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for the training stages")
     args = p.parse_args(argv)
+    args.no_wandb = "--no-wandb" in shlex.split(args.eval_args)  # the same for the table and RD jobs
     args.modes = [m for m in args.modes.split(",") if m]
     bad = [m for m in args.modes if m not in MODES]
     if bad or not args.modes:
         p.error(f"--modes {','.join(bad) or '(none)'}: use {', '.join(MODES)}")
+    if args.grid is not None:
+        args.grid = args.grid.resolve()
+        if not args.grid.is_file():
+            p.error(f"grid file {args.grid} does not exist (e.g. jobs/configs/clf_grid.yaml)")
+    try:
+        args.lambdas = [float(x) for x in args.lambdas.split(",") if x]
+    except ValueError:
+        p.error(f"--lambdas {args.lambdas!r}: give numbers separated by commas, e.g. 0.004,0.012,0.035")
     args.config = str(Path(args.config).resolve()) if args.config else str(ROOT / f"jobs/configs/{args.profile}.yaml")
     if not Path(args.config).is_file():
         p.error(f"config {args.config} does not exist (profiles: smoke, full)")
@@ -169,10 +195,19 @@ def main(argv=None) -> int:
     executor = make_executor(args)
     procs = args.procs if args.procs is not None else args.gpus
     stage = Stage(ROOT, {} if procs is None else {"GPUS": str(procs)})
+    single = Stage(ROOT, {"GPUS": "0" if args.gpus == 0 else "1"})  # evaluation and the codec tools: one process
     train_common = ["--data", data, "--config", args.config]
     ae_dir = out / "ae"
-    clf_dirs = {m: out / f"clf-{m}" for m in args.modes}
-    eval_stage = Stage(ROOT, {"GPUS": "0" if args.gpus == 0 else "1"})
+    if args.grid is None:
+        clf_commands = [
+            ["src/train_clf.py", *train_common, "--out", str(out / f"clf-{m}"), "--encoder", str(ae_dir), "--mode", m]
+            + args.overrides
+            for m in args.modes
+        ]
+    else:
+        grid = clf_grid.load_grid(args.grid)
+        clf_commands = [cmd for *_, cmd in clf_grid.cells(grid, data, str(ae_dir), out / "grid", args.overrides, [])]
+    clf_dirs = [Path(c[c.index("--out") + 1]) for c in clf_commands]
 
     def after(job_id: str) -> None:
         if not args.local:
@@ -180,39 +215,86 @@ def main(argv=None) -> int:
                 slurm_additional_parameters={"dependency": f"afterok:{job_id}", "kill_on_invalid_dep": "yes"}
             )
 
+    def submit(name: str, stage_fn: Stage, commands: list, depends_on: str, array: bool = True, **params) -> str:
+        """After job ``depends_on``: a job array, one task per command, or (array=False) one job that
+        runs the commands in turn. Returns the job (array) id; --local waits for the result."""
+        after(depends_on)
+        executor.update_parameters(name=f"cifarae-{name}", **params)
+        jobs[name] = executor.map_array(stage_fn, commands) if array else [executor.submit(stage_fn, *commands)]
+        if args.local:
+            for job in jobs[name]:
+                job.result()
+        return jobs[name][0].job_id.split("_")[0]
+
     executor.update_parameters(name="cifarae-ae", nodes=args.nodes)
     ae = executor.submit(stage, ["src/train_ae.py", *train_common, "--out", str(ae_dir), *args.overrides])
     print(f"submitit pipeline: {out} ({'local' if args.local else 'slurm'}, config {args.config})")
     print(f"  ae    job {ae.job_id} -> {ae_dir}", flush=True)
     jobs = {"ae": [ae]}
+    ids = {"ae": ae.job_id}
     try:
         if args.local:
             ae.result()
-        after(ae.job_id)
-        executor.update_parameters(name="cifarae-clf")
-        clf_commands = [
-            ["src/train_clf.py", *train_common, "--out", str(d), "--encoder", str(ae_dir), "--mode", m, *args.overrides]
-            for m, d in clf_dirs.items()
-        ]
-        jobs["clf"] = executor.map_array(stage, clf_commands)
-        array_id = jobs["clf"][0].job_id.split("_")[0]
-        print(f"  clf   job array {array_id} ({', '.join(args.modes)}) after ae -> {out}/clf-<mode>", flush=True)
-        if args.local:
-            for job in jobs["clf"]:
-                job.result()
-        after(array_id)
-        executor.update_parameters(name="cifarae-eval", nodes=1, timeout_min=30)
+        ids["clf"] = submit("clf", stage, clf_commands, ae.job_id)
+        names = ", ".join(d.name for d in clf_dirs)
+        print(f"  clf   job array {ids['clf']} ({names}) after ae -> {clf_dirs[0].parent}", flush=True)
         eval_commands = [
             ["src/evaluate.py", "--run", str(d), "--data", data, *shlex.split(args.eval_args)]
-            for d in (ae_dir, *clf_dirs.values())
+            for d in (ae_dir, *clf_dirs)
         ]
-        jobs["eval"] = executor.map_array(eval_stage, eval_commands)
-        eval_id = jobs["eval"][0].job_id.split("_")[0]
-        print(f"  eval  job array {eval_id} (each run) after the clf array -> <run>/eval/metrics.json", flush=True)
-        print(f"job ids: ae={ae.job_id} clf={array_id} eval={eval_id}", flush=True)
+        ids["eval"] = submit("eval", single, eval_commands, ids["clf"], nodes=1, timeout_min=30)
+        print(f"  eval  job array {ids['eval']} (each run) after the clf array -> <run>/eval/metrics.json", flush=True)
+        if args.grid is not None:
+            table = [
+                "jobs/clf_grid.py",
+                "--tabulate",
+                "--data",
+                data,
+                "--grid",
+                str(args.grid),
+                "--out",
+                str(out / "grid"),
+            ]
+            table += ["--no-wandb"] if args.no_wandb else []
+            ids["grid"] = submit("grid", single, [table], ids["eval"], array=False)
+            print(f"  grid  job {ids['grid']} after the eval array -> {out}/grid/grid.csv", flush=True)
+        if args.lambdas:
+            executor.update_parameters(timeout_min=args.time)
+            submit_codec_branch(args, data, ae.job_id, ids, submit, single, stage)
+        print("job ids: " + " ".join(f"{k}={v}" for k, v in ids.items()), flush=True)
     except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as err:
         return report(jobs, err)  # --local: a stage failed before the next was submitted
     return report(jobs)
+
+
+def submit_codec_branch(args, data: str, ae_id: str, ids: dict, submit, single: Stage, stage: Stage) -> None:
+    """codec_init.py -> one codec training per lambda (array) -> prior refits + rd_eval.py (one job)."""
+    codec_dir = args.out / "codec"
+    init = codec_dir / "init.pt"
+    init_cmd = ["src/codec_init.py", "--ae", str(args.out / "ae"), "--out", str(init), "--data", data]
+    init_cmd += ["--latent-channels", str(args.latent_channels)]
+    ids["codec_init"] = submit("codec_init", single, [init_cmd], ae_id, array=False)
+    # The GPU report's codec recipe; the command line's overrides and --codec-epochs come after it.
+    codec_overrides = ["entropy_model=factorized", f"latent_channels={args.latent_channels}", f"init_from={init}"]
+    codec_overrides += ["lr=0.001", "warmup_epochs=0.2", *args.overrides]
+    codec_overrides += [f"epochs={args.codec_epochs}"] if args.codec_epochs else []
+    runs = [codec_dir / f"lambda{lam:g}" for lam in args.lambdas]
+    train = [
+        ["src/train_ae.py", "--data", data, "--config", args.config, "--out", str(run), f"rd_lambda={lam:g}"]
+        + codec_overrides
+        for lam, run in zip(args.lambdas, runs)
+    ]
+    ids["codec"] = submit("codec", stage, train, ids["codec_init"])
+    rd_cmd = ["src/rd_eval.py", "--data", data, "--runs", *map(str, runs), "--out", str(args.out / "rd")]
+    rd_cmd += ["--splits", *args.rd_splits.split(",")] + (["--limit", str(args.rd_limit)] if args.rd_limit else [])
+    rd_cmd += ["--no-wandb"] if args.no_wandb else []
+    fits = [["src/codec_fit.py", "--run", str(run), "--data", data] for run in runs]
+    ids["rd"] = submit("rd", single, [*fits, rd_cmd], ids["codec"], array=False)
+    print(
+        f"  codec job {ids['codec_init']} (init) -> array {ids['codec']} (lambda "
+        f"{', '.join(f'{lam:g}' for lam in args.lambdas)}) -> job {ids['rd']} (prior refits, RD) -> {args.out}/rd",
+        flush=True,
+    )
 
 
 def report(jobs: dict, early_error: Exception | None = None) -> int:

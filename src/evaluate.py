@@ -58,6 +58,10 @@ def main(argv=None):
         not args.no_wandb,
         args.precision == "bf16",
     )
+    # Every rank waits for the main one's plots, then all leave the process group together: a rank
+    # that exits with the group still alive can abort in gloo's teardown ("terminate called ...").
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
     if accelerator.is_main_process:
         key = "psnr_dataset" if cfg.task == "ae" else "accuracy"
         summary = ", ".join(f"{s} {key}={r[key]:.4f}" for s, r in results.items())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -122,3 +123,35 @@ def test_submitit_local_executor_runs_the_chain(synth_folder, tmp_path):
     )
     assert bad.returncode == 1
     assert "ae (job" in bad.stdout and "error: unknown config key 'no_such_key'" in bad.stdout, bad.stdout
+
+
+def test_submitit_pipeline_runs_the_classifier_grid_and_the_codec_branch(synth_folder, tmp_path):
+    """jobs/pipeline.py --grid --lambdas: AE -> every grid cell -> evaluation -> grid table, and
+    AE -> codec init -> one codec per lambda -> prior refits + RD evaluation with real files."""
+    env = {**script_env(), "CIFARAE_CACHE": str(tmp_path / "cache")}
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(
+        "config: jobs/configs/smoke.yaml\nmodes: [linear, scratch]\n"
+        "fractions:\n  0.5: {seeds: [0]}\n  1.0: {seeds: [0]}\n"
+    )
+    out = tmp_path / "pipe"
+    cmd = [sys.executable, "jobs/pipeline.py", "--data", str(synth_folder), "--out", str(out), "--profile", "smoke"]
+    cmd += ["--local", "--grid", str(grid), "--lambdas", "0.01,0.1", "--latent-channels", "6"]
+    cmd += ["--rd-splits", "test", "--eval-args=--no-wandb --splits test", "wandb=false", "val_size=20"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "all stages succeeded" in proc.stdout
+
+    table = (out / "grid" / "grid.csv").read_text().splitlines()
+    cells = {tuple(line.split(",")[:2]) for line in table[1:]}
+    assert cells == {(m, f) for m in ("linear", "scratch") for f in ("0.5", "1.0")}, table
+    assert (out / "grid" / "grid.png").is_file()
+
+    rd = json.loads((out / "rd" / "rd.json").read_text())
+    codec_points = rd["points"]["test"]["cae"]
+    assert sorted(p["rd_lambda"] for p in codec_points) == [0.01, 0.1], codec_points
+    assert all(p["bpp"] > 0 and p["psnr"] > 0 for p in codec_points)
+    for lam in ("0.01", "0.1"):
+        assert (out / "codec" / f"lambda{lam}" / "codec.pt").is_file()  # the prior refit ran
+    files = list((out / "rd" / "files").rglob("*.cae"))
+    assert files and all(f.stat().st_size > 0 for f in files)

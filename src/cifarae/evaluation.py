@@ -93,7 +93,10 @@ def evaluate(
     log_wandb: bool = True,
     bf16: bool = False,
 ) -> dict:
-    """Compute every metric on ``splits``, write metrics.json/.csv and the plots into ``out_dir``."""
+    """Compute every metric on ``splits``, write metrics.json/.csv and the plots into ``out_dir``.
+
+    The caller ends the run (``accelerator.end_training()`` on every rank), which also closes W&B.
+    """
     model, cfg = load_model(ckpt)
     if ckpt["classes"] != dataset.classes:
         raise UserError(f"{ckpt['path']} was trained on classes {ckpt['classes']}, the data has {dataset.classes}")
@@ -181,5 +184,4 @@ def evaluate(
             tracking.log_table(accelerator, f"eval/{split}_metrics", [row])
         for key, path in figures.items():
             tracking.log_images(accelerator, f"eval/{key}", str(path), step=None)
-        accelerator.end_training()
     return results
