@@ -223,8 +223,8 @@ def full_codec_training() -> str | None:
     return history_summary(runs, "val_psnr")
 
 
-def rd_points(split: str = "test") -> str | None:
-    r = load("full/rd/rd.json")
+def rd_points(prefix: str = "full/", split: str = "test") -> str | None:
+    r = load(f"{prefix}rd/rd.json")
     if r is None:
         return None
     rows = []
@@ -249,8 +249,8 @@ def rd_points(split: str = "test") -> str | None:
     return md_table([*header, "peak RSS (MB)"], rows)
 
 
-def rd_floors() -> str | None:
-    r = load("full/rd/rd.json")
+def rd_floors(prefix: str = "full/") -> str | None:
+    r = load(f"{prefix}rd/rd.json")
     if r is None:
         return None
     rows = []
@@ -279,6 +279,16 @@ def gpu_steps() -> str | None:
     return md_table(["step", "seconds", "ended at (s)", "outcome"], rows)
 
 
+def pipeline_jobs() -> str | None:
+    """The Slurm accounting of the CPU pipeline run (sacct --parsable2 dump): one row per job or task."""
+    f = OUTS / "pipeline" / "jobs.txt"
+    if not f.is_file():
+        return None
+    lines = [line.split("|") for line in f.read_text().splitlines() if line]
+    header, rows = lines[0], [r for r in lines[1:] if "." not in r[0]]  # job steps (.batch) left out
+    return md_table(header, rows)
+
+
 TABLES = {
     "ae_metrics": (ae_metrics, "see Reproducing the report (ae)"),
     "ae_per_class": (ae_per_class, "see Reproducing the report (ae)"),
@@ -305,6 +315,13 @@ TABLES = {
     "gpu_bench": (lambda: bench("gpu/bench.json"), "bench/gpu_check.sh on a GPU"),
     "gpu_sweep": (lambda: bench("gpu/sweep.json"), "bench/gpu_check.sh on a GPU"),
     "cpu_sweep": (lambda: bench("bench_cpu_sweep.json"), "see Reproducing the report (sweep)"),
+    "cpu_sweep_clf": (lambda: bench("bench_cpu_sweep_clf.json"), "see Reproducing the report (sweep)"),
+    "pipeline_ae_metrics": (lambda: ae_metrics("pipeline/"), "see Reproducing the report (pipeline)"),
+    "pipeline_grid": (lambda: grid("pipeline/"), "see Reproducing the report (pipeline)"),
+    "pipeline_grid_margin": (lambda: grid_margin("pipeline/"), "see Reproducing the report (pipeline)"),
+    "pipeline_rd_points": (lambda: rd_points("pipeline/"), "see Reproducing the report (pipeline)"),
+    "pipeline_rd_floors": (lambda: rd_floors("pipeline/"), "see Reproducing the report (pipeline)"),
+    "pipeline_jobs": (pipeline_jobs, "see Reproducing the report (pipeline)"),
 }
 
 

@@ -56,4 +56,26 @@ mkdir -p outs/recipe && for run in "$RUNS"/recipe/*/; do cp "$run/history.json" 
 $PY jobs/report.py
 # 9. the AE step's precision / memory-layout sweep on the CPU (same loader, batch 256)
 $PY bench/bench.py --data "$DATA" --only sweep --sweep-batches 256 --steps 4 --warmup 2 --out outs/bench_cpu_sweep.json
+#    and the classifier step's, with torch.compile (added later, on the idle machine)
+$PY bench/bench.py --data "$DATA" --only sweep --sweep-task clf --sweep-compile --sweep-batches 256 --steps 4 --warmup 2 \
+    --out outs/bench_cpu_sweep_clf.json
+$PY jobs/report.py
+# 10. the whole chain through the project's own launcher (added later): jobs/pipeline.py on the local
+#     Slurm cluster (slurm/local/start.sh), one CPU per job: AE -> classifier grid -> evaluation ->
+#     grid table, and AE -> codec init -> 3 codec runs -> prior refits + RD (2,000 images per split)
+$PY jobs/pipeline.py --data "$DATA" --out "$RUNS/pipeline" --config jobs/configs/cpu_pipeline.yaml \
+    --grid jobs/configs/clf_grid.yaml --lambdas 0.004,0.012,0.035 --codec-epochs 1 --rd-limit 2000 \
+    --gpus 0 --cpus 1 --eval-args "--precision bf16" | tee "$RUNS/pipeline.log"
+P=$RUNS/pipeline
+mkdir -p outs/pipeline/ae outs/pipeline/grid/histories outs/pipeline/rd outs/pipeline/codec
+cp "$P"/ae/eval/*.png "$P"/ae/eval/metrics.json "$P"/ae/eval/metrics.csv "$P"/ae/history.json "$P"/ae/config.yaml outs/pipeline/ae/
+cp "$P"/grid/grid.* outs/pipeline/grid/
+for cell in "$P"/grid/*-f*-s*/; do cp "$cell/history.json" "outs/pipeline/grid/histories/$(basename "$cell").json"; done
+cp "$P"/grid/finetune-f1-s0/config.yaml outs/pipeline/grid/config_finetune.yaml
+cp "$P"/rd/rd.json "$P"/rd/rd_*.png outs/pipeline/rd/
+for run in "$P"/codec/lambda*/; do cp "$run/history.json" "outs/pipeline/codec/$(basename "$run").json"; done
+ids=$(sed -n 's/^job ids: //p' "$RUNS/pipeline.log" | grep -o '=[0-9]*' | tr -d = | paste -sd,)
+sacct -j "$ids" --parsable2 -o JobID,JobName,State,Elapsed,Start,End >outs/pipeline/jobs.txt
+# The launcher passes absolute paths to its jobs; the committed files name them from the checkout.
+grep -rlF "$PWD/" outs/pipeline | xargs -r sed -i -e "s#$PWD/##g" -e "s#$(dirname "$PWD")/#../#g"
 $PY jobs/report.py
