@@ -198,16 +198,17 @@ def main(argv=None) -> int:
     single = Stage(ROOT, {"GPUS": "0" if args.gpus == 0 else "1"})  # evaluation and the codec tools: one process
     train_common = ["--data", data, "--config", args.config]
     ae_dir = out / "ae"
-    if args.grid is None:
-        clf_commands = [
-            ["src/train_clf.py", *train_common, "--out", str(out / f"clf-{m}"), "--encoder", str(ae_dir), "--mode", m]
-            + args.overrides
+    if args.grid is None:  # classifier run directory -> its command line
+        clf_runs = {
+            out / f"clf-{m}": ["src/train_clf.py", *train_common, "--encoder", str(ae_dir), "--mode", m]
+            + ["--out", str(out / f"clf-{m}"), *args.overrides]
             for m in args.modes
-        ]
+        }
     else:
         grid = clf_grid.load_grid(args.grid)
-        clf_commands = [cmd for *_, cmd in clf_grid.cells(grid, data, str(ae_dir), out / "grid", args.overrides, [])]
-    clf_dirs = [Path(c[c.index("--out") + 1]) for c in clf_commands]
+        cells = clf_grid.cells(grid, data, str(ae_dir), out / "grid", args.overrides, [])
+        clf_runs = {cell: cmd for *_, cell, cmd in cells}
+    clf_dirs, clf_commands = list(clf_runs), list(clf_runs.values())
 
     def after(job_id: str) -> None:
         if not args.local:

@@ -47,11 +47,9 @@ def main(argv=None):
     overrides += [f"mode={args.mode}"] if args.mode else []
     overrides += [f"label_fraction={args.label_fraction}"] if args.label_fraction is not None else []
     overrides += [f"encoder={args.encoder}"] if args.encoder else []
-    defaults = dict(CLF_DEFAULTS)
-    cfg = load_config(args.config, overrides, **defaults)
-    if cfg.mode == "linear":
-        defaults.update(PROBE_DEFAULTS)
-        cfg = load_config(args.config, overrides, **defaults)
+    cfg = load_config(args.config, overrides, **CLF_DEFAULTS)
+    # A linear probe always has an encoder, so the reload below applies its defaults.
+    defaults = {**CLF_DEFAULTS, **(PROBE_DEFAULTS if cfg.mode == "linear" else {})}
 
     encoder = None
     if cfg.encoder:
