@@ -13,6 +13,8 @@ median over ``--reps`` repetitions, the spread (min-max) and the ratio of the me
   startup  src/train_ae.py as a subprocess: time to the first training step, peak resident memory
   ddp      torchrun --nproc_per_node 2 (gloo on CPU) vs 1 process at the same global batch
   sweep    (GPU profile, not in the default set) precision / channels_last / torch.compile / batch size
+  convs    (not in the default set) the AE's convolutions alone, forward + backward: bf16 channels_last
+           vs fp32 NCHW. Convolutions are most of a CPU step, so this ratio bounds the training rows.
 
 The training-step rows run an equivalent of the engine's step (same model, optimizer, task
 loss and autocast); ``startup`` and ``ddp`` run the real entry script and engine. Without
@@ -58,7 +60,7 @@ from cifarae.models import AutoEncoder, Classifier  # noqa: E402
 from cifarae.tasks import AutoencoderTask, ClassifierTask, quantize_8bit  # noqa: E402
 
 DEFAULT_ROWS = ("loader", "ae", "clf", "eval", "codec", "startup", "ddp")
-ALL_ROWS = (*DEFAULT_ROWS, "sweep")
+ALL_ROWS = (*DEFAULT_ROWS, "sweep", "convs")
 # The classifier recipe of src/train_clf.py (kept in step by hand: only the optimizer matters here).
 CLF_RECIPE = {"task": "clf", "mode": "scratch", "optimizer": "sgd", "lr": 0.2, "schedule": "onecycle"}
 TQDM_STEP = re.compile(r"\|\s*([1-9]\d*)/\d+ \[")  # a tqdm bar that has counted at least one step
@@ -607,6 +609,52 @@ def row_sweep(ctx: Ctx) -> list[dict]:
     return rows
 
 
+def row_convs(ctx: Ctx) -> list[dict]:
+    """Every Conv2d of the AE at its real input shape, forward + backward, in both precisions/layouts."""
+    a, cfg, dev = ctx.args, ctx.cfg, ctx.device
+    model = project_model(dataclasses.replace(cfg, task="ae", channels_last=False), dev)
+    shapes = []
+    hooks = [
+        m.register_forward_hook(lambda m, inp, out: shapes.append((m, inp[0].shape)))
+        for m in model.modules()
+        if isinstance(m, torch.nn.Conv2d)
+    ]
+    with torch.no_grad():
+        model(torch.rand(cfg.batch_size, 3, 32, 32, device=dev))
+    for h in hooks:
+        h.remove()
+
+    def layers(fast: bool):
+        fmt = torch.channels_last if fast else torch.contiguous_format
+        out = []
+        for conv, shape in shapes:
+            c = torch.nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding)
+            c = c.to(dev, memory_format=fmt)
+            x = torch.randn(shape, device=dev).contiguous(memory_format=fmt).requires_grad_(shape[1] != 3)
+            out.append((c, x))
+        return out
+
+    def step_fn(fast: bool):
+        convs = layers(fast)
+
+        def step() -> int:
+            for c, x in convs:
+                with torch.autocast(dev.type, torch.bfloat16, enabled=fast):
+                    y = c(x)
+                y.float().sum().backward()
+            return cfg.batch_size
+
+        return step
+
+    fns = {"project": step_fn(True), "baseline": step_fn(False)}
+    for f in fns.values():
+        run_for(f, dev, a.warmup, 0)
+    res = side_by_side(fns, a.reps, dev, {"project": a.steps, "baseline": a.steps}, a.min_time)
+    note = f"batch {cfg.batch_size}; the AE's {len(shapes)} convolutions, forward + backward"
+    note += "; project bf16 +channels_last"
+    return [ratio_row("convolutions alone (AE)", "images/s", res, None, note)]
+
+
 # ---------------------------------------------------------------------------- scaling notes
 def scaling_notes(ctx: Ctx, rows: list[dict]) -> list[str]:
     """What limits data-parallel scaling on GPUs, from this model's sizes and the measured rates."""
@@ -876,6 +924,8 @@ def main(argv=None) -> dict:
                 rows += new
             elif name == "sweep":
                 rows += row_sweep(ctx)
+            elif name == "convs":
+                rows += row_convs(ctx)
             print(f"[bench] {name} done in {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
             result(done=False)
         if {"loader", "ddp"} & set(args.only):

@@ -216,6 +216,32 @@ def recipe() -> str | None:
     return history_summary({label: f"recipe/{name}.json" for name, label in variants.items()}, "val_acc")
 
 
+def cpu_recipe() -> str | None:
+    """Test accuracy at 100% labels: the old recipe (GPU grid) beside the airbench additions (CPU runs)."""
+    old, rows = load("full/grid/grid.json"), []
+    for mode in ("finetune", "scratch"):
+        m, h = load(f"cpu_full/{mode}/metrics.json"), load(f"cpu_full/{mode}/history.json")
+        if old is None or m is None or h is None:
+            return None
+        o = old["summary"][mode]["1.0"]
+        old_acc = f"{100 * o['mean']:.2f} ± {100 * o['std']:.2f} (n={o['n']})"
+        rows.append([mode, "old: pad 4, flip TTA (GPU)", 20, old_acc])
+        rows.append([mode, "+ pad 2, BN biases 64x lr, shift TTA (CPU)", len(h), f"{100 * m['test']['accuracy']:.2f}"])
+    return md_table(["mode", "recipe (device)", "epochs", "test accuracy (%)"], rows)
+
+
+def cpu_recipe_history() -> str | None:
+    runs = {"AE (full width, 3 epochs)": ("ae", "val_psnr")}
+    runs |= {f"{mode}, 100% labels": (mode, "val_acc") for mode in ("finetune", "scratch")}
+    rows = []
+    for label, (name, metric) in runs.items():
+        h = load(f"cpu_full/{name}/history.json")
+        if h is None:
+            return None
+        rows.append([label, len(h), metric, h[-1][metric], sum(r["epoch_time_s"] for r in h), h[-1]["img_per_s"]])
+    return md_table(["run", "epochs", "metric", "final", "train time (s)", "img/s (last epoch)"], rows)
+
+
 def full_codec_training() -> str | None:
     lambdas = ("0.004", "0.012", "0.035", "0.1")
     runs = {f"λ = {lam} (GPU, 10 epochs)": f"full/codec/lambda{lam}.json" for lam in lambdas}
@@ -309,6 +335,9 @@ TABLES = {
     "full_budget": (full_budget, "jobs/report_runs_gpu.sh"),
     "full_codec_training": (full_codec_training, "jobs/report_runs_gpu.sh"),
     "recipe": (recipe, "see Reproducing the report (recipe)"),
+    "cpu_recipe": (cpu_recipe, "see Reproducing the report (cpu_full)"),
+    "cpu_recipe_history": (cpu_recipe_history, "see Reproducing the report (cpu_full)"),
+    "cpu_full_ae_metrics": (lambda: ae_metrics("cpu_full/"), "see Reproducing the report (cpu_full)"),
     "full_steps": (gpu_steps, "jobs/report_runs_gpu.sh"),
     "rd_points": (rd_points, "jobs/report_runs_gpu.sh collect"),
     "rd_floors": (rd_floors, "jobs/report_runs_gpu.sh collect"),

@@ -35,9 +35,9 @@ def test_label_fraction_subset_is_stratified_and_deterministic():
 @pytest.mark.parametrize("mode", ["linear", "finetune", "scratch"])
 def test_each_mode_learns_the_easy_task(mode, encoder_run, synth_cache, tmp_path):
     run = tmp_path / mode
-    # The full-size recipe (lr 0.4, logits x 1/8, 4 warm-up epochs) is paced for 20 CIFAR epochs; 48 steps
+    # The full-size recipe (lr 0.4, logits x 1/8, 4 warm-up epochs) is paced for 20 CIFAR epochs; 60 steps
     # need a faster one.
-    args = ["--data", synth_cache, "--out", run, "--mode", mode, *TINY, "epochs=4", "lr=0.05", "logit_scale=1.0"]
+    args = ["--data", synth_cache, "--out", run, "--mode", mode, *TINY, "epochs=6", "lr=0.05", "logit_scale=1.0"]
     args += ["warmup_epochs=1"]
     args += ["--encoder", encoder_run]
     proc = run_script("train_clf.py", *args)
@@ -136,6 +136,36 @@ def test_logit_scale_multiplies_the_logits_and_is_the_recipe_default(synth_cache
     run = tmp_path / "scratch"
     run_script("train_clf.py", "--data", synth_cache, "--out", run, "--mode", "scratch", *TINY, "epochs=1")
     assert checkpoint.load(run / "last.pt")["config"]["logit_scale"] == 0.125
+
+
+def test_translation_tta_averages_flipped_and_shifted_copies():
+    from cifarae.config import load_config
+    from cifarae.tasks import predict_logits
+
+    def top_left(images):  # a "model" whose logits are its input's top-left pixel
+        return images[:, :, 0, 0]
+
+    x = torch.rand(2, 3, 8, 8)
+    flip_only = predict_logits(top_left, x, load_config(None, ["task=clf"]))
+    assert torch.allclose(flip_only, 0.5 * (x[..., 0, 0] + x[..., 0, -1]))
+    # shift 1 with reflect padding: both shifted copies start at pixel (1, 1), their mirrors at (1, -2)
+    shifted = predict_logits(top_left, x, load_config(None, ["task=clf", "tta_shift=1"]))
+    assert torch.allclose(shifted, 0.25 * (x[..., 0, 0] + x[..., 0, -1]) + 0.25 * (x[..., 1, 1] + x[..., 1, -2]))
+
+
+def test_norm_bias_lr_mult_speeds_up_only_batchnorm_biases():
+    from cifarae.config import load_config
+    from cifarae.engine import param_groups
+    from cifarae.models import Classifier
+
+    cfg = load_config(None, [*TINY, "task=clf", "lr=0.1", "norm_bias_lr_mult=64", "backbone_lr_mult=0.5"])
+    model = Classifier(cfg)
+    lr_of = {id(p): g["lr"] for g in param_groups(model, cfg) for p in g["params"]}
+    bn = model.backbone.stem[1]
+    assert lr_of[id(bn.bias)] == pytest.approx(0.1 * 0.5 * 64)
+    assert lr_of[id(bn.weight)] == pytest.approx(0.1 * 0.5)
+    assert lr_of[id(model.backbone.stem[0].weight)] == pytest.approx(0.1 * 0.5)
+    assert lr_of[id(model.head.weight)] == pytest.approx(0.1)
 
 
 def test_grid_runs_scratch_without_an_encoder_and_tabulates(synth_cache, tmp_path):

@@ -49,6 +49,8 @@ class Config:
     backbone_lr_mult: float = 1.0  # finetune: learning rate multiplier on the backbone
     label_smoothing: float = 0.2
     tta: bool = True  # test-time horizontal-flip augmentation
+    # >0: test time also averages copies translated by this many pixels (airbench's TTA level 2)
+    tta_shift: int = 0
     # multiplies the logits; airbench's 1/9 keeps a max-pooled head's logits small at high lr
     logit_scale: float = 1.0
 
@@ -65,6 +67,8 @@ class Config:
     grad_accum: int = 1
     grad_clip: float = 0.0
     ema_decay: float = 0.0  # >0 keeps an EMA of the weights and evaluates it
+    # learning-rate multiplier on BatchNorm biases (airbench trains them 64x faster)
+    norm_bias_lr_mult: float = 1.0
 
     # --- speed ---
     precision: str = "bf16"  # bf16 | fp16 | fp32 (Accelerate's "no" is accepted too)
@@ -103,6 +107,8 @@ class Config:
             raise UserError(f"config loss has unknown terms {sorted(unknown_loss)}; use mse, l1, ssim")
         if not 0 < self.label_fraction <= 1:
             raise UserError(f"config label_fraction={self.label_fraction} must be in (0, 1]")
+        if self.tta_shift < 0:
+            raise UserError(f"config tta_shift={self.tta_shift} must be 0 (off) or a number of pixels")
         for key in ("epochs", "batch_size", "eval_batch_size", "grad_accum"):
             if getattr(self, key) < 1:
                 raise UserError(f"config {key}={getattr(self, key)} must be at least 1")

@@ -59,7 +59,7 @@ def collect(model, cfg: Config, images, labels, accelerator: Accelerator, batch_
     hist = torch.zeros(256, 256, dtype=torch.long)
     for idx, (x, _) in zip(loader.batch_indices(), loader):
         with torch.autocast(accelerator.device.type, torch.bfloat16, enabled=bf16):
-            output = model(x)[0] if cfg.task == "ae" else predict_logits(model, x, cfg.tta)
+            output = model(x)[0] if cfg.task == "ae" else predict_logits(model, x, cfg)
         if cfg.task == "ae":
             x_hat = quantize_8bit(output)
             part = metrics.per_image_reconstruction(x_hat, x)

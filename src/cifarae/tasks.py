@@ -28,10 +28,21 @@ def reconstruct(model, x: torch.Tensor) -> torch.Tensor:
     return quantize_8bit(x_hat)
 
 
-def predict_logits(model, x: torch.Tensor, tta: bool) -> torch.Tensor:
-    logits = model(x).float()
-    if tta:  # average with the mirrored image
-        logits = 0.5 * (logits + model(x.flip(-1)).float())
+def predict_logits(model, x: torch.Tensor, cfg: Config) -> torch.Tensor:
+    """Logits with the config's test-time augmentation (flip, then optionally translation)."""
+
+    def mirrored(images):
+        logits = model(images).float()
+        if cfg.tta:  # average with the mirrored image
+            logits = 0.5 * (logits + model(images.flip(-1)).float())
+        return logits
+
+    logits = mirrored(x)
+    if cfg.tta_shift:  # airbench's level 2: half weight on two copies shifted diagonally
+        s, (h, w) = cfg.tta_shift, x.shape[-2:]
+        padded = F.pad(x, (s,) * 4, mode="reflect")
+        shifted = [padded[..., :h, :w], padded[..., 2 * s : 2 * s + h, 2 * s : 2 * s + w]]
+        logits = 0.5 * logits + 0.25 * sum(mirrored(xs) for xs in shifted)
     return logits
 
 
@@ -95,7 +106,7 @@ class ClassifierTask:
         totals = torch.zeros(3, device=accelerator.device, dtype=torch.float64)  # loss*n, correct, n
         for x, y in loader:
             with accelerator.autocast():
-                logits = predict_logits(model, x, self.cfg.tta)
+                logits = predict_logits(model, x, self.cfg)
             totals[0] += F.cross_entropy(logits, y, reduction="sum").double()
             totals[1] += (logits.argmax(1) == y).sum()
             totals[2] += len(y)
