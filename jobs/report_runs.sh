@@ -79,3 +79,22 @@ sacct -j "$ids" --parsable2 -o JobID,JobName,State,Elapsed,Start,End >outs/pipel
 # The launcher passes absolute paths to its jobs; the committed files name them from the checkout.
 grep -rlF "$PWD/" outs/pipeline | xargs -r sed -i -e "s#$PWD/##g" -e "s#$(dirname "$PWD")/#../#g"
 $PY jobs/report.py
+# 11. the classifier recipe with airbench's additions (added later; train_clf.py's defaults since), full
+#     width on the CPU: an AE for 3 epochs, then scratch and fine-tune side by side for 20 epochs, one
+#     thread each (the scratch run started beside the AE); validation on a 2,000-image subset because
+#     the shifted TTA costs 6 forward passes per image
+C=$RUNS/cpu_full
+OMP_NUM_THREADS=1 $PY src/train_clf.py --data "$DATA" --out "$C/scratch" --mode scratch val_subset=2000 wandb=false &
+OMP_NUM_THREADS=1 $PY src/train_ae.py --data "$DATA" --out "$C/ae" epochs=3 batch_size=256 wandb=false
+OMP_NUM_THREADS=1 $PY src/train_clf.py --data "$DATA" --out "$C/finetune" --mode finetune --encoder "$C/ae" \
+    val_subset=2000 wandb=false
+wait
+for run in ae scratch finetune; do
+    $PY src/evaluate.py --run "$C/$run" --data "$DATA" --splits val,test --precision bf16 --no-wandb
+    mkdir -p "outs/cpu_full/$run"
+    cp "$C/$run"/eval/*.png "$C/$run"/eval/metrics.json "$C/$run"/eval/metrics.csv "$C/$run"/history.json \
+        "$C/$run"/config.yaml "outs/cpu_full/$run/"
+done
+# the convolutions alone vs the AE step, bf16 + channels_last against fp32 NCHW (the bound on the step ratio)
+$PY bench/bench.py --data "$DATA" --only convs,ae --threads 1 --out outs/bench_convs.json
+$PY jobs/report.py
