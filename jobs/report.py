@@ -216,30 +216,52 @@ def recipe() -> str | None:
     return history_summary({label: f"recipe/{name}.json" for name, label in variants.items()}, "val_acc")
 
 
+CPU_RECIPES = {  # outs/ folder -> what its runs add to the GPU grid's recipe
+    "cpu_full": "+ pad 2, BN biases 64x lr, shift TTA (CPU)",
+    "cpu_pool4": "+ the same and pooling in all 3 blocks, latent_size=4 (CPU)",
+}
+
+
 def cpu_recipe() -> str | None:
     """Test accuracy at 100% labels: the old recipe (GPU grid) beside the airbench additions (CPU runs)."""
     old, rows = load("full/grid/grid.json"), []
+    if old is None:
+        return None
     for mode in ("finetune", "scratch"):
-        m, h = load(f"cpu_full/{mode}/metrics.json"), load(f"cpu_full/{mode}/history.json")
-        if old is None or m is None or h is None:
-            return None
         o = old["summary"][mode]["1.0"]
-        old_acc = f"{100 * o['mean']:.2f} ± {100 * o['std']:.2f} (n={o['n']})"
-        rows.append([mode, "old: pad 4, flip TTA (GPU)", 20, old_acc])
-        rows.append([mode, "+ pad 2, BN biases 64x lr, shift TTA (CPU)", len(h), f"{100 * m['test']['accuracy']:.2f}"])
+        rows.append(
+            [mode, "old: pad 4, flip TTA (GPU)", 20, f"{100 * o['mean']:.2f} ± {100 * o['std']:.2f} (n={o['n']})"]
+        )
+        for folder, recipe in CPU_RECIPES.items():
+            m, h = load(f"{folder}/{mode}/metrics.json"), load(f"{folder}/{mode}/history.json")
+            if m is None or h is None:
+                return None
+            rows.append([mode, recipe, len(h), f"{100 * m['test']['accuracy']:.2f}"])
     return md_table(["mode", "recipe (device)", "epochs", "test accuracy (%)"], rows)
 
 
 def cpu_recipe_history() -> str | None:
-    runs = {"AE (full width, 3 epochs)": ("ae", "val_psnr")}
-    runs |= {f"{mode}, 100% labels": (mode, "val_acc") for mode in ("finetune", "scratch")}
+    runs = {}
+    for folder, latent in (("cpu_full", "8×8"), ("cpu_pool4", "4×4")):
+        runs[f"AE (full width, latent {latent}, 3 epochs)"] = (f"{folder}/ae", "val_psnr")
+        runs |= {
+            f"{mode}, latent {latent}, 100% labels": (f"{folder}/{mode}", "val_acc") for mode in ("finetune", "scratch")
+        }
     rows = []
     for label, (name, metric) in runs.items():
-        h = load(f"cpu_full/{name}/history.json")
+        h = load(f"{name}/history.json")
         if h is None:
             return None
         rows.append([label, len(h), metric, h[-1][metric], sum(r["epoch_time_s"] for r in h), h[-1]["img_per_s"]])
     return md_table(["run", "epochs", "metric", "final", "train time (s)", "img/s (last epoch)"], rows)
+
+
+def whiten() -> str | None:
+    runs = {
+        "3x3 conv stem (32 channels)": "whiten/airbench.json",
+        "whitening stem (24 channels)": "whiten/airbench_whiten.json",
+    }
+    return history_summary(runs, "val_acc")
 
 
 def full_codec_training() -> str | None:
@@ -338,6 +360,7 @@ TABLES = {
     "recipe": (recipe, "see Reproducing the report (recipe)"),
     "cpu_recipe": (cpu_recipe, "see Reproducing the report (cpu_full)"),
     "cpu_recipe_history": (cpu_recipe_history, "see Reproducing the report (cpu_full)"),
+    "whiten": (whiten, "see Reproducing the report (whiten)"),
     "full_steps": (gpu_steps, "jobs/report_runs_gpu.sh"),
     "rd_points": (rd_points, "jobs/report_runs_gpu.sh collect"),
     "rd_floors": (rd_floors, "jobs/report_runs_gpu.sh collect"),

@@ -98,3 +98,32 @@ done
 # the convolutions alone vs the AE step, bf16 + channels_last against fp32 NCHW (the bound on the step ratio)
 $PY bench/bench.py --data "$DATA" --only convs,ae --threads 1 --out outs/bench_convs.json
 $PY jobs/report.py
+# 12. the same, with pooling in all three blocks (latent_size=4, airbench's layout: the last block ends
+#     at 4x4 instead of 8x8); the AE keeps 4x compression with 48 latent channels
+C=$RUNS/cpu_pool4
+OMP_NUM_THREADS=1 $PY src/train_clf.py --data "$DATA" --out "$C/scratch" --mode scratch latent_size=4 val_subset=2000 \
+    wandb=false &
+OMP_NUM_THREADS=1 $PY src/train_ae.py --data "$DATA" --out "$C/ae" latent_size=4 latent_channels=48 epochs=3 \
+    batch_size=256 wandb=false
+OMP_NUM_THREADS=1 $PY src/train_clf.py --data "$DATA" --out "$C/finetune" --mode finetune --encoder "$C/ae" \
+    val_subset=2000 wandb=false
+wait
+for run in ae scratch finetune; do
+    $PY src/evaluate.py --run "$C/$run" --data "$DATA" --splits val,test --precision bf16 --no-wandb
+    mkdir -p "outs/cpu_pool4/$run"
+    cp "$C/$run"/eval/*.png "$C/$run"/eval/metrics.json "$C/$run"/eval/metrics.csv "$C/$run"/history.json \
+        "$C/$run"/config.yaml "outs/cpu_pool4/$run/"
+done
+$PY jobs/report.py
+# 13. airbench's whitening stem against the 3x3 conv stem: scratch, full width, 5 epochs (1 warm-up), one
+#     thread each, side by side
+W=$RUNS/whiten
+for arch in airbench airbench_whiten; do
+    stem=32 && [ $arch = airbench_whiten ] && stem=24
+    OMP_NUM_THREADS=1 $PY src/train_clf.py --data "$DATA" --out "$W/$arch" --mode scratch arch=$arch \
+        "widths=[$stem,64,256,256]" epochs=5 warmup_epochs=1 val_subset=2000 wandb=false &
+done
+wait
+mkdir -p outs/whiten
+for arch in airbench airbench_whiten; do cp "$W/$arch/history.json" "outs/whiten/$arch.json"; done
+$PY jobs/report.py

@@ -8,7 +8,7 @@ Works the same under `accelerate launch` and `torchrun`; an existing --out resum
 from cifarae import checkpoint, cli, engine
 from cifarae.config import load_config
 from cifarae.errors import cli_main
-from cifarae.models import AutoEncoder
+from cifarae.models import AutoEncoder, init_stem
 from cifarae.tasks import AutoencoderTask
 
 
@@ -22,6 +22,8 @@ def main(argv=None):
     if cfg.init_from:  # e.g. a rate-distortion codec fine-tuned from a plain autoencoder
         init = checkpoint.load(cfg.init_from, "best")
         checkpoint.load_weights(model, checkpoint.inference_state(init), init["path"], may_lack="entropy_bottleneck.")
+    else:
+        init_stem(model, dataset.images["train"])
     c, s, _ = model.latent_shape
     params = sum(p.numel() for p in model.parameters())
     accelerator.print(

@@ -9,7 +9,7 @@ from cifarae import checkpoint, cli, engine
 from cifarae.config import load_config
 from cifarae.data import stratified_subset
 from cifarae.errors import UserError, cli_main
-from cifarae.models import BACKBONE_KEYS, Classifier, check_backbone_compatible
+from cifarae.models import BACKBONE_KEYS, Classifier, check_backbone_compatible, init_stem
 from cifarae.tasks import ClassifierTask
 
 # Classifier recipe of the fast CIFAR-10 ResNet-9 (Page, "How to train your ResNet"), carried over
@@ -80,6 +80,8 @@ def main(argv=None):
         state = checkpoint.inference_state(encoder)
         backbone_state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
         checkpoint.load_weights(model.backbone, backbone_state, encoder["path"])
+    else:
+        init_stem(model, dataset.images["train"])
 
     labels = dataset.labels["train"]
     train_idx = None

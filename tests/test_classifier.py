@@ -194,3 +194,58 @@ def test_grid_runs_scratch_without_an_encoder_and_tabulates(synth_cache, tmp_pat
     grid.write_text("modes: [finetune]\nfractions:\n  0.5: {seeds: [0]}\n")
     proc = subprocess.run(cmd, cwd=REPO, env=script_env(), capture_output=True, text=True)
     assert_one_line_error(proc, "--encoder")
+
+
+def test_whitening_stem_whitens_patches_and_stays_frozen_from_ae_to_classifier(synth_cache, tmp_path):
+    from cifarae.models import WhiteningStem
+
+    # Correlated colour channels: the fitted 2x2 filters decorrelate the 12 patch values to unit variance.
+    torch.manual_seed(0)
+    base = torch.randn(200, 1, 16, 16)
+    images = torch.cat([base, 0.8 * base + 0.2 * torch.randn_like(base), torch.randn_like(base)], dim=1)
+    stem = WhiteningStem()
+    stem.fit(images, eps=0.0)
+    with torch.no_grad():
+        out = torch.nn.functional.conv2d(images, stem.conv.weight)  # no padding: whole patches only
+    flat = out.permute(0, 2, 3, 1).reshape(-1, 24).double()
+    cov = flat[:, :12].T @ flat[:, :12] / len(flat)
+    assert torch.allclose(cov, torch.eye(12, dtype=torch.float64), atol=1e-3)
+    assert torch.equal(out[:, 12:], -out[:, :12])  # both signs, so the GELU after it loses nothing
+
+    whiten = [*TINY, "arch=airbench_whiten", "widths=[24,8,16,16]"]
+    proc = run_script(
+        "train_clf.py", "--data", synth_cache, "--out", tmp_path / "bad", *TINY, "arch=airbench_whiten", check=False
+    )
+    assert_one_line_error(proc, "airbench_whiten", "widths[0]=8", "24")
+    ae = tmp_path / "ae"
+    run_script("train_ae.py", "--data", synth_cache, "--out", ae, *whiten, "epochs=1")
+    clf = tmp_path / "clf"
+    run_script(
+        "train_clf.py",
+        "--data",
+        synth_cache,
+        "--out",
+        clf,
+        "--mode",
+        "finetune",
+        "--encoder",
+        ae,
+        "epochs=1",
+        *[a for a in TINY if not a.startswith("widths=")],  # arch and widths come from the encoder
+    )
+    ae_stem = checkpoint.load(ae / "last.pt")["model"]["backbone.stem.conv.weight"]
+    assert ae_stem.abs().sum() > 0
+    # The AE never trained its stem, and the classifier received it and left it alone too.
+    fresh = WhiteningStem()
+    fresh.fit(normalised_train_images(synth_cache))
+    assert torch.allclose(ae_stem, fresh.conv.weight, atol=1e-5)
+    assert torch.equal(checkpoint.load(clf / "last.pt")["model"]["backbone.stem.conv.weight"], ae_stem)
+
+
+def normalised_train_images(cache, n: int = 5000) -> torch.Tensor:
+    """The first n training images as the backbone sees them (what init_stem fits to)."""
+    from cifarae.data import load
+    from cifarae.models import Normalize
+
+    images = load(cache, val_size=100).images["train"][:n]
+    return Normalize()(images.float() / 255)

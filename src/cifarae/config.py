@@ -32,7 +32,7 @@ class Config:
     crop_pad: int = 4
 
     # --- backbone (shared by the autoencoder's encoder and the classifier) ---
-    arch: str = "airbench"
+    arch: str = "airbench"  # airbench (3x3 conv stem) | airbench_whiten (airbench's frozen whitening stem)
     widths: list[int] = field(default_factory=lambda: [32, 64, 256, 256])
     latent_size: int = 8  # spatial side of the bottleneck: 16, 8 or 4
     # --- autoencoder ---
@@ -90,7 +90,7 @@ class Config:
             "optimizer": ("adamw", "sgd"),
             "schedule": ("cosine", "onecycle"),
             "precision": ("bf16", "fp16", "fp32", "no"),
-            "arch": ("airbench",),
+            "arch": ("airbench", "airbench_whiten"),
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -99,6 +99,8 @@ class Config:
             raise UserError(f"config latent_size={self.latent_size} must be 16, 8 or 4")
         if len(self.widths) != 4:
             raise UserError(f"config widths={self.widths} needs 4 entries: stem and three blocks")
+        if self.arch == "airbench_whiten" and self.widths[0] != 24:
+            raise UserError(f"config arch=airbench_whiten has a 24-channel stem; set widths[0]={self.widths[0]} to 24")
         unknown_aug = set(self.augment) - {"crop", "flip"}
         if unknown_aug:
             raise UserError(f"config augment has unknown entries {sorted(unknown_aug)}; use crop, flip")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import Config
@@ -49,6 +50,37 @@ class DownBlock(nn.Module):
         return self.conv2(self.act(self.bn1(self.pool(self.conv1(x)))))
 
 
+class WhiteningStem(nn.Module):
+    """airbench's first layer: a frozen 2x2 convolution that whitens image patches.
+
+    Its 12 filters are the principal components of 2x2x3 training patches, scaled to unit variance,
+    each with both signs (24 channels) so that the GELU after it loses nothing. ``fit`` sets them from
+    training images; they are saved with the model and never trained (the bias is). The input is
+    padded by one pixel on the right and bottom so that 32x32 stays 32x32 for the blocks and the decoder.
+    """
+
+    channels = 2 * 3 * 2 * 2
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, self.channels, 2)
+        self.conv.weight.requires_grad_(False)
+        self.act = nn.GELU()
+
+    @torch.no_grad()
+    def fit(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """``images``: N x 3 x H x W, normalised as the backbone sees them."""
+        patches = images.double().unfold(2, 2, 1).unfold(3, 2, 1)  # N, 3, H-1, W-1, 2, 2
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, 3 * 2 * 2)
+        eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / len(patches))
+        filters = (eigenvectors.T / torch.sqrt(eigenvalues + eps)[:, None]).flip(0).reshape(-1, 3, 2, 2)
+        self.conv.weight.copy_(torch.cat([filters, -filters]).float())
+        self.conv.bias.zero_()
+
+    def forward(self, x):
+        return self.act(self.conv(F.pad(x, (0, 1, 0, 1), mode="replicate")))
+
+
 def pools_for(latent_size: int) -> list[bool]:
     """Which of the three blocks halve the resolution so that 32 x 32 ends at latent_size."""
     n = int(math.log2(32 // latent_size))
@@ -58,15 +90,17 @@ def pools_for(latent_size: int) -> list[bool]:
 class Backbone(nn.Module):
     """airbench-style CNN (stem + 3 conv blocks, ~2M parameters at the default widths).
 
-    Its output is a ``widths[3]`` x ``latent_size`` x ``latent_size`` feature map.
+    Its output is a ``widths[3]`` x ``latent_size`` x ``latent_size`` feature map. The stem is a
+    3x3 conv -> BN -> GELU (arch "airbench") or airbench's frozen whitening layer ("airbench_whiten",
+    24 channels, so widths[0] must be 24; ``init_stem`` fits it to the training images).
     """
 
-    def __init__(self, widths: list[int], latent_size: int):
+    def __init__(self, widths: list[int], latent_size: int, arch: str = "airbench"):
         super().__init__()
         w0, w1, w2, w3 = widths
         p1, p2, p3 = pools_for(latent_size)
         self.normalize = Normalize()
-        self.stem = conv_bn_act(3, w0)
+        self.stem = WhiteningStem() if arch == "airbench_whiten" else conv_bn_act(3, w0)
         self.blocks = nn.Sequential(DownBlock(w0, w1, p1), DownBlock(w1, w2, p2), DownBlock(w2, w3, p3))
         self.out_channels = w3
 
@@ -106,7 +140,7 @@ class Decoder(nn.Module):
 class AutoEncoder(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
-        self.backbone = Backbone(cfg.widths, cfg.latent_size)
+        self.backbone = Backbone(cfg.widths, cfg.latent_size, cfg.arch)
         self.to_latent = nn.Conv2d(cfg.widths[3], cfg.latent_channels, 1)
         self.decoder = Decoder(cfg.latent_channels, cfg.widths, cfg.latent_size, cfg.upsample)
         self.entropy_bottleneck = None
@@ -141,7 +175,7 @@ class Classifier(nn.Module):
 
     def __init__(self, cfg: Config):
         super().__init__()
-        self.backbone = Backbone(cfg.widths, cfg.latent_size)
+        self.backbone = Backbone(cfg.widths, cfg.latent_size, cfg.arch)
         # Linear probe: BatchNorm without affine before the head (MAE/DINO protocol).
         self.probe_norm = nn.BatchNorm1d(cfg.widths[3], affine=False) if cfg.mode == "linear" else nn.Identity()
         self.head = nn.Linear(cfg.widths[3], NUM_CLASSES, bias=False)
@@ -165,6 +199,16 @@ class Classifier(nn.Module):
 
 def build_model(cfg: Config) -> nn.Module:
     return AutoEncoder(cfg) if cfg.task == "ae" else Classifier(cfg)
+
+
+def init_stem(model: nn.Module, images_u8: torch.Tensor, n: int = 5000) -> None:
+    """Fit a whitening stem to the first ``n`` training images (uint8); other stems need nothing.
+
+    Call it on a fresh model only: a pretrained encoder or a checkpoint brings its own stem.
+    """
+    backbone = model.backbone
+    if isinstance(backbone.stem, WhiteningStem):
+        backbone.stem.fit(backbone.normalize(images_u8[:n].float() / 255))
 
 
 BACKBONE_KEYS = ("arch", "widths", "latent_size")
