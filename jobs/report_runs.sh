@@ -82,38 +82,34 @@ $PY jobs/report.py
 # 11. the classifier recipe with airbench's additions (added later; train_clf.py's defaults since), full
 #     width on the CPU: an AE for 3 epochs, then scratch and fine-tune side by side for 20 epochs, one
 #     thread each (the scratch run started beside the AE); validation on a 2,000-image subset because
-#     the shifted TTA costs 6 forward passes per image
-C=$RUNS/cpu_full
-OMP_NUM_THREADS=1 $PY src/train_clf.py --data "$DATA" --out "$C/scratch" --mode scratch val_subset=2000 wandb=false &
-OMP_NUM_THREADS=1 $PY src/train_ae.py --data "$DATA" --out "$C/ae" epochs=3 batch_size=256 wandb=false
-OMP_NUM_THREADS=1 $PY src/train_clf.py --data "$DATA" --out "$C/finetune" --mode finetune --encoder "$C/ae" \
-    val_subset=2000 wandb=false
-wait
-for run in ae scratch finetune; do
-    $PY src/evaluate.py --run "$C/$run" --data "$DATA" --splits val,test --precision bf16 --no-wandb
-    mkdir -p "outs/cpu_full/$run"
-    cp "$C/$run"/eval/*.png "$C/$run"/eval/metrics.json "$C/$run"/eval/metrics.csv "$C/$run"/history.json \
-        "$C/$run"/config.yaml "outs/cpu_full/$run/"
-done
+#     the shifted TTA costs 6 forward passes per image. $2: backbone overrides (the fine-tune inherits
+#     them from its AE); $3: extra AE overrides.
+cpu_pair() {
+    local name=$1 backbone=$2 ae_extra=$3
+    local C=$RUNS/$name
+    # shellcheck disable=SC2086  # the override lists are meant to split into words
+    OMP_NUM_THREADS=1 $PY src/train_clf.py --data "$DATA" --out "$C/scratch" --mode scratch $backbone \
+        val_subset=2000 wandb=false &
+    # shellcheck disable=SC2086
+    OMP_NUM_THREADS=1 $PY src/train_ae.py --data "$DATA" --out "$C/ae" $backbone $ae_extra epochs=3 batch_size=256 \
+        wandb=false
+    OMP_NUM_THREADS=1 $PY src/train_clf.py --data "$DATA" --out "$C/finetune" --mode finetune --encoder "$C/ae" \
+        val_subset=2000 wandb=false
+    wait
+    for run in ae scratch finetune; do
+        $PY src/evaluate.py --run "$C/$run" --data "$DATA" --splits val,test --precision bf16 --no-wandb
+        mkdir -p "outs/$name/$run"
+        cp "$C/$run"/eval/*.png "$C/$run"/eval/metrics.json "$C/$run"/eval/metrics.csv "$C/$run"/history.json \
+            "$C/$run"/config.yaml "outs/$name/$run/"
+    done
+}
+cpu_pair cpu_full "" ""
 # the convolutions alone vs the AE step, bf16 + channels_last against fp32 NCHW (the bound on the step ratio)
 $PY bench/bench.py --data "$DATA" --only convs,ae --threads 1 --out outs/bench_convs.json
 $PY jobs/report.py
 # 12. the same, with pooling in all three blocks (latent_size=4, airbench's layout: the last block ends
 #     at 4x4 instead of 8x8); the AE keeps 4x compression with 48 latent channels
-C=$RUNS/cpu_pool4
-OMP_NUM_THREADS=1 $PY src/train_clf.py --data "$DATA" --out "$C/scratch" --mode scratch latent_size=4 val_subset=2000 \
-    wandb=false &
-OMP_NUM_THREADS=1 $PY src/train_ae.py --data "$DATA" --out "$C/ae" latent_size=4 latent_channels=48 epochs=3 \
-    batch_size=256 wandb=false
-OMP_NUM_THREADS=1 $PY src/train_clf.py --data "$DATA" --out "$C/finetune" --mode finetune --encoder "$C/ae" \
-    val_subset=2000 wandb=false
-wait
-for run in ae scratch finetune; do
-    $PY src/evaluate.py --run "$C/$run" --data "$DATA" --splits val,test --precision bf16 --no-wandb
-    mkdir -p "outs/cpu_pool4/$run"
-    cp "$C/$run"/eval/*.png "$C/$run"/eval/metrics.json "$C/$run"/eval/metrics.csv "$C/$run"/history.json \
-        "$C/$run"/config.yaml "outs/cpu_pool4/$run/"
-done
+cpu_pair cpu_pool4 latent_size=4 latent_channels=48
 $PY jobs/report.py
 # 13. airbench's whitening stem against the 3x3 conv stem: scratch, full width, 5 epochs (1 warm-up), one
 #     thread each, side by side
