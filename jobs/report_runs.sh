@@ -83,18 +83,19 @@ $PY jobs/report.py
 #     width on the CPU: an AE for 3 epochs, then scratch and fine-tune side by side for 20 epochs, one
 #     thread each (the scratch run started beside the AE); validation on a 2,000-image subset because
 #     the shifted TTA costs 6 forward passes per image. $2: backbone overrides (the fine-tune inherits
-#     them from its AE); $3: extra AE overrides.
+#     them from its AE); $3: extra AE overrides; $4: extra classifier overrides (both modes).
 cpu_pair() {
-    local name=$1 backbone=$2 ae_extra=$3
+    local name=$1 backbone=$2 ae_extra=$3 clf_extra=${4:-}
     local C=$RUNS/$name
     # shellcheck disable=SC2086  # the override lists are meant to split into words
-    OMP_NUM_THREADS=1 $PY src/train_clf.py --data "$DATA" --out "$C/scratch" --mode scratch $backbone \
+    OMP_NUM_THREADS=1 $PY src/train_clf.py --data "$DATA" --out "$C/scratch" --mode scratch $backbone $clf_extra \
         val_subset=2000 wandb=false &
     # shellcheck disable=SC2086
     OMP_NUM_THREADS=1 $PY src/train_ae.py --data "$DATA" --out "$C/ae" $backbone $ae_extra epochs=3 batch_size=256 \
         wandb=false
+    # shellcheck disable=SC2086
     OMP_NUM_THREADS=1 $PY src/train_clf.py --data "$DATA" --out "$C/finetune" --mode finetune --encoder "$C/ae" \
-        val_subset=2000 wandb=false
+        $clf_extra val_subset=2000 wandb=false
     wait
     for run in ae scratch finetune; do
         $PY src/evaluate.py --run "$C/$run" --data "$DATA" --splits val,test --precision bf16 --no-wandb
@@ -122,4 +123,12 @@ done
 wait
 mkdir -p outs/whiten
 for arch in airbench airbench_whiten; do cp "$W/$arch/history.json" "outs/whiten/$arch.json"; done
+$PY jobs/report.py
+# 14. airbench's network and optimiser together: whitening stem, pooling in all blocks, BatchNorm scales
+#     frozen at 1 (bn_weight=false), and airbench's SGD settings in this engine's units (batch 1024, lr 1.5
+#     on the mean loss, Nesterov momentum 0.85, weight decay 1.33e-3 so each step decays the weights by
+#     0.2% at the peak, 10x the recipe above; logits x 1/9), 15 epochs with a 3-epoch warm-up
+cpu_pair cpu_airbench "arch=airbench_whiten widths=[24,64,256,256] latent_size=4 bn_weight=false" \
+    latent_channels=48 \
+    "epochs=15 warmup_epochs=3 batch_size=1024 lr=1.5 momentum=0.85 weight_decay=0.00133 logit_scale=0.111"
 $PY jobs/report.py

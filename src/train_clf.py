@@ -9,7 +9,7 @@ from cifarae import checkpoint, cli, engine
 from cifarae.config import load_config
 from cifarae.data import stratified_subset
 from cifarae.errors import UserError, cli_main
-from cifarae.models import BACKBONE_KEYS, Classifier, check_backbone_compatible, init_stem
+from cifarae.models import Classifier, backbone_settings, check_backbone_compatible, init_stem
 from cifarae.tasks import ClassifierTask
 
 # Classifier recipe of the fast CIFAR-10 ResNet-9 (Page, "How to train your ResNet"), carried over
@@ -63,7 +63,7 @@ def main(argv=None):
         if enc_cfg.get("task") != "ae":
             raise UserError(f"--encoder {encoder['path']} is a {enc_cfg.get('task')} checkpoint, not an autoencoder")
         # The backbone follows the encoder unless the config says otherwise (then the check below names both).
-        inherited = {k: enc_cfg[k] for k in BACKBONE_KEYS}
+        inherited = backbone_settings(enc_cfg)
         cfg = load_config(args.config, overrides, **{**defaults, **inherited})
         check_backbone_compatible(enc_cfg, cfg, encoder["path"])
     elif cfg.mode != "scratch":

@@ -243,3 +243,32 @@ def test_whitening_stem_whitens_patches_and_stays_frozen_from_ae_to_classifier(s
     init_stem(fresh, load(synth_cache, val_size=100).images["train"])
     assert torch.allclose(ae_stem, fresh.backbone.stem.conv.weight, atol=1e-5)
     assert torch.equal(checkpoint.load(clf / "last.pt")["model"]["backbone.stem.conv.weight"], ae_stem)
+
+
+def test_frozen_batchnorm_scales_stay_at_one_from_ae_to_classifier(synth_cache, tmp_path):
+    from cifarae.models import backbone_settings
+
+    frozen = [*TINY, "bn_weight=false"]
+    ae = tmp_path / "ae"
+    run_script("train_ae.py", "--data", synth_cache, "--out", ae, *frozen, "epochs=1")
+    state = checkpoint.load(ae / "last.pt")["model"]
+    scales = {k: v for k, v in state.items() if k.endswith(".weight") and v.ndim == 1}
+    backbone_scales = {k: v for k, v in scales.items() if k.startswith("backbone.")}
+    assert backbone_scales and all(torch.equal(v, torch.ones_like(v)) for v in backbone_scales.values())
+    assert any(not torch.equal(v, torch.ones_like(v)) for k, v in scales.items() if k.startswith("decoder."))
+
+    # The fine-tune inherits the setting from its encoder: its scales stay at 1 while the biases move.
+    clf = tmp_path / "clf"
+    no_widths = [a for a in TINY if not a.startswith("widths=")]
+    run_script("train_clf.py", "--data", synth_cache, "--out", clf, "--mode", "finetune", "--encoder", ae,
+               *no_widths, "epochs=1")  # fmt: skip
+    trained = checkpoint.load(clf / "last.pt")["model"]
+    assert all(torch.equal(trained[k], v) for k, v in backbone_scales.items())
+    bias = "backbone.blocks.0.bn1.bias"
+    assert not torch.equal(trained[bias], state[bias])
+
+    proc = run_script("train_clf.py", "--data", synth_cache, "--out", tmp_path / "m", "--mode", "finetune",
+                      "--encoder", ae, *no_widths, "bn_weight=true", check=False)  # fmt: skip
+    assert_one_line_error(proc, "encoder", "'bn_weight': False", "'bn_weight': True")
+    # A checkpoint saved before the key existed trained its scales: it reads as bn_weight=True.
+    assert backbone_settings({"arch": "airbench", "widths": [8, 8, 16, 16], "latent_size": 8})["bn_weight"] is True

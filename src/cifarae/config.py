@@ -35,6 +35,7 @@ class Config:
     arch: str = "airbench"  # airbench (3x3 conv stem) | airbench_whiten (airbench's frozen whitening stem)
     widths: list[int] = field(default_factory=lambda: [32, 64, 256, 256])
     latent_size: int = 8  # spatial side of the bottleneck: 16, 8 or 4
+    bn_weight: bool = True  # train the backbone's BatchNorm scales; false freezes them at 1 (airbench)
     # --- autoencoder ---
     latent_channels: int = 12
     upsample: str = "resize_conv"  # resize_conv | pixel_shuffle | transposed

@@ -93,9 +93,12 @@ class Backbone(nn.Module):
     Its output is a ``widths[3]`` x ``latent_size`` x ``latent_size`` feature map. The stem is a
     3x3 conv -> BN -> GELU (arch "airbench") or airbench's frozen whitening layer ("airbench_whiten",
     24 channels, so widths[0] must be 24; ``init_stem`` fits it to the training images).
+    ``bn_weight=False`` freezes every BatchNorm scale at 1, as airbench does: a conv followed by
+    BatchNorm is scale-invariant, so the scale adds nothing but a second knob on the effective
+    learning rate, which weight decay on the conv weights already sets.
     """
 
-    def __init__(self, widths: list[int], latent_size: int, arch: str = "airbench"):
+    def __init__(self, widths: list[int], latent_size: int, arch: str = "airbench", bn_weight: bool = True):
         super().__init__()
         w0, w1, w2, w3 = widths
         p1, p2, p3 = pools_for(latent_size)
@@ -103,6 +106,10 @@ class Backbone(nn.Module):
         self.stem = WhiteningStem() if arch == "airbench_whiten" else conv_bn_act(3, w0)
         self.blocks = nn.Sequential(DownBlock(w0, w1, p1), DownBlock(w1, w2, p2), DownBlock(w2, w3, p3))
         self.out_channels = w3
+        if not bn_weight:
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.weight.requires_grad_(False)
 
     def forward(self, x):
         return self.blocks(self.stem(self.normalize(x)))
@@ -140,7 +147,7 @@ class Decoder(nn.Module):
 class AutoEncoder(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
-        self.backbone = Backbone(cfg.widths, cfg.latent_size, cfg.arch)
+        self.backbone = Backbone(cfg.widths, cfg.latent_size, cfg.arch, cfg.bn_weight)
         self.to_latent = nn.Conv2d(cfg.widths[3], cfg.latent_channels, 1)
         self.decoder = Decoder(cfg.latent_channels, cfg.widths, cfg.latent_size, cfg.upsample)
         self.entropy_bottleneck = None
@@ -175,7 +182,7 @@ class Classifier(nn.Module):
 
     def __init__(self, cfg: Config):
         super().__init__()
-        self.backbone = Backbone(cfg.widths, cfg.latent_size, cfg.arch)
+        self.backbone = Backbone(cfg.widths, cfg.latent_size, cfg.arch, cfg.bn_weight)
         # Linear probe: BatchNorm without affine before the head (MAE/DINO protocol).
         self.probe_norm = nn.BatchNorm1d(cfg.widths[3], affine=False) if cfg.mode == "linear" else nn.Identity()
         self.head = nn.Linear(cfg.widths[3], NUM_CLASSES, bias=False)
@@ -211,12 +218,17 @@ def init_stem(model: nn.Module, images_u8: torch.Tensor, n: int = 5000) -> None:
         backbone.stem.fit(backbone.normalize(images_u8[:n].float() / 255))
 
 
-BACKBONE_KEYS = ("arch", "widths", "latent_size")
+BACKBONE_KEYS = ("arch", "widths", "latent_size", "bn_weight")
+
+
+def backbone_settings(encoder_cfg: dict) -> dict:
+    """The backbone keys of a saved config; checkpoints older than a key get its default."""
+    return {k: encoder_cfg.get(k, getattr(Config(), k)) for k in BACKBONE_KEYS}
 
 
 def check_backbone_compatible(encoder_cfg: dict, cfg: Config, source: str) -> None:
     """One-line error when a pretrained encoder's backbone differs from the classifier's."""
-    theirs = {k: encoder_cfg.get(k) for k in BACKBONE_KEYS}
+    theirs = backbone_settings(encoder_cfg)
     ours = {k: getattr(cfg, k) for k in BACKBONE_KEYS}
     if theirs != ours:
         raise UserError(f"encoder {source} has backbone {theirs} but the classifier config asks for {ours}")
