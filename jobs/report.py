@@ -219,6 +219,12 @@ def recipe() -> str | None:
 CPU_RECIPES = {  # outs/ folder -> what its runs add to the GPU grid's recipe
     "cpu_full": "+ pad 2, BN biases 64x lr, shift TTA (CPU)",
     "cpu_pool4": "+ the same and pooling in all 3 blocks, latent_size=4 (CPU)",
+    "cpu_airbench": "+ the same, whitening stem, BN scales frozen, airbench's SGD (CPU)",
+}
+CPU_BACKBONES = {  # outs/ folder -> its backbone, as the history table names it
+    "cpu_full": "latent 8×8",
+    "cpu_pool4": "latent 4×4",
+    "cpu_airbench": "latent 4×4, airbench net",
 }
 
 
@@ -242,10 +248,10 @@ def cpu_recipe() -> str | None:
 
 def cpu_recipe_history() -> str | None:
     runs = {}
-    for folder, latent in (("cpu_full", "8×8"), ("cpu_pool4", "4×4")):
-        runs[f"AE (full width, latent {latent}, 3 epochs)"] = (f"{folder}/ae", "val_psnr")
+    for folder, backbone in CPU_BACKBONES.items():
+        runs[f"AE (full width, {backbone}, 3 epochs)"] = (f"{folder}/ae", "val_psnr")
         runs |= {
-            f"{mode}, latent {latent}, 100% labels": (f"{folder}/{mode}", "val_acc") for mode in ("finetune", "scratch")
+            f"{mode}, {backbone}, 100% labels": (f"{folder}/{mode}", "val_acc") for mode in ("finetune", "scratch")
         }
     rows = []
     for label, (name, metric) in runs.items():
