@@ -270,6 +270,17 @@ def whiten() -> str | None:
     return history_summary(runs, "val_acc")
 
 
+def jpeg() -> str | None:
+    """Stage 13's whitening-stem scratch run on the archive and on copies re-encoded at lower quality."""
+    runs = {"the archive as is (Pillow JPEG q75 copies)": "whiten/airbench_whiten.json"}
+    for q in (50, 30):
+        psnr = load(f"jpeg/q{q}_psnr.json")
+        if psnr is None:
+            return None
+        runs[f"re-encoded at q{q} ({psnr['psnr_vs_source_db']['test']:.2f} dB vs the archive)"] = f"jpeg/q{q}.json"
+    return history_summary(runs, "val_acc")
+
+
 def full_codec_training() -> str | None:
     lambdas = ("0.004", "0.012", "0.035", "0.1")
     runs = {f"λ = {lam} (GPU, 10 epochs)": f"full/codec/lambda{lam}.json" for lam in lambdas}
@@ -367,6 +378,7 @@ TABLES = {
     "cpu_recipe": (cpu_recipe, "see Reproducing the report (cpu_full)"),
     "cpu_recipe_history": (cpu_recipe_history, "see Reproducing the report (cpu_full)"),
     "whiten": (whiten, "see Reproducing the report (whiten)"),
+    "jpeg": (jpeg, "see Reproducing the report (jpeg)"),
     "full_steps": (gpu_steps, "jobs/report_runs_gpu.sh"),
     "rd_points": (rd_points, "jobs/report_runs_gpu.sh collect"),
     "rd_floors": (rd_floors, "jobs/report_runs_gpu.sh collect"),

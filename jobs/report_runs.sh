@@ -132,3 +132,18 @@ cpu_pair cpu_airbench "arch=airbench_whiten widths=[24,64,256,256] latent_size=4
     latent_channels=48 \
     "epochs=15 warmup_epochs=3 batch_size=1024 lr=1.5 momentum=0.85 weight_decay=0.00133 logit_scale=0.111"
 $PY jobs/report.py
+# 15. what JPEG loss costs this network: the archive re-encoded at quality 50 and 30 (jobs/jpeg_requality.py
+#     prints each copy's PSNR against the archive), and stage 13's whitening-stem scratch run on each copy,
+#     side by side; stage 13's run on the archive itself is the reference
+for q in 50 30; do
+    $PY jobs/jpeg_requality.py "$DATA" "$RUNS/jpeg_q$q" --quality $q >"$RUNS/jpeg_q$q.json"
+    OMP_NUM_THREADS=1 $PY src/train_clf.py --data "$RUNS/jpeg_q$q" --out "$RUNS/jpeg/q$q" --mode scratch \
+        arch=airbench_whiten "widths=[24,64,256,256]" epochs=5 warmup_epochs=1 val_subset=2000 wandb=false &
+done
+wait
+mkdir -p outs/jpeg
+for q in 50 30; do
+    cp "$RUNS/jpeg/q$q/history.json" "outs/jpeg/q$q.json"
+    cp "$RUNS/jpeg_q$q.json" "outs/jpeg/q${q}_psnr.json"
+done
+$PY jobs/report.py

@@ -182,3 +182,22 @@ def test_real_archive_prepares_to_full_cifar10(tmp_path):
     assert torch.bincount(torch.cat([ds.labels["train"], ds.labels["val"]])).tolist() == [5000] * 10
     assert torch.bincount(ds.labels["test"]).tolist() == [1000] * 10
     assert torch.bincount(ds.labels["val"]).tolist() == [500] * 10
+
+
+def test_jpeg_requality_rewrites_every_image_in_the_same_order(synth_cache, tmp_path):
+    import json
+
+    out = tmp_path / "q30"
+    cmd = [sys.executable, str(REPO / "jobs" / "jpeg_requality.py"), str(synth_cache), str(out), "--quality", "30"]
+    proc = subprocess.run(cmd, cwd=REPO, env=script_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    printed = json.loads(proc.stdout.strip().splitlines()[-1])["psnr_vs_source_db"]
+    source = data.load(synth_cache, val_size=100)
+    reencoded = data.load(out, val_size=100, cache_dir=tmp_path / "cache")
+    for split in ("train", "val", "test"):
+        assert torch.equal(source.labels[split], reencoded.labels[split])
+    # Image for image, the folder holds the source's pictures through JPEG q30: changed, and by exactly
+    # the PSNR the script reports (a different order would not match it).
+    mse = ((source.images["test"].double() - reencoded.images["test"].double()) ** 2).mean(dim=(1, 2, 3))
+    assert (mse > 0).all()
+    assert (10 * torch.log10(255**2 / mse)).mean().item() == pytest.approx(printed["test"], abs=1e-6)

@@ -1,0 +1,60 @@
+"""Re-encode CIFAR-10 at another JPEG quality: a probe of what JPEG loss costs the classifier.
+
+    python jobs/jpeg_requality.py SOURCE OUT --quality 50
+
+SOURCE is anything ``cifarae.data`` reads (archive, image folder, torchvision layout). OUT gets an
+image-folder tree, train/<class>/NNNNN.jpg and test/<class>/NNNNN.jpg, written by Pillow at
+--quality (its default 4:2:0 subsampling), in the source's order, so the train/validation split and
+its subsets pick the same images. It prints the mean PSNR of the re-encoded images against SOURCE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from cifarae.data import prepare  # noqa: E402
+from cifarae.errors import cli_main  # noqa: E402
+
+
+def reencode(image_chw: torch.Tensor, quality: int) -> tuple[bytes, np.ndarray]:
+    buf = io.BytesIO()
+    Image.fromarray(image_chw.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=quality)
+    with Image.open(io.BytesIO(buf.getvalue())) as img:
+        return buf.getvalue(), np.asarray(img.convert("RGB"))
+
+
+@cli_main
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("source")
+    p.add_argument("out", type=Path)
+    p.add_argument("--quality", type=int, default=50)
+    args = p.parse_args(argv)
+    data = torch.load(prepare(args.source), weights_only=True, map_location="cpu")
+    psnr = {}
+    for split in ("train", "test"):
+        images, labels = data[f"{split}_images"], data[f"{split}_labels"]
+        errors = []
+        for i, (image, label) in enumerate(zip(images, labels.tolist())):
+            raw, decoded = reencode(image, args.quality)
+            folder = args.out / split / data["classes"][label]
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{i:05d}.jpg").write_bytes(raw)
+            diff = decoded.astype(np.float64) - image.permute(1, 2, 0).numpy()
+            errors.append(np.mean(diff**2))
+        psnr[split] = float(np.mean(10 * np.log10(255**2 / np.maximum(errors, 1e-10))))
+    print(json.dumps({"quality": args.quality, "psnr_vs_source_db": psnr}))
+
+
+if __name__ == "__main__":
+    main()
