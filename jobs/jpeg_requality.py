@@ -23,7 +23,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from cifarae.data import prepare  # noqa: E402
-from cifarae.errors import cli_main  # noqa: E402
+from cifarae.errors import UserError, cli_main  # noqa: E402
 
 
 def reencode(image_chw: torch.Tensor, quality: int) -> tuple[bytes, np.ndarray]:
@@ -40,6 +40,8 @@ def main(argv=None):
     p.add_argument("out", type=Path)
     p.add_argument("--quality", type=int, default=50)
     args = p.parse_args(argv)
+    if not 1 <= args.quality <= 95:
+        raise UserError(f"--quality {args.quality} must be between 1 and 95 (Pillow's JPEG range)")
     data = torch.load(prepare(args.source), weights_only=True, map_location="cpu")
     psnr = {}
     for split in ("train", "test"):

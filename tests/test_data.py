@@ -201,3 +201,5 @@ def test_jpeg_requality_rewrites_every_image_in_the_same_order(synth_cache, tmp_
     mse = ((source.images["test"].double() - reencoded.images["test"].double()) ** 2).mean(dim=(1, 2, 3))
     assert (mse > 0).all()
     assert (10 * torch.log10(255**2 / mse)).mean().item() == pytest.approx(printed["test"], abs=1e-6)
+    bad = subprocess.run([*cmd[:-1], "0"], cwd=REPO, env=script_env(), capture_output=True, text=True)
+    assert_one_line_error(bad, "--quality 0", "between 1 and 95")
