@@ -216,15 +216,10 @@ def recipe() -> str | None:
     return history_summary({label: f"recipe/{name}.json" for name, label in variants.items()}, "val_acc")
 
 
-CPU_RECIPES = {  # outs/ folder -> what its runs add to the GPU grid's recipe
-    "cpu_full": "+ pad 2, BN biases 64x lr, shift TTA (CPU)",
-    "cpu_pool4": "+ the same and pooling in all 3 blocks, latent_size=4 (CPU)",
-    "cpu_airbench": "+ the same, whitening stem, BN scales frozen, airbench's SGD (CPU)",
-}
-CPU_BACKBONES = {  # outs/ folder -> its backbone, as the history table names it
-    "cpu_full": "latent 8×8",
-    "cpu_pool4": "latent 4×4",
-    "cpu_airbench": "latent 4×4, airbench net",
+CPU_RUNS = {  # outs/ folder -> (what its runs add to the GPU grid's recipe, its backbone as the history names it)
+    "cpu_full": ("+ pad 2, BN biases 64x lr, shift TTA (CPU)", "latent 8×8"),
+    "cpu_pool4": ("+ the same and pooling in all 3 blocks, latent_size=4 (CPU)", "latent 4×4"),
+    "cpu_airbench": ("+ the same, whitening stem, BN scales frozen, airbench's SGD (CPU)", "latent 4×4, airbench net"),
 }
 
 
@@ -238,7 +233,7 @@ def cpu_recipe() -> str | None:
         rows.append(
             [mode, "old: pad 4, flip TTA (GPU)", 20, f"{100 * o['mean']:.2f} ± {100 * o['std']:.2f} (n={o['n']})"]
         )
-        for folder, recipe in CPU_RECIPES.items():
+        for folder, (recipe, _) in CPU_RUNS.items():
             m, h = load(f"{folder}/{mode}/metrics.json"), load(f"{folder}/{mode}/history.json")
             if m is None or h is None:
                 return None
@@ -248,7 +243,7 @@ def cpu_recipe() -> str | None:
 
 def cpu_recipe_history() -> str | None:
     runs = {}
-    for folder, backbone in CPU_BACKBONES.items():
+    for folder, (_, backbone) in CPU_RUNS.items():
         runs[f"AE (full width, {backbone}, 3 epochs)"] = (f"{folder}/ae", "val_psnr")
         runs |= {
             f"{mode}, {backbone}, 100% labels": (f"{folder}/{mode}", "val_acc") for mode in ("finetune", "scratch")
