@@ -276,6 +276,38 @@ def jpeg() -> str | None:
     return history_summary(runs, "val_acc")
 
 
+def airbench_ref() -> str | None:
+    """airbench94 itself (jobs/airbench_reference.py) on the archive: one row per run, any seeds present."""
+    files = sorted(
+        (OUTS / "airbench_ref").glob("e*_s*.json"), key=lambda f: (float(json.loads(f.read_text())["epochs"]), f.name)
+    )
+    if not files:
+        return None
+    rows = []
+    for f in files:
+        r = json.loads(f.read_text())
+        acc = r["test_accuracy"]
+        rows.append(
+            [
+                r["epochs"],
+                r["seed"],
+                r["train_images"],
+                *(f"{100 * acc[f'tta{k}']:.2f}" for k in (0, 1, 2)),
+                r["train_seconds"],
+            ]
+        )
+    header = [
+        "epochs",
+        "seed",
+        "train images",
+        "test acc. (%)",
+        "+ flip TTA",
+        "+ flip & shift TTA",
+        "train time (s, CPU)",
+    ]
+    return md_table(header, rows)
+
+
 def full_codec_training() -> str | None:
     lambdas = ("0.004", "0.012", "0.035", "0.1")
     runs = {f"λ = {lam} (GPU, 10 epochs)": f"full/codec/lambda{lam}.json" for lam in lambdas}
@@ -374,6 +406,7 @@ TABLES = {
     "cpu_recipe_history": (cpu_recipe_history, "see Reproducing the report (cpu_full)"),
     "whiten": (whiten, "see Reproducing the report (whiten)"),
     "jpeg": (jpeg, "see Reproducing the report (jpeg)"),
+    "airbench_ref": (airbench_ref, "see Reproducing the report (airbench_ref)"),
     "full_steps": (gpu_steps, "jobs/report_runs_gpu.sh"),
     "rd_points": (rd_points, "jobs/report_runs_gpu.sh collect"),
     "rd_floors": (rd_floors, "jobs/report_runs_gpu.sh collect"),

@@ -147,3 +147,14 @@ for q in 50 30; do
     cp "$RUNS/jpeg_q$q.json" "outs/jpeg/q${q}_psnr.json"
 done
 $PY jobs/report.py
+# 16. the reference for stages 11-15: Keller Jordan's airbench94 itself (pip airbench==0.1.8, its network,
+#     optimiser, Lookahead, alternating flips and all 50,000 training images), unchanged, on this data:
+#     its published 9.9 epochs and the 20-epoch budget of the classifier floor, side by side
+mkdir -p outs/airbench_ref
+for run in "9.9 e10" "20 e20"; do
+    read -r epochs name <<<"$run"
+    OMP_NUM_THREADS=1 $PY jobs/airbench_reference.py "$DATA" --epochs "$epochs" --seed 0 --threads 1 \
+        --out "outs/airbench_ref/${name}_s0.json" &
+done
+wait
+$PY jobs/report.py

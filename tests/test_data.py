@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -203,3 +204,51 @@ def test_jpeg_requality_rewrites_every_image_in_the_same_order(synth_cache, tmp_
     assert (10 * torch.log10(255**2 / mse)).mean().item() == pytest.approx(printed["test"], abs=1e-6)
     bad = subprocess.run([*cmd[:-1], "0"], cwd=REPO, env=script_env(), capture_output=True, text=True)
     assert_one_line_error(bad, "--quality 0", "between 1 and 95")
+
+
+def test_airbench_reference_trains_airbench94_on_our_data(tmp_path, synth_cache):
+    """The calibration probe runs airbench's own recipe on a source this project reads, and it learns."""
+    import json
+
+    folder = synth.write_folder(tmp_path / "cifar", n_train=110, n_test=20)  # 1,100 images: one step of 1,024 per epoch
+    source = data.prepare(folder, tmp_path / "cache", verbose=False)
+    out = tmp_path / "airbench.json"
+    cmd = [sys.executable, str(REPO / "jobs" / "airbench_reference.py"), str(source), "--out", str(out)]
+    proc = subprocess.run([*cmd, "--epochs", "6"], cwd=REPO, env=script_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert (result["train_images"], result["test_images"]) == (1100, 200)
+    # A few steps are far too few for airbench to fit (its 20-epoch run here does not pass 60% either), so
+    # this checks the CPU adapter: bf16 autocast must not reach the whitening init, whose eigenvalues
+    # then go negative and every weight turns NaN.
+    assert math.isfinite(result["train_loss"]), result
+    assert all(0.0 <= acc <= 1.0 for acc in result["test_accuracy"].values()), result
+    bad = subprocess.run(
+        [*cmd[:2], str(synth_cache), "--out", str(out)], cwd=REPO, env=script_env(), capture_output=True, text=True
+    )
+    assert_one_line_error(bad, "600 training images", "batch of 1024")
+
+
+def test_airbench_cpu_adapter_trains_and_undoes_its_patches():
+    sys.path.insert(0, str(REPO / "jobs"))
+    import airbench_reference as probe
+    from airbench import utils
+    from airbench.lib_airbench94 import make_net94
+
+    module_cuda, loader = torch.nn.Module.cuda, utils.CifarLoader
+    x = torch.randn(8, 3, 32, 32)
+    with probe.on_cpu(utils):
+        net = probe.with_bf16_forward(make_net94())
+    assert (torch.nn.Module.cuda, utils.CifarLoader) == (module_cuda, loader)
+    inner = []
+    net[2].register_forward_hook(lambda module, args, out: inner.append(out.dtype))
+    before = net(x)
+    # The convolutions run in bf16, the logits come back float32, the weights stay float32 on the CPU.
+    assert inner == [torch.bfloat16] and before.dtype == torch.float32
+    assert {(p.dtype, p.device.type) for p in net.parameters()} == {(torch.float32, "cpu")}
+    torch.optim.SGD(net.parameters(), lr=0.1).zero_grad()
+    before.square().sum().backward()
+    torch.optim.SGD(net.parameters(), lr=0.1).step()
+    # A step must reach the next forward pass. A bf16 autocast region held open across steps keeps
+    # using its cached casts of the first weights, and the network never learns.
+    assert not torch.allclose(net(x), before)
