@@ -303,7 +303,7 @@ def airbench_ref() -> str | None:
         "test acc. (%)",
         "+ flip TTA",
         "+ flip & shift TTA",
-        "train time (s, CPU)",
+        "wall time (s, 1 CPU thread)",
     ]
     return md_table(header, rows)
 
