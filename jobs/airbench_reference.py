@@ -161,6 +161,7 @@ def main(argv=None):
         "test_accuracy": accuracy,
         "train_loss": train_loss,
         "train_seconds": round(seconds, 1),
+        "threads": torch.get_num_threads(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

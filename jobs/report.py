@@ -303,7 +303,7 @@ def airbench_ref() -> str | None:
         "test acc. (%)",
         "+ flip TTA",
         "+ flip & shift TTA",
-        "wall time (s, 1 CPU thread)",
+        "wall time (s, CPU)",
     ]
     return md_table(header, rows)
 
