@@ -278,14 +278,11 @@ def jpeg() -> str | None:
 
 def airbench_ref() -> str | None:
     """airbench94 itself (jobs/airbench_reference.py) on the archive: one row per run, any seeds present."""
-    files = sorted(
-        (OUTS / "airbench_ref").glob("e*_s*.json"), key=lambda f: (float(json.loads(f.read_text())["epochs"]), f.name)
-    )
-    if not files:
+    runs = [json.loads(f.read_text()) for f in (OUTS / "airbench_ref").glob("e*_s*.json")]
+    if not runs:
         return None
     rows = []
-    for f in files:
-        r = json.loads(f.read_text())
+    for r in sorted(runs, key=lambda r: (r["epochs"], r["seed"])):
         acc = r["test_accuracy"]
         rows.append(
             [

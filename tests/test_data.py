@@ -207,7 +207,7 @@ def test_jpeg_requality_rewrites_every_image_in_the_same_order(synth_cache, tmp_
 
 
 def test_airbench_reference_trains_airbench94_on_our_data(tmp_path, synth_cache):
-    """The calibration probe runs airbench's own recipe on a source this project reads, and it learns."""
+    """The calibration probe runs airbench's own recipe end to end on a source this project reads."""
     import json
 
     folder = synth.write_folder(tmp_path / "cifar", n_train=110, n_test=20)  # 1,100 images: one step of 1,024 per epoch
@@ -218,9 +218,8 @@ def test_airbench_reference_trains_airbench94_on_our_data(tmp_path, synth_cache)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
     assert (result["train_images"], result["test_images"]) == (1100, 200)
-    # A few steps are far too few for airbench to fit (its 20-epoch run here does not pass 60% either), so
-    # this checks the CPU adapter: bf16 autocast must not reach the whitening init, whose eigenvalues
-    # then go negative and every weight turns NaN.
+    # Six steps are far too few for airbench to fit this set (20 epochs stay below 60%), so this checks
+    # the run itself: the whole recipe goes through on the CPU and its numbers are real ones.
     assert math.isfinite(result["train_loss"]), result
     assert all(0.0 <= acc <= 1.0 for acc in result["test_accuracy"].values()), result
     bad = subprocess.run(
@@ -246,7 +245,6 @@ def test_airbench_cpu_adapter_trains_and_undoes_its_patches():
     # The convolutions run in bf16, the logits come back float32, the weights stay float32 on the CPU.
     assert inner == [torch.bfloat16] and before.dtype == torch.float32
     assert {(p.dtype, p.device.type) for p in net.parameters()} == {(torch.float32, "cpu")}
-    torch.optim.SGD(net.parameters(), lr=0.1).zero_grad()
     before.square().sum().backward()
     torch.optim.SGD(net.parameters(), lr=0.1).step()
     # A step must reach the next forward pass. A bf16 autocast region held open across steps keeps
