@@ -412,3 +412,22 @@ def test_entropy_model_stays_fp32_under_bf16_autocast():
         x_hat, likelihoods = model(x)
     assert likelihoods.dtype == torch.float32 and x_hat.shape == (2, 3, 32, 32)
     assert torch.equal(likelihoods, reference)
+
+
+def test_a_wider_decoder_leaves_the_backbone_as_the_classifiers_and_round_trips(tmp_path):
+    from cifarae.config import Config, load_config
+    from cifarae.models import Classifier
+
+    cfg = Config(entropy_model="factorized", latent_channels=8, decoder_widths=[16, 24, 32, 32]).check()
+    model = AutoEncoder(cfg).eval()
+    assert model.decoder.layers[-1].in_channels == 16  # the last stage has decoder_widths[0] channels
+    clf = Classifier(Config(task="clf"))
+    assert {k: v.shape for k, v in model.backbone.state_dict().items()} == {
+        k: v.shape for k, v in clf.backbone.state_dict().items()
+    }
+    codec = lib.Codec(model, cfg)
+    image = torch.randint(0, 256, (1, 3, 20, 28), dtype=torch.uint8)
+    decoded = codec.decompress(codec.compress(image)[0])
+    assert decoded.shape[-2:] == (20, 28)
+    with pytest.raises(UserError, match="decoder_widths"):
+        load_config(overrides=["decoder_widths=[16,32]"])

@@ -39,6 +39,9 @@ class Config:
     # --- autoencoder ---
     latent_channels: int = 12
     upsample: str = "resize_conv"  # resize_conv | pixel_shuffle | transposed
+    # the decoder's widths at the backbone's four stages; empty mirrors ``widths``. The decoder is
+    # not shared with the classifier, so a codec can widen it freely (detail is made at 16x16 and 32x32)
+    decoder_widths: list[int] = field(default_factory=list)
     loss: dict = field(default_factory=lambda: {"mse": 1.0})  # weights of mse / l1 / ssim
     # entropy-coded bottleneck for the codec: "none" or "factorized"
     entropy_model: str = "none"
@@ -100,6 +103,8 @@ class Config:
             raise UserError(f"config latent_size={self.latent_size} must be 16, 8 or 4")
         if len(self.widths) != 4:
             raise UserError(f"config widths={self.widths} needs 4 entries: stem and three blocks")
+        if self.decoder_widths and len(self.decoder_widths) != 4:
+            raise UserError(f"config decoder_widths={self.decoder_widths} needs 4 entries (or none: mirror widths)")
         if self.arch == "airbench_whiten" and self.widths[0] != 24:
             raise UserError(f"config arch=airbench_whiten has a 24-channel stem; set widths[0]={self.widths[0]} to 24")
         unknown_aug = set(self.augment) - {"crop", "flip"}

@@ -149,7 +149,7 @@ class AutoEncoder(nn.Module):
         super().__init__()
         self.backbone = Backbone(cfg.widths, cfg.latent_size, cfg.arch, cfg.bn_weight)
         self.to_latent = nn.Conv2d(cfg.widths[3], cfg.latent_channels, 1)
-        self.decoder = Decoder(cfg.latent_channels, cfg.widths, cfg.latent_size, cfg.upsample)
+        self.decoder = Decoder(cfg.latent_channels, cfg.decoder_widths or cfg.widths, cfg.latent_size, cfg.upsample)
         self.entropy_bottleneck = None
         if cfg.entropy_model == "factorized":
             from compressai.entropy_models import EntropyBottleneck
