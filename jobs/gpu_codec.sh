@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# The wide-decoder codec family on ONE GPU: one codec per λ, trained from scratch, all at once.
+# One codec family on ONE GPU: one codec per λ, trained from scratch, all at once.
 #
-#   jobs/gpu_codec.sh DATA OUT [key=value ...]
+#   [CONFIG=jobs/configs/codec_skip.yaml] jobs/gpu_codec.sh DATA OUT [key=value ...]
 #
 # DATA: CIFAR-10 source or prepared cache. key=value overrides go to every run (a CPU dry run:
 # `BUDGET=120 LAMBDAS="0.01 0.1" jobs/gpu_codec.sh DATA /tmp/dry epochs=1 train_subset=512 val_subset=256`).
 # The runs share the GPU as concurrent processes (one small net leaves most of it idle) and stop at
 # the deadline BUDGET; each keeps a best.pt per epoch, so a cut run still counts. The prior refit
-# and the rate-distortion evaluation are CPU work and run elsewhere (jobs/report_runs_gpu.sh codec).
+# and the rate-distortion evaluation are CPU work and run elsewhere (src/codec_fit.py, src/rd_eval.py)
+# in the same session: the weights live only in runs/, which no later session keeps.
+# `jobs/report_runs_gpu.sh codecs OUT NAME` copies the histories into outs/full/NAME/.
 #
 # Writes OUT/runs/lambda*/ and OUT/logs/. With PACK=DIR it also puts each codec's weights there
 # (codec_lambda*.pt: no optimiser state, and the transforms' float tensors in float16, so that four
@@ -21,6 +23,7 @@ DATA=$1 OUT=$2
 shift 2
 BUDGET=${BUDGET:-480}  # seconds for all the training
 LAMBDAS=${LAMBDAS:-"0.01 0.03 0.1 0.3"}
+CONFIG=${CONFIG:-jobs/configs/codec_wide.yaml}  # the family: codec_wide.yaml or codec_skip.yaml
 export WANDB_MODE=${WANDB_MODE:-disabled} PYTHONUNBUFFERED=1
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
 mkdir -p "$OUT/runs" "$OUT/logs"
@@ -32,7 +35,7 @@ pids=()
 read -ra lambdas <<<"$LAMBDAS"
 for lam in "${lambdas[@]}"; do
     timeout --kill-after=10 "$BUDGET" "$PY" src/train_ae.py --data "$DATA" --out "$OUT/runs/lambda$lam" \
-        --config jobs/configs/codec_wide.yaml rd_lambda="$lam" wandb=false "$@" >"$OUT/logs/lambda$lam.log" 2>&1 &
+        --config "$CONFIG" rd_lambda="$lam" wandb=false "$@" >"$OUT/logs/lambda$lam.log" 2>&1 &
     pids+=($!)
 done
 : >"$OUT/steps.txt"
@@ -45,23 +48,9 @@ cat "$OUT/steps.txt"
 
 if [ -n "${PACK:-}" ]; then
     mkdir -p "$PACK"
-    "$PY" - "$OUT/runs" "$PACK" <<'PYEOF'
-import os, sys, torch
-from pathlib import Path
-runs, pack = Path(sys.argv[1]), Path(sys.argv[2])
-KEEP = ("format", "task", "config", "classes", "history", "epoch", "global_step", "best", "compression_ratio")
-for run in sorted(runs.glob("lambda*")):
-    if not (run / "best.pt").is_file():
-        print("no best.pt in", run)
-        continue
-    ck = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
-    out = {k: ck[k] for k in KEEP if k in ck}
-    state = ck["ema_model"] or ck["model"]
-    half = {k: v.half() if v.is_floating_point() and not k.startswith("entropy_bottleneck.") else v for k, v in state.items()}
-    out.update(model=half, ema_model=None, packed_float16=True)
-    torch.save(out, pack / f"codec_{run.name}.pt")
-    print(pack / f"codec_{run.name}.pt", os.path.getsize(pack / f"codec_{run.name}.pt") >> 20, "MiB")
-PYEOF
+    for run in "$OUT"/runs/lambda*; do
+        "$PY" jobs/pack_checkpoint.py "$run" "$PACK/codec_$(basename "$run").pt" --float16 || true
+    done
     tar -czf "$PACK/results.tar.gz" --exclude='*.pt' --exclude='*.pt.tmp' --exclude='files' --exclude='wandb' "$OUT"
     ls -la "$PACK"
 fi

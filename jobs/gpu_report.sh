@@ -138,27 +138,10 @@ cat "$OUT/steps.txt"
 
 if [ -n "${PACK:-}" ]; then
     mkdir -p "$PACK"
-    SHIP_LAMBDAS=${SHIP_LAMBDAS:-"0.004 0.012 0.035"} "$PY" - "$R" "$PACK" <<'PYEOF'
-import os, sys, torch
-from pathlib import Path
-runs, pack = Path(sys.argv[1]), Path(sys.argv[2])
-KEEP = ("format", "task", "config", "classes", "history", "epoch", "global_step", "best")
-def slim(src, dst, only_prefix=None):
-    if not src.is_file():
-        print("missing", src); return
-    ck = torch.load(src, map_location="cpu", weights_only=True)
-    state = ck["ema_model"] or ck["model"]
-    if only_prefix:
-        state = {k: v for k, v in state.items() if k.startswith(only_prefix)}
-    out = {k: ck[k] for k in KEEP if k in ck}
-    out.update(model=state, ema_model=None)
-    torch.save(out, dst)
-    print(dst, os.path.getsize(dst) >> 20, "MiB")
-slim(runs / "ae" / "best.pt", pack / "ae_backbone.pt", "backbone.")
-for lam in os.environ["SHIP_LAMBDAS"].split():
-    run = runs / "codec" / f"lambda{lam}"
-    slim(run / "codec.pt" if (run / "codec.pt").is_file() else run / "best.pt", pack / f"codec_lambda{lam}.pt")
-PYEOF
+    "$PY" jobs/pack_checkpoint.py "$R/ae" "$PACK/ae_backbone.pt" --only-prefix backbone. || true
+    for lam in ${SHIP_LAMBDAS:-0.004 0.012 0.035}; do
+        "$PY" jobs/pack_checkpoint.py "$R/codec/lambda$lam" "$PACK/codec_lambda$lam.pt" || true
+    done
     tar -czf "$PACK/results.tar.gz" --exclude='*.pt' --exclude='*.pt.tmp' --exclude='files' --exclude='wandb' \
         "$OUT" outs/gpu
     ls -la "$PACK"

@@ -2,6 +2,7 @@
 # The commands behind the full-size (GPU) figures in REPORT.md: outs/full/ and outs/gpu/.
 #
 #   bash jobs/report_runs_gpu.sh collect DATA REP     after step 1, on the machine that holds REP
+#   bash jobs/report_runs_gpu.sh codecs REP NAME      after `PACK=DIR jobs/gpu_codec.sh DATA REP`
 #
 # 1. On one GPU (an H200 here), with the data prepared (src/prepare_data.py --data <archive>):
 #      BUDGET=510 PROFILE_S=125 BENCH_S=40 SWEEP_S=65 TRAIN_S=20 RD_LIMIT=1000 PACK=<dir> \
@@ -14,11 +15,28 @@
 #    rate-distortion evaluation (CPU), one more codec point above 2 bpp (the λ=0.035 codec
 #    fine-tuned at λ=0.2 on 12,000 images on the CPU, since the λ=0.1 weights stayed on the GPU
 #    machine), then copies figures and metrics into outs/full/.
+# 3. `codecs`: one codec family from jobs/gpu_codec.sh (outs/full/codec_wide came from
+#    `PACK=DIR BUDGET=470 bash jobs/gpu_codec.sh data/cifar10-jpeg-<fingerprint>.pt REP`): its
+#    training histories, deadline log and GPU into outs/full/NAME/.
 set -euo pipefail
 cd "$(dirname "$0")/.." || exit 1
 PY=${PY:-.venv/bin/python}
 export WANDB_MODE=${WANDB_MODE:-offline}
-[ "${1:-}" = collect ] || { sed -n '2,15p' "$0"; exit 2; }
+case "${1:-}" in
+codecs)
+    REP=${2:?usage: jobs/report_runs_gpu.sh codecs REP NAME}
+    NAME=${3:?usage: jobs/report_runs_gpu.sh codecs REP NAME}
+    mkdir -p "outs/full/$NAME"
+    for run in "$REP"/runs/lambda*/; do cp "$run/history.json" "outs/full/$NAME/$(basename "$run").json"; done
+    cp "$REP"/steps.txt "$REP"/gpu.txt "outs/full/$NAME/"
+    exit 0
+    ;;
+collect) ;;
+*)
+    sed -n '2,20p' "$0"
+    exit 2
+    ;;
+esac
 DATA=${2:?usage: jobs/report_runs_gpu.sh collect DATA REP}
 REP=${3:?usage: jobs/report_runs_gpu.sh collect DATA REP}
 R=$REP/runs

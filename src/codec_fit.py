@@ -19,8 +19,6 @@ from cifarae.codec import fit_entropy_model
 from cifarae.errors import UserError, cli_main
 from cifarae.models import AutoEncoder
 
-KEEP = ("format", "task", "config", "classes", "history", "epoch", "global_step", "best", "compression_ratio")
-
 
 @cli_main
 def main(argv=None):
@@ -45,7 +43,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     stats = fit_entropy_model(model, images, steps=args.steps, lr=args.lr)
     stats["seconds"] = time.perf_counter() - t0
-    out = {k: ckpt[k] for k in KEEP if k in ckpt}
+    out = {k: ckpt[k] for k in checkpoint.RUN_KEYS if k in ckpt}
     out.update(model=model.state_dict(), ema_model=None, codec_fit={**stats, "source": ckpt["path"]})
     path = Path(ckpt["path"]).parent / "codec.pt"
     checkpoint.save_atomic(out, path)

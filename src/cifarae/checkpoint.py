@@ -82,3 +82,27 @@ def load_weights(model: torch.nn.Module, state: dict, source: str, may_lack: str
 def inference_state(ckpt: dict) -> dict:
     """The weights to evaluate: the EMA copy when the run kept one."""
     return ckpt.get("ema_model") or ckpt["model"]
+
+
+# What a slimmed checkpoint keeps besides the weights: no optimiser, scheduler or RNG state.
+RUN_KEYS = ("format", "task", "config", "classes", "history", "epoch", "global_step", "best", "compression_ratio")
+
+
+def slim(ckpt: dict, only_prefix: str = "", float16: bool = False) -> dict:
+    """An inference-only copy of ``ckpt``: its run metadata and the weights to evaluate.
+
+    ``only_prefix`` keeps the weights under one prefix (e.g. "backbone."). ``float16`` stores the
+    float tensors in half precision, except the entropy model's (its CDF tables are built from
+    them); ``load_state_dict`` casts them back to the model's dtype.
+    """
+    state = {k: v for k, v in inference_state(ckpt).items() if k.startswith(only_prefix)}
+    if float16:
+        state = {
+            k: v.half() if v.is_floating_point() and not k.startswith("entropy_bottleneck.") else v
+            for k, v in state.items()
+        }
+    out = {k: ckpt[k] for k in RUN_KEYS if k in ckpt}
+    out.update(model=state, ema_model=None)
+    if float16:
+        out["packed_float16"] = True
+    return out
