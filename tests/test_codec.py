@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import synth
 import torch
-from conftest import TINY, run_script
+from conftest import TINY, assert_one_line_error, run_script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -431,3 +431,57 @@ def test_a_wider_decoder_leaves_the_backbone_as_the_classifiers_and_round_trips(
     assert decoded.shape[-2:] == (20, 28)
     with pytest.raises(UserError, match="decoder_widths"):
         load_config(overrides=["decoder_widths=[16,32]"])
+
+
+@pytest.mark.parametrize("latent_size", [4, 8, 16])
+def test_a_skip_latent_keeps_the_classifiers_backbone_carries_detail_and_round_trips(latent_size):
+    from cifarae.config import Config, load_config
+    from cifarae.models import Classifier
+
+    torch.manual_seed(0)
+    small = dict(widths=[8, 16, 32, 32], latent_size=latent_size, latent_channels=4)
+    cfg = Config(entropy_model="factorized", skip_channels=3, **small).check()
+    model = AutoEncoder(cfg).eval()
+    fold = 16 // latent_size  # block 1's output is 16x16 for every latent size here
+    assert model.latent_shape == (4 + 3 * fold**2, latent_size, latent_size)
+    clf = Classifier(Config(task="clf", widths=small["widths"], latent_size=latent_size))
+    assert {k: v.shape for k, v in model.backbone.state_dict().items()} == {
+        k: v.shape for k, v in clf.backbone.state_dict().items()
+    }
+    x = torch.rand(2, 3, 32, 32)
+    y = model.encode(x)
+    assert y.shape == (2, *model.latent_shape)
+    skip_only = y.clone()
+    skip_only[:, 4:] += 1.0  # the folded skip channels reach the decoder
+    assert not torch.allclose(model.decode(y), model.decode(skip_only))
+    codec = lib.Codec(model, cfg)
+    image = torch.randint(0, 256, (1, 3, 20, 24), dtype=torch.uint8)
+    decoded = codec.decompress(codec.compress(image)[0])
+    assert torch.equal(decoded, codec.reconstruct(image)[0])
+    with pytest.raises(UserError, match="skip_channels"):
+        load_config(overrides=["skip_channels=4"])  # a plain autoencoder has no entropy model to code it
+
+
+def test_pack_checkpoint_ships_float16_transforms_that_still_code_and_a_backbone_alone(codec_run, tmp_path, images):
+    packed, backbone = tmp_path / "packed.pt", tmp_path / "backbone.pt"
+    run_script("../jobs/pack_checkpoint.py", codec_run, packed, "--float16")
+    ckpt = checkpoint.load(packed)
+    assert set(ckpt) <= {*checkpoint.RUN_KEYS, "model", "ema_model", "packed_float16", "path"}
+    for key, value in ckpt["model"].items():
+        if value.is_floating_point():  # the entropy model stays float32: its CDF tables come from it
+            assert value.dtype == (torch.float32 if key.startswith("entropy_bottleneck.") else torch.float16), key
+    full, half = lib.load_codec(codec_run), lib.load_codec(packed)
+    assert half.model_id != full.model_id  # rounded weights are another model: files do not mix
+    difference = (half.reconstruct(images).float() - full.reconstruct(images).float()).abs().mean()
+    assert difference < 1.0  # mean 8-bit levels
+    assert half.decompress(half.compress(images[:1])[0]).shape == (3, 32, 32)
+
+    run_script("../jobs/pack_checkpoint.py", codec_run, backbone, "--only-prefix", "backbone.")
+    assert all(k.startswith("backbone.") for k in checkpoint.load(backbone)["model"])
+    proc = run_script("../jobs/pack_checkpoint.py", tmp_path / "missing", tmp_path / "x.pt", check=False)
+    assert_one_line_error(proc, "does not exist")
+
+
+def test_a_codec_run_records_its_validation_rate_each_epoch(codec_run):
+    history = json.loads((codec_run / "history.json").read_text())
+    assert history and all(0 < h["val_bpp_estimate"] < 64 for h in history)  # 64: a float32 per pixel

@@ -225,7 +225,7 @@ class Codec:
 
     def num_streams(self, height: int, width: int) -> int:
         lh, lw = self.latent_hw(height, width)
-        return -(-self.cfg.latent_channels * lh * lw // SLICE_SYMBOLS)
+        return -(-self.model.latent_shape[0] * lh * lw // SLICE_SYMBOLS)
 
     # ---- analysis: images -> integer symbols
     @torch.no_grad()
@@ -243,7 +243,7 @@ class Codec:
     def synthesize(self, symbols: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """C x h x w int symbols -> 3 x height x width uint8."""
         y_hat = symbols.to(torch.float64).unsqueeze(0) + self.medians.view(1, -1, 1, 1)
-        x_hat = self.model.decoder(y_hat)[0, :, :height, :width]
+        x_hat = self.model.decode(y_hat)[0, :, :height, :width]
         return to_uint8(x_hat)
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
@@ -253,7 +253,7 @@ class Codec:
 
     # ---- entropy coding
     def _indexes(self, lh: int, lw: int) -> list[int]:
-        return torch.arange(self.cfg.latent_channels).repeat_interleave(lh * lw).tolist()
+        return torch.arange(self.model.latent_shape[0]).repeat_interleave(lh * lw).tolist()
 
     def _slices(self, n: int) -> list[slice]:
         return [slice(i, min(i + SLICE_SYMBOLS, n)) for i in range(0, n, SLICE_SYMBOLS)]
@@ -282,7 +282,7 @@ class Codec:
             if self._encoder.encode_with_indexes(decoded, idx[s], self.cdf, self.cdf_lengths, self.offsets) != stream:
                 raise UserError("corrupt entropy-coded stream (it does not re-encode to itself)")
             values.extend(decoded)
-        return torch.tensor(values, dtype=torch.int64).view(self.cfg.latent_channels, lh, lw)
+        return torch.tensor(values, dtype=torch.int64).view(self.model.latent_shape[0], lh, lw)
 
     # ---- files
     def compress(self, images: torch.Tensor, batch_size: int = 256) -> list[bytes]:
@@ -316,7 +316,7 @@ class Codec:
         return self.synthesize(self.decode_symbols(parsed.streams, lh, lw), parsed.height, parsed.width)
 
     def describe(self) -> str:
-        c, s = self.cfg.latent_channels, self.cfg.latent_size
+        c, s = self.model.latent_shape[0], self.cfg.latent_size
         return f"{self.source} (model id {self.model_id.hex()}, latent {c}x{s}x{s} per 32x32, stride {self.stride})"
 
 

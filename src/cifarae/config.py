@@ -42,6 +42,10 @@ class Config:
     # the decoder's widths at the backbone's four stages; empty mirrors ``widths``. The decoder is
     # not shared with the classifier, so a codec can widen it freely (detail is made at 16x16 and 32x32)
     decoder_widths: list[int] = field(default_factory=list)
+    # codec only: >0 also codes this many channels of the backbone's block-1 features (16x16 for
+    # latent_size 8), folded onto the latent's grid and fed to the decoder's matching stage: detail
+    # that the later max-pools would lose. The backbone itself is unchanged (still the classifier's).
+    skip_channels: int = 0
     loss: dict = field(default_factory=lambda: {"mse": 1.0})  # weights of mse / l1 / ssim
     # entropy-coded bottleneck for the codec: "none" or "factorized"
     entropy_model: str = "none"
@@ -105,6 +109,10 @@ class Config:
             raise UserError(f"config widths={self.widths} needs 4 entries: stem and three blocks")
         if self.decoder_widths and len(self.decoder_widths) != 4:
             raise UserError(f"config decoder_widths={self.decoder_widths} needs 4 entries (or none: mirror widths)")
+        if self.skip_channels < 0 or (self.skip_channels and self.entropy_model == "none"):
+            raise UserError(
+                f"config skip_channels={self.skip_channels} needs entropy_model=factorized (a codec) and must be >= 0"
+            )
         if self.arch == "airbench_whiten" and self.widths[0] != 24:
             raise UserError(f"config arch=airbench_whiten has a 24-channel stem; set widths[0]={self.widths[0]} to 24")
         unknown_aug = set(self.augment) - {"crop", "flip"}

@@ -114,6 +114,11 @@ class Backbone(nn.Module):
     def forward(self, x):
         return self.blocks(self.stem(self.normalize(x)))
 
+    def forward_with_tap(self, x):
+        """(block 1's output, the backbone's output): the codec's skip latent reads the first."""
+        tap = self.blocks[0](self.stem(self.normalize(x)))
+        return tap, self.blocks[2](self.blocks[1](tap))
+
 
 def upsample(channels: int, mode: str) -> nn.Module:
     if mode == "resize_conv":  # nearest resize; the conv that follows smooths it (no checkerboard)
@@ -124,24 +129,34 @@ def upsample(channels: int, mode: str) -> nn.Module:
 
 
 class Decoder(nn.Module):
-    """Mirror of the backbone: latent -> widths[3] ... widths[0] -> RGB, upsampling where it pooled."""
+    """Mirror of the backbone: latent -> widths[3] ... widths[0] -> RGB, upsampling where it pooled.
 
-    def __init__(self, latent_channels: int, widths: list[int], latent_size: int, mode: str):
+    ``skip_channels`` > 0: the stage that mirrors block 1 also takes a ``skip`` input at block 1's
+    resolution (concatenated before its first convolution).
+    """
+
+    def __init__(self, latent_channels: int, widths: list[int], latent_size: int, mode: str, skip_channels: int = 0):
         super().__init__()
         w0, w1, w2, w3 = widths
         pools = pools_for(latent_size)
         layers = [conv_bn_act(latent_channels, w3)]
-        for cin, cout, up in [(w3, w2, pools[2]), (w2, w1, pools[1]), (w1, w0, pools[0])]:
-            layers.append(conv_bn_act(cin, cin))
+        for cin, cout, up, extra in [(w3, w2, pools[2], 0), (w2, w1, pools[1], 0), (w1, w0, pools[0], skip_channels)]:
+            if extra:
+                self.skip_at = len(layers)
+            layers.append(conv_bn_act(cin + extra, cin))
             if up:
                 layers.append(upsample(cin, mode))
             layers.append(conv_bn_act(cin, cout))
         layers.append(nn.Conv2d(w0, 3, 3, padding=1))
         self.layers = nn.Sequential(*layers)
 
-    def forward(self, z):
+    def forward(self, z, skip=None):
+        for i, layer in enumerate(self.layers):
+            if skip is not None and i == self.skip_at:
+                z = torch.cat([z, skip], dim=1)
+            z = layer(z)
         # Sigmoid: targets are pixel intensities in [0, 1]; it keeps outputs in range without clipping.
-        return torch.sigmoid(self.layers(z))
+        return torch.sigmoid(z)
 
 
 class AutoEncoder(nn.Module):
@@ -149,13 +164,20 @@ class AutoEncoder(nn.Module):
         super().__init__()
         self.backbone = Backbone(cfg.widths, cfg.latent_size, cfg.arch, cfg.bn_weight)
         self.to_latent = nn.Conv2d(cfg.widths[3], cfg.latent_channels, 1)
-        self.decoder = Decoder(cfg.latent_channels, cfg.decoder_widths or cfg.widths, cfg.latent_size, cfg.upsample)
+        self.decoder = Decoder(
+            cfg.latent_channels, cfg.decoder_widths or cfg.widths, cfg.latent_size, cfg.upsample, cfg.skip_channels
+        )
+        # The skip latent is block 1's features through a 1x1 conv, folded (space-to-depth) onto the
+        # latent's grid, so that one latent tensor, one entropy model and one file stream carry both.
+        self.to_skip = nn.Conv2d(cfg.widths[1], cfg.skip_channels, 1) if cfg.skip_channels else None
+        self.skip_fold = (32 >> pools_for(cfg.latent_size)[0]) // cfg.latent_size
+        coded_channels = cfg.latent_channels + cfg.skip_channels * self.skip_fold**2
         self.entropy_bottleneck = None
         if cfg.entropy_model == "factorized":
             from compressai.entropy_models import EntropyBottleneck
 
-            self.entropy_bottleneck = EntropyBottleneck(cfg.latent_channels)
-        self.latent_shape = (cfg.latent_channels, cfg.latent_size, cfg.latent_size)
+            self.entropy_bottleneck = EntropyBottleneck(coded_channels)
+        self.latent_shape = (coded_channels, cfg.latent_size, cfg.latent_size)
 
     @property
     def compression_ratio(self) -> float:
@@ -163,18 +185,27 @@ class AutoEncoder(nn.Module):
         return 3 * 32 * 32 / math.prod(self.latent_shape)
 
     def encode(self, x):
-        return self.to_latent(self.backbone(x))
+        if self.to_skip is None:
+            return self.to_latent(self.backbone(x))
+        tap, features = self.backbone.forward_with_tap(x)
+        return torch.cat([self.to_latent(features), F.pixel_unshuffle(self.to_skip(tap), self.skip_fold)], dim=1)
+
+    def decode(self, y):
+        if self.to_skip is None:
+            return self.decoder(y)
+        c = self.to_latent.out_channels
+        return self.decoder(y[:, :c], F.pixel_shuffle(y[:, c:], self.skip_fold))
 
     def forward(self, x):
         """Returns (reconstruction in [0, 1], latent likelihoods or None)."""
         y = self.encode(x)
         if self.entropy_bottleneck is None:
-            return self.decoder(y), None
+            return self.decode(y), None
         # The entropy model runs in fp32 even under autocast: its likelihoods are differences of
         # CDFs that bf16 rounds to zero, which would make the rate term infinite.
         with torch.autocast(device_type=y.device.type, enabled=False):
             y_hat, likelihoods = self.entropy_bottleneck(y.float())
-        return self.decoder(y_hat), likelihoods
+        return self.decode(y_hat), likelihoods
 
 
 class Classifier(nn.Module):

@@ -167,6 +167,7 @@ def codec_point(codec: Codec, images: torch.Tensor, file_dir: Path | None, batch
         "model_id": codec.model_id.hex(),
         "rd_lambda": codec.cfg.rd_lambda,
         "latent_channels": codec.cfg.latent_channels,
+        "skip_channels": codec.cfg.skip_channels,
         "bpp": 8 * float(np.mean(sizes)) / pixels,
         "bpp_payload": 8 * float(np.mean(np.subtract(sizes, header))) / pixels,
         "header_bytes": float(np.mean(header)),

@@ -67,17 +67,22 @@ class AutoencoderTask:
     @torch.no_grad()
     def validate(self, model, loader, accelerator):
         model.eval()
-        totals = torch.zeros(3, device=accelerator.device, dtype=torch.float64)  # loss*n, sq-err sum, n
+        totals = torch.zeros(4, device=accelerator.device, dtype=torch.float64)  # loss*n, sq-err sum, n, bits
         for x, _ in loader:
             with accelerator.autocast():
-                x_hat, _ = model(x)
+                x_hat, likelihoods = model(x)
             totals[0] += reconstruction_loss(x_hat, x, self.cfg.loss).double() * len(x)
             totals[1] += (quantize_8bit(x_hat) - x).double().pow(2).sum()
             totals[2] += len(x)
+            if likelihoods is not None:  # eval mode rounds the latents: the prior's code length
+                totals[3] += -torch.log2(likelihoods.double()).sum()
         totals = accelerator.reduce(totals, reduction="sum") if accelerator.num_processes > 1 else totals
-        loss, sq_err, n = totals.tolist()
+        loss, sq_err, n, bits = totals.tolist()
         mse = sq_err / (n * 3 * 32 * 32)
-        return {"loss": loss / n, "mse": mse, "psnr": 10 * math.log10(1 / max(mse, 1e-12))}
+        metrics = {"loss": loss / n, "mse": mse, "psnr": 10 * math.log10(1 / max(mse, 1e-12))}
+        if self.cfg.entropy_model != "none":
+            metrics["bpp_estimate"] = bits / (n * 32 * 32)
+        return metrics
 
     @torch.no_grad()
     def media(self, model, images_u8):
