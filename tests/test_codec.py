@@ -485,3 +485,60 @@ def test_pack_checkpoint_ships_float16_transforms_that_still_code_and_a_backbone
 def test_a_codec_run_records_its_validation_rate_each_epoch(codec_run):
     history = json.loads((codec_run / "history.json").read_text())
     assert history and all(0 < h["val_bpp_estimate"] < 64 for h in history)  # 64: a float32 per pixel
+
+
+@pytest.mark.parametrize("ste_decoder", [True, False])
+def test_the_decoder_trains_on_the_rounded_latents_the_coder_will_send(ste_decoder):
+    """ste_decoder: in training the decoder gets round(y - median) + median, as after decoding a file,
+    with the encoder still receiving gradients; without it, it gets the prior's noisy latents."""
+    from cifarae.config import load_config
+
+    torch.manual_seed(0)
+    model = AutoEncoder(load_config(None, [*TINY, "entropy_model=factorized", f"ste_decoder={ste_decoder}"]))
+    with torch.no_grad():
+        model.entropy_bottleneck.quantiles[:, :, 1] = torch.linspace(-0.3, 0.3, model.latent_shape[0])[:, None]
+    medians = model.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
+    seen, decode = {}, model.decode
+
+    def spy(y_hat):
+        seen["y_hat"] = y_hat
+        return decode(y_hat)
+
+    model.decode = spy
+    model.train()
+    x_hat, likelihoods = model(torch.rand(4, 3, 32, 32))
+    symbols = seen["y_hat"] - medians
+    assert torch.allclose(symbols, symbols.round(), atol=1e-5) == ste_decoder
+    x_hat.square().mean().backward()
+    assert model.to_latent.weight.grad.abs().sum() > 0  # straight-through: the encoder still learns
+    assert likelihoods.shape[1] == model.latent_shape[0]
+
+    model.eval()  # at evaluation both settings decode the coder's own rounding
+    y = model.encode(torch.rand(2, 3, 32, 32))
+    model.encode = lambda x: y
+    model(torch.zeros(2, 3, 32, 32))
+    assert torch.allclose(seen["y_hat"], torch.round(y - medians) + medians)
+
+
+def test_quant_gap_feeds_the_decoder_the_coders_latents_and_the_others(tmp_path, synth_cache, codec_run):
+    from cifarae import data
+    from cifarae.evaluation import load_model
+    from cifarae.tasks import quantize_8bit
+
+    out = tmp_path / "gap.json"
+    run_script("../jobs/quant_gap.py", "--data", synth_cache, "--runs", codec_run, "--out", out, "--images", "40")
+    result = json.loads(out.read_text())
+    row = result["runs"][str(codec_run)]
+    assert result["images"] == 40 and row["rd_lambda"] == 0.01
+    # "coded" is what a file decodes to: the model's own evaluation forward, which rounds about the medians
+    model, cfg = load_model(checkpoint.load(codec_run, "best"))
+    dataset = data.load(synth_cache, cfg.val_size, cfg.split_seed)
+    x = dataset.images["val"][data.stratified_subset(dataset.labels["val"], 40, seed=0)].float() / 255
+    with torch.no_grad():
+        mse = (quantize_8bit(model(x)[0]) - x).double().pow(2).mean().item()
+    assert row["psnr_coded"] == pytest.approx(10 * np.log10(1 / mse), abs=1e-6)
+    assert len({round(row[f"psnr_{k}"], 6) for k in ("coded", "rounded", "noisy", "float")}) > 1
+
+    missing = tmp_path / "nope"
+    proc = run_script("../jobs/quant_gap.py", "--data", synth_cache, "--runs", missing, "--out", out, check=False)
+    assert_one_line_error(proc, "nope")

@@ -50,6 +50,8 @@ class Config:
     # entropy-coded bottleneck for the codec: "none" or "factorized"
     entropy_model: str = "none"
     rd_lambda: float = 0.01  # rate + lambda * 255^2 * mse when entropy_model != none
+    # codec: the decoder trains on rounded latents (straight-through) instead of noisy ones
+    ste_decoder: bool = True
     init_from: str = ""  # AE run dir or checkpoint to start from (e.g. a codec from a plain AE)
     # --- classifier ---
     mode: str = "scratch"  # linear | finetune | scratch
