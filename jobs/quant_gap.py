@@ -1,8 +1,9 @@
 """How much a codec's decoder loses to the coder's rounding: PSNR of one decoder fed four kinds of latents.
 
     python jobs/quant_gap.py --data PATH --runs RUN... --out outs/codec_skip/quant_gap.json [--images 2000]
+                             [--checkpoint best|last]
 
-For each codec run (its best.pt) and a stratified subset of the validation split, the decoder gets
+For each codec run (its best.pt, or last.pt) and a stratified subset of the validation split, the decoder gets
   coded:     round(y - median) + median, what it receives from a file (src/codec.py)
   rounded:   round(y), rounding about zero
   noisy:     y + U(-0.5, 0.5), what additive-noise training shows it
@@ -58,16 +59,17 @@ def main(argv=None):
     p.add_argument("--runs", nargs="+", required=True, help="codec run directories")
     p.add_argument("--out", type=Path, required=True, help="JSON file to write")
     p.add_argument("--images", type=int, default=2000, help="stratified validation subset")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of each run")
     p.add_argument("--threads", type=int, default=0, help=">0: torch.set_num_threads")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    models = [load_model(checkpoint.load(run, "best")) for run in args.runs]
+    models = [load_model(checkpoint.load(run, args.checkpoint)) for run in args.runs]
     split_cfg = models[0][1]  # the runs share the train/val split of the first one's config
     dataset = data.load(args.data, split_cfg.val_size, split_cfg.split_seed)
     idx = data.stratified_subset(dataset.labels["val"], min(args.images, len(dataset.labels["val"])), seed=0)
     x = dataset.images["val"][idx].float() / 255
-    result = {"images": len(idx), "split": "val", "runs": {}}
+    result = {"images": len(idx), "split": "val", "checkpoint": args.checkpoint, "runs": {}}
     for run, (model, cfg) in zip(args.runs, models, strict=True):
         row = {"rd_lambda": cfg.rd_lambda, "skip_channels": cfg.skip_channels} | gap(model, x)
         result["runs"][str(run)] = row

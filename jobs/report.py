@@ -312,7 +312,53 @@ def full_codec_training() -> str | None:
     return history_summary(runs, "val_psnr")
 
 
-def rd_points(prefix: str = "full/", split: str = "test") -> str | None:
+def codec_families() -> str | None:
+    """The later codec families' runs side by side: last epoch, and the best one (the checkpoint kept)."""
+    runs = {
+        f"wide decoder, λ = {lam} (GPU, H200)": f"full/codec_wide/lambda{lam}.json"
+        for lam in ("0.01", "0.03", "0.1", "0.3")
+    }
+    runs |= {f"skip latent, λ = {lam} (CPU)": f"codec_skip/lambda{lam}.json" for lam in ("0.04", "0.12")}
+    runs |= {
+        f"skip latent + rounded-latent decoder, λ = {lam} (CPU, from λ = {start})": f"codec_skip_ste/lambda{lam}.json"
+        for lam, start in (("0.015", "0.04"), ("0.04", "0.04"), ("0.12", "0.12"))
+    }
+    runs["control: skip latent, decoder still on noise, λ = 0.04 (CPU, from λ = 0.04)"] = (
+        "codec_skip_ste/control_noise_lambda0.04.json"
+    )
+    rows = []
+    for label, path in runs.items():
+        h = load(path)
+        if h is None:
+            return None
+        last, best = h[-1], max(h, key=lambda r: r["val_psnr"])
+        rate = last.get("val_bpp_estimate", "not recorded")
+        best_rate = best.get("val_bpp_estimate", "not recorded")
+        time = sum(r["epoch_time_s"] for r in h)
+        rows.append([label, len(h), last["val_psnr"], rate, best["val_psnr"], best_rate, time, last["img_per_s"]])
+    header = ["run", "epochs", "last val_psnr", "last val bpp", "best val_psnr", "its bpp", "train time (s)", "img/s"]
+    return md_table(header, rows)
+
+
+def quant_gap() -> str | None:
+    """One decoder fed the coder's latents and three stand-ins (jobs/quant_gap.py)."""
+    r = load("codec_skip_ste/quant_gap.json")
+    if r is None:
+        return None
+    rows = []
+    for run, g in r["runs"].items():
+        if "skip_ste" in run:
+            how = "rounded-latent decoder, +2 epochs"
+        elif "skip_noise" in run:
+            how = "decoder on noise, +2 epochs (control)"
+        else:
+            how = "decoder on noise, 8 epochs"
+        rows.append([how, g["rd_lambda"], g["psnr_coded"], g["psnr_rounded"], g["psnr_noisy"], g["psnr_float"]])
+    header = ["skip-latent codec (best.pt)", "λ", "coded (a file)", "round(y)", "y + noise", "y (float)"]
+    return md_table(header, rows)
+
+
+def rd_points(prefix: str = "full/", split: str = "test", baselines: bool = True) -> str | None:
     r = load(f"{prefix}rd/rd.json")
     if r is None:
         return None
@@ -330,7 +376,7 @@ def rd_points(prefix: str = "full/", split: str = "test") -> str | None:
                 max(p["encode_peak_rss_mb"], p["decode_peak_rss_mb"]),
             ]
         )
-    for codec, key in (("webp", "quality"), ("jpeg", "quality")):
+    for codec, key in (("webp", "quality"), ("jpeg", "quality")) if baselines else ():
         for p in r["points"][split][codec]:
             scan = f" (scan data {p['bpp_scan']:.3g})" if "bpp_scan" in p else ""
             rows.append([f"{codec} q{p[key]}", p["bpp"], f"-{scan}", p["psnr"], p["ssim"], "", "", ""])
@@ -406,6 +452,10 @@ TABLES = {
     "airbench_ref": (airbench_ref, "see Reproducing the report (airbench_ref)"),
     "full_steps": (gpu_steps, "jobs/report_runs_gpu.sh"),
     "rd_points": (rd_points, "jobs/report_runs_gpu.sh collect"),
+    "codec_families": (codec_families, "jobs/report_runs_gpu.sh codecs; jobs/report_runs.sh stages 17-18"),
+    "ste_rd_points": (lambda: rd_points("codec_skip_ste/", baselines=False), "jobs/report_runs.sh stage 18"),
+    "ste_rd_floors": (lambda: rd_floors("codec_skip_ste/"), "jobs/report_runs.sh stage 18"),
+    "quant_gap": (quant_gap, "jobs/report_runs.sh stage 18"),
     "rd_floors": (rd_floors, "jobs/report_runs_gpu.sh collect"),
     "gpu_bench": (lambda: bench("gpu/bench.json"), "bench/gpu_check.sh on a GPU"),
     "gpu_sweep": (lambda: bench("gpu/sweep.json"), "bench/gpu_check.sh on a GPU"),

@@ -158,3 +158,45 @@ for run in "9.9 e10" "20 e20"; do
 done
 wait
 $PY jobs/report.py
+# 17. the skip-latent codec family (REPORT §9): the classifier's backbone plus 16 channels of block 1's
+#     16x16 features coded beside the 8x8 latent (jobs/configs/codec_skip.yaml), two λ from scratch,
+#     8 epochs each side by side, the decoder trained on noisy latents as every codec before it
+for lam in 0.04 0.12; do
+    OMP_NUM_THREADS=1 $PY src/train_ae.py --data "$DATA" --out "$RUNS/codec_skip/lambda$lam" \
+        --config jobs/configs/codec_skip.yaml rd_lambda=$lam epochs=8 ste_decoder=false &
+done
+wait
+mkdir -p outs/codec_skip
+for run in "$RUNS"/codec_skip/lambda*/; do cp "$run/history.json" "outs/codec_skip/$(basename "$run").json"; done
+# 18. the decoder trained on the rounded latents it is sent (ste_decoder, the default since): stage 17's
+#     best checkpoints fine-tuned 2 epochs at lr 3e-4, three side by side (λ = 0.015 starts from the
+#     λ = 0.04 run), and the control: λ = 0.04 fine-tuned the same way with the decoder still on noise;
+#     the decoder's PSNR on coded / rounded / noisy / float latents; prior refits, then every test and
+#     validation image as a real file
+for spec in "0.015 0.04" "0.04 0.04" "0.12 0.12"; do
+    read -r lam from <<<"$spec"
+    OMP_NUM_THREADS=1 $PY src/train_ae.py --data "$DATA" --out "$RUNS/codec_skip_ste/lambda$lam" \
+        --config jobs/configs/codec_skip.yaml rd_lambda="$lam" init_from="$RUNS/codec_skip/lambda$from" \
+        epochs=2 lr=3e-4 warmup_epochs=0 &
+done
+OMP_NUM_THREADS=1 $PY src/train_ae.py --data "$DATA" --out "$RUNS/codec_skip_noise/lambda0.04" \
+    --config jobs/configs/codec_skip.yaml rd_lambda=0.04 init_from="$RUNS/codec_skip/lambda0.04" \
+    epochs=2 lr=3e-4 warmup_epochs=0 ste_decoder=false &
+wait
+mkdir -p outs/codec_skip_ste/rd
+cp "$RUNS/codec_skip_noise/lambda0.04/history.json" outs/codec_skip_ste/control_noise_lambda0.04.json
+# shellcheck disable=SC2046
+$PY jobs/quant_gap.py --data "$DATA" --runs $(ls -d "$RUNS"/codec_skip/lambda* "$RUNS"/codec_skip_noise/lambda*) \
+    $(ls -d "$RUNS"/codec_skip_ste/lambda*) --out outs/codec_skip_ste/quant_gap.json --threads 2
+# shellcheck disable=SC2046
+$PY jobs/quant_gap.py --data "$DATA" --runs $(ls -d "$RUNS"/codec_skip/lambda*) --checkpoint last \
+    --out outs/codec_skip/quant_gap_last.json --threads 2
+for run in "$RUNS"/codec_skip_ste/lambda*; do $PY src/codec_fit.py --run "$run" --data "$DATA"; done
+# shellcheck disable=SC2046
+$PY src/rd_eval.py --data "$DATA" --runs $(ls -d "$RUNS"/codec_skip_ste/lambda*) \
+    --out "$RUNS/codec_skip_ste/rd" --splits test val --threads 2
+for run in "$RUNS"/codec_skip_ste/lambda*/; do
+    cp "$run/history.json" "outs/codec_skip_ste/$(basename "$run").json"
+done
+cp "$RUNS"/codec_skip_ste/rd/rd.json "$RUNS"/codec_skip_ste/rd/*.png outs/codec_skip_ste/rd/
+$PY jobs/report.py
