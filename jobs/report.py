@@ -321,7 +321,7 @@ def codec_families() -> str | None:
     runs |= {f"skip latent, λ = {lam} (CPU)": f"codec_skip/lambda{lam}.json" for lam in ("0.04", "0.12")}
     runs |= {
         f"skip latent + rounded-latent decoder, λ = {lam} (CPU, from λ = {start})": f"codec_skip_ste/lambda{lam}.json"
-        for lam, start in (("0.015", "0.04"), ("0.04", "0.04"), ("0.12", "0.12"))
+        for lam, start in (("0.007", "0.015 above"), ("0.015", "0.04"), ("0.04", "0.04"), ("0.12", "0.12"))
     }
     runs["control: skip latent, decoder still on noise, λ = 0.04 (CPU, from λ = 0.04)"] = (
         "codec_skip_ste/control_noise_lambda0.04.json"

@@ -183,6 +183,11 @@ OMP_NUM_THREADS=1 $PY src/train_ae.py --data "$DATA" --out "$RUNS/codec_skip_noi
     --config jobs/configs/codec_skip.yaml rd_lambda=0.04 init_from="$RUNS/codec_skip/lambda0.04" \
     epochs=2 lr=3e-4 warmup_epochs=0 ste_decoder=false &
 wait
+# (added last) a point below 2 bpp, so the 2-bpp floor is read inside this curve: λ = 0.007 from the
+# fine-tuned λ = 0.015 run, 2 epochs, alone with 2 threads
+OMP_NUM_THREADS=2 $PY src/train_ae.py --data "$DATA" --out "$RUNS/codec_skip_ste/lambda0.007" \
+    --config jobs/configs/codec_skip.yaml rd_lambda=0.007 init_from="$RUNS/codec_skip_ste/lambda0.015" \
+    epochs=2 lr=3e-4 warmup_epochs=0
 mkdir -p outs/codec_skip_ste/rd
 cp "$RUNS/codec_skip_noise/lambda0.04/history.json" outs/codec_skip_ste/control_noise_lambda0.04.json
 # shellcheck disable=SC2046
