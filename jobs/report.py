@@ -18,6 +18,10 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 OUTS = REPO / "outs"
+sys.path.insert(0, str(REPO / "src"))
+
+from cifarae.rd import interpolate  # noqa: E402
+
 SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}
 
 
@@ -402,9 +406,6 @@ def rd_floors(prefix: str = "full/") -> str | None:
 
 def against_webp(prefix: str) -> str | None:
     """Each of our points against WebP at the same whole-file bpp (for a curve outside the floors' bpp)."""
-    sys.path.insert(0, str(REPO / "src"))
-    from cifarae.rd import interpolate
-
     r = load(f"{prefix}rd/rd.json")
     if r is None:
         return None
