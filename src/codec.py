@@ -1,12 +1,14 @@
 """Compress images to .cae files with a trained codec run, and decompress them to PNG.
 
-    python src/codec.py compress IMAGE... -o OUT --model RUN
+    python src/codec.py compress IMAGE... -o OUT --model RUN [--refine-steps 50]
     python src/codec.py decompress FILE... -o OUT_DIR --model RUN
 
 RUN is a codec run directory (its best.pt) or a checkpoint file, trained with
 entropy_model=factorized. Decompression needs the model that compressed the file: each file
 carries the model's 6-byte identity and a different model is refused. OUT is a directory
 (one <stem>.cae per image), or a file name ending in .cae when there is a single image.
+--refine-steps N spends N optimisation steps per image at encoding time for a better
+rate-distortion point (about 0.5 s per image at 50 steps on one CPU core); decoding is unchanged.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from cifarae.codec import SUFFIX, bits_per_pixel, load_codec, png_bytes, read_image
+from cifarae.codec import SUFFIX, Refinement, bits_per_pixel, load_codec, png_bytes, read_image
 from cifarae.errors import UserError, cli_main
 
 
@@ -43,7 +45,8 @@ def output_paths(inputs: list[Path], out: Path, suffix: str) -> list[Path]:
 
 
 def compress(args) -> None:
-    codec = load_codec(args.model, args.which)
+    refine = Refinement(args.refine_steps, args.refine_lr, args.refine_lambda_scale)
+    codec = load_codec(args.model, args.which, refine)
     inputs = [Path(p) for p in args.inputs]
     outputs = output_paths(inputs, args.out, SUFFIX)
     images = [read_image(p) for p in inputs]  # read everything first: a bad input writes nothing
@@ -83,6 +86,12 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("-o", "--out", required=True, type=Path, help=out_help)
         s.add_argument("--model", required=True, help="codec run directory or checkpoint file")
         s.add_argument("--which", default="best", choices=("best", "last"), help="checkpoint of a run directory")
+        if name == "compress":
+            s.add_argument("--refine-steps", type=int, default=0, help="encoder-side latent refinement steps (0: off)")
+            s.add_argument("--refine-lr", type=float, default=Refinement.lr, help="refinement step size")
+            s.add_argument(
+                "--refine-lambda-scale", type=float, default=1.0, help="refine at rd_lambda times this (<1: fewer bits)"
+            )
     return p
 
 

@@ -1,7 +1,7 @@
 """Rate-distortion evaluation of codec runs against Pillow's JPEG and WebP.
 
     python src/rd_eval.py --data PATH --runs RUN [RUN ...] --out outs/rd [--splits test val] [--limit N]
-        [--reuse OLD/rd.json]
+        [--reuse OLD/rd.json] [--refine-steps 50 --refine-lambda-scales 1 0.6]
 
 Each RUN (one rate-distortion lambda each) compresses every image of the split to a real .cae
 file (written under OUT/files/), the files are read back and decoded with the same function as
@@ -9,6 +9,10 @@ file (written under OUT/files/), the files are read back and decoded with the sa
 without it). Writes OUT/rd.json, OUT/rd_<split>.png and a W&B table; prints the floors.
 --reuse takes the points of models already measured in an earlier rd.json (same model id, split
 and image count) instead of coding those images again: adding one lambda costs one run.
+--refine-steps N encodes with encoder-side latent refinement (src/cifarae/codec.py, Refinement),
+at rd_lambda times --refine-lambda-scales (one value for every run, or one per run; a run may be
+given twice with two scales). --reuse takes several rd.json files, so runs measured in parallel
+jobs merge into one curve.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import torch
 
 from cifarae import data as data_lib
 from cifarae import rd, tracking
-from cifarae.codec import load_codec
+from cifarae.codec import Refinement, load_codec
 from cifarae.errors import UserError, cli_main
 
 
@@ -40,7 +44,7 @@ def log_wandb(args, result: dict, rows: list[dict], plots: list[Path]) -> None:
             mode=mode,
             job_type="rd_eval",
             name=args.out.name,
-            config={"runs": args.runs, "splits": args.splits, "limit": args.limit},
+            config={"runs": args.runs, "splits": args.splits, "limit": args.limit, "refine_steps": args.refine_steps},
             settings=wandb.Settings(silent=True),
         )
         columns = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("split", "codec", "quality"), k))
@@ -68,25 +72,36 @@ def main(argv=None):
     p.add_argument("--no-files", action="store_true", help="count bytes in memory instead of writing the files")
     p.add_argument("--no-wandb", action="store_true")
     p.add_argument("--wandb-project", default="cifarae")
-    p.add_argument("--reuse", type=Path, default=None, help="an earlier rd.json whose points (same model id) to keep")
+    p.add_argument("--refine-steps", type=int, default=0, help="encoder-side latent refinement steps (0: off)")
+    p.add_argument("--refine-lr", type=float, default=Refinement.lr)
+    p.add_argument(
+        "--refine-lambda-scales", type=float, nargs="+", default=[1.0], help="refine at rd_lambda times this, per run"
+    )
+    p.add_argument("--reuse", type=Path, nargs="+", default=[], help="earlier rd.json files whose points to keep")
     args = p.parse_args(argv)
     previous = {}
-    if args.reuse:
+    for path in args.reuse:
         try:
-            old = json.loads(args.reuse.read_text())
-            previous = {
-                (split, pt["model_id"], pts["num_images"]): pt
+            old = json.loads(path.read_text())
+            previous |= {
+                (split, pt["model_id"], pt.get("refine", ""), pts["num_images"]): {**pt, "reused_from": str(path)}
                 for split, pts in old["points"].items()
                 for pt in pts["cae"]
             }
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise UserError(f"--reuse {args.reuse} is not a readable rd.json ({err})") from None
+            raise UserError(f"--reuse {path} is not a readable rd.json ({err})") from None
     if args.threads:
         torch.set_num_threads(args.threads)
-    codecs = [load_codec(r) for r in args.runs]
-    ids = [c.model_id for c in codecs]
+    scales = args.refine_lambda_scales if args.refine_steps else [1.0]
+    if len(scales) == 1:
+        scales = scales * len(args.runs)
+    if len(scales) != len(args.runs):
+        raise UserError(f"--refine-lambda-scales needs one value, or one per run ({len(args.runs)}); got {len(scales)}")
+    runs = args.runs
+    codecs = [load_codec(r, refine=Refinement(args.refine_steps, args.refine_lr, s)) for r, s in zip(runs, scales)]
+    ids = [(c.model_id, c.refine) for c in codecs]
     if len(set(ids)) != len(ids):
-        raise UserError("the same model was given twice in --runs")
+        raise UserError("the same model (and refinement) was given twice in --runs / --refine-lambda-scales")
     splits = {(c.cfg.val_size, c.cfg.split_seed) for c in codecs}
     if "val" in args.splits and len(splits) > 1:
         raise UserError(f"--runs use different validation splits {sorted(splits)}; evaluate them separately")
@@ -98,7 +113,8 @@ def main(argv=None):
         "note": "measured on the given source; for the JPEG q75 CIFAR-10 archive its decoded pixels are ground truth",
         "psnr": "mean over images of 10*log10(1/MSE) on 8-bit outputs; psnr_of_mean_mse also given",
         "machine": {"platform": platform.platform(), "threads": torch.get_num_threads()},
-        "runs": {str(r): c.describe() for r, c in zip(args.runs, codecs)},
+        "runs": {str(r): c.describe() for r, c in zip(runs, codecs)},
+        "refine": {"steps": args.refine_steps, "lr": args.refine_lr, "lambda_scales": scales},
         "points": {},
         "floors": {},
     }
@@ -109,18 +125,19 @@ def main(argv=None):
             images = images[data_lib.stratified_subset(dataset.labels[split], args.limit, split_seed)]
         print(f"[{split}] {len(images)} images")
         ours = []
-        for run, codec in zip(args.runs, codecs):
-            reused = previous.get((split, codec.model_id.hex(), len(images)))
+        for run, codec in zip(runs, codecs):
+            name = "-".join(filter(None, [Path(run).name, codec.refine.tag]))
+            reused = previous.get((split, codec.model_id.hex(), codec.refine.tag, len(images)))
             if reused is not None:
-                ours.append({**reused, "run": str(run), "reused_from": str(args.reuse)})
-                print(f"  cae {Path(run).name}: reused from {args.reuse} ({reused['bpp']:.3f} bpp)")
+                ours.append({**reused, "run": str(run)})
+                print(f"  cae {name}: reused from {reused['reused_from']} ({reused['bpp']:.3f} bpp)")
                 continue
             t0 = time.perf_counter()
-            file_dir = None if args.no_files else args.out / "files" / Path(run).name / split
+            file_dir = None if args.no_files else args.out / "files" / name / split
             point = {"run": str(run), **rd.codec_point(codec, images, file_dir)}
             ours.append(point)
             print(
-                f"  cae {Path(run).name} (lambda={point['rd_lambda']:g}): {point['bpp']:.3f} bpp "
+                f"  cae {name} (lambda={point['rd_lambda']:g}): {point['bpp']:.3f} bpp "
                 f"({point['bpp_payload']:.3f} without the {point['header_bytes']:.1f}-byte header), "
                 f"PSNR {point['psnr']:.2f} dB, SSIM {point['ssim']:.4f}, encode {point['encode_img_per_s']:.0f} img/s, "
                 f"decode {point['decode_img_per_s']:.0f} img/s, peak RSS {point['encode_peak_rss_mb']:.0f}/"

@@ -542,3 +542,68 @@ def test_quant_gap_feeds_the_decoder_the_coders_latents_and_the_others(tmp_path,
     missing = tmp_path / "nope"
     proc = run_script("../jobs/quant_gap.py", "--data", synth_cache, "--runs", missing, "--out", out, check=False)
     assert_one_line_error(proc, "nope")
+
+
+# ---------------------------------------------------------------------------- encoder-side refinement
+def rd_loss(codec, images, symbols):
+    """Per image: the prior's bits for the symbols a file holds (per pixel) + λ·255²·MSE of their 8-bit decode."""
+    y_hat = symbols.double() + codec.medians.view(1, -1, 1, 1)
+    bits = lib.prior_bits(codec.model.entropy_bottleneck, y_hat)
+    decoded = torch.stack([codec.synthesize(s, *images.shape[2:]) for s in symbols])
+    mse = (decoded.double() - images.double()).div(255).pow(2).flatten(1).mean(1)
+    return bits / (images.shape[2] * images.shape[3]) + codec.cfg.rd_lambda * 255**2 * mse
+
+
+def test_refinement_lowers_the_rate_distortion_loss_of_what_the_files_hold(codec, codec_run, images):
+    refined = lib.load_codec(codec_run, refine=lib.Refinement(steps=30))
+    before = rd_loss(codec, images, codec.symbols(images))
+    after = rd_loss(refined, images, refined.symbols(images))
+    assert after.mean() < 0.95 * before.mean()
+    # A smaller lambda trades distortion for rate: fewer bits than refining at the model's own lambda.
+    thrifty = lib.load_codec(codec_run, refine=lib.Refinement(steps=30, lambda_scale=0.25))
+    bits = [lib.prior_bits(c.model.entropy_bottleneck, c.symbols(images).double()).mean() for c in (refined, thrifty)]
+    assert bits[1] < bits[0]
+
+
+def test_refined_files_are_ordinary_files_for_the_same_model(codec, codec_run, images):
+    refined = lib.load_codec(codec_run, refine=lib.Refinement(steps=10))
+    assert refined.model_id == codec.model_id  # refinement is the encoder's business: same model, same decoder
+    files = refined.compress(images[:6], batch_size=6)
+    assert files != codec.compress(images[:6])
+    decoded = torch.stack([codec.decompress(f) for f in files])
+    assert torch.equal(decoded, refined.reconstruct(images[:6]))
+    # Each image's latents move as if it were alone: the batch does not change a bit.
+    assert files == [refined.compress(images[i : i + 1])[0] for i in range(6)]
+
+
+def test_cli_refine_steps_and_bad_refinement_settings(tmp_path, capsys, codec, codec_run, images):
+    png = save_png(tmp_path / "a.png", images[0])
+    code, out, err = cli(capsys, "compress", png, "-o", tmp_path / "a.cae", "--model", codec_run, "--refine-steps", 5)
+    assert code == 0, err
+    refined = lib.load_codec(codec_run, refine=lib.Refinement(steps=5))
+    assert (tmp_path / "a.cae").read_bytes() == refined.compress(images[:1])[0]
+    code, out, err = cli(capsys, "decompress", tmp_path / "a.cae", "-o", tmp_path / "a.png", "--model", codec_run)
+    assert code == 0, err
+    assert torch.equal(load_png(tmp_path / "a.png"), refined.reconstruct(images[:1])[0])
+    code, out, err = cli(capsys, "compress", png, "-o", tmp_path / "b.cae", "--model", codec_run, "--refine-steps", -1)
+    assert_user_error(code, err, "refinement needs steps >= 0")
+    assert not (tmp_path / "b.cae").exists()
+
+
+def test_rd_eval_refines_per_run_and_merges_parallel_jobs(tmp_path, synth_cache, codec_run):
+    common = ["--data", synth_cache, "--splits", "test", "--limit", "10", "--no-wandb", "--refine-steps", "3"]
+    for name, scale in (("one", "1"), ("two", "0.5")):
+        out = tmp_path / name
+        run_script("rd_eval.py", *common, "--runs", codec_run, "--refine-lambda-scales", scale, "--out", out)
+        assert len(list((out / "files" / f"{codec_run.name}-refine3x{scale}" / "test").glob("*.cae"))) == 10
+    proc = run_script(
+        "rd_eval.py", *common, "--runs", codec_run, codec_run, "--refine-lambda-scales", "1", "0.5",
+        "--out", tmp_path / "both", "--reuse", tmp_path / "one" / "rd.json", tmp_path / "two" / "rd.json",
+    )  # fmt: skip
+    assert proc.stdout.count("reused from") == 2 and not (tmp_path / "both" / "files").exists()
+    points = json.loads((tmp_path / "both" / "rd.json").read_text())["points"]["test"]["cae"]
+    assert [p["refine"] for p in points] == ["refine3x1", "refine3x0.5"]
+    assert points[0]["refine_lambda"] == 2 * points[1]["refine_lambda"]
+    bad = run_script("rd_eval.py", *common, "--runs", codec_run, "--refine-lambda-scales", "1", "0.5", "--out",
+                     tmp_path / "bad", check=False)  # fmt: skip
+    assert_one_line_error(bad, "one per run")

@@ -5,6 +5,11 @@ latent y -> integer symbols round(y - median_c) -> rANS (CompressAI's coder with
 EntropyBottleneck's quantised CDF tables) -> file. Decoding inverts it: file -> checks ->
 symbols -> y_hat = symbols + median_c -> decoder -> crop -> 8-bit image.
 
+Encoder-side refinement (optional, ``Refinement``): the encoder's latents are a good first guess
+that a few Adam steps on each image's own rate + lambda * 255^2 * MSE improve, with the decoder and
+prior fixed (Campos et al. 2019, "Content adaptive optimization for neural image compression"). Only
+encoding gets slower; the files and the decoder are unchanged.
+
 Bit-exactness: the decoder always runs on the CPU in float64, one image at a time, from the
 integer symbols stored in the file, so its 8-bit output does not depend on the batch size, the
 device the encoder ran on, or the thread count (float64 rounding noise is ~1e-16, far below the
@@ -27,6 +32,7 @@ A 32 x 32 image with one stream has a 16-byte header + checksum (0.125 bpp at 32
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -187,16 +193,44 @@ def fit_tails(eb, iterations: int = 64) -> None:
         eb.quantiles[:, :, i] = ((low + high) / 2)[:, :, 0]
 
 
+def prior_bits(eb, y: torch.Tensor) -> torch.Tensor:
+    """Per-image bits of ``y`` (N x C x h x w) under the factorized prior (interval likelihood, no rounding)."""
+    n, c = y.shape[:2]
+    likelihood, _, _ = eb._likelihood(y.transpose(0, 1).reshape(c, 1, -1))
+    bits = -torch.log2(eb.likelihood_lower_bound(likelihood))
+    return bits.reshape(c, n, -1).sum(dim=(0, 2))
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """Encoder-side latent refinement: ``steps`` Adam steps (lr ``lr``, cosine decay) per image on
+    bits + lambda * 255^2 * MSE, lambda = the model's rd_lambda * ``lambda_scale``. steps=0: off."""
+
+    steps: int = 0
+    lr: float = 0.02
+    lambda_scale: float = 1.0
+
+    def __post_init__(self):
+        if self.steps < 0 or self.lr <= 0 or self.lambda_scale <= 0:
+            raise UserError(f"refinement needs steps >= 0, lr > 0 and lambda_scale > 0; got {self}")
+
+    @property
+    def tag(self) -> str:
+        """A name for output folders and tables ("" when off)."""
+        return f"refine{self.steps}x{self.lambda_scale:g}" if self.steps else ""
+
+
 class Codec:
     """A trained entropy-coded AutoEncoder, ready to write and read files. CPU, float64."""
 
-    def __init__(self, model: AutoEncoder, cfg: Config, source: str = "model"):
+    def __init__(self, model: AutoEncoder, cfg: Config, source: str = "model", refine: Refinement = Refinement()):
         if cfg.entropy_model != "factorized" or model.entropy_bottleneck is None:
             raise UserError(
                 f"{source} has entropy_model={cfg.entropy_model!r}: not a codec; "
                 "train one with entropy_model=factorized (e.g. init_from=<AE run>)"
             )
-        self.cfg, self.source = cfg, source
+        self.cfg, self.source, self.refine = cfg, source, refine
+        self._model32 = None  # float32 copy for refinement, made on first use
         self.stride = 32 // cfg.latent_size
         self.model = model.to("cpu", torch.float64).eval().requires_grad_(False)
         eb = self.model.entropy_bottleneck
@@ -236,7 +270,38 @@ class Codec:
         x = images.to(torch.float64).div(255)
         x = F.pad(x, (0, lw * self.stride - width, 0, lh * self.stride - height), mode="replicate")
         y = self.model.encode(x)
+        if self.refine.steps:
+            y = self.refined(x, y, height, width)
         return torch.round(y - self.medians.view(1, -1, 1, 1)).to(torch.int64)
+
+    def refined(self, x: torch.Tensor, y: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Latents moved by ``self.refine.steps`` Adam steps on each image's own rate-distortion loss.
+
+        float32 for speed: only the encoder runs it, and the file stores the rounded result. The
+        decoder sees round(y - median) + median with a straight-through gradient, as in training
+        (ste_decoder); the rate is the prior's interval likelihood at y. The loss is a sum over
+        images, so each image's latents move as if it were alone in the batch.
+        """
+        if self._model32 is None:
+            self._model32 = copy.deepcopy(self.model).float()
+        model, r = self._model32, self.refine
+        medians = self.medians.float().view(1, -1, 1, 1)
+        target = x.float()[:, :, :height, :width]
+        scale = self.cfg.rd_lambda * r.lambda_scale * 255**2 / target[0].numel()
+        y = y.float().clone().requires_grad_(True)
+        opt = torch.optim.Adam([y], lr=r.lr)
+        with torch.enable_grad():
+            for step in range(r.steps):
+                for group in opt.param_groups:
+                    group["lr"] = r.lr * 0.5 * (1 + math.cos(math.pi * step / r.steps))
+                y_hat = y + (torch.round(y - medians) + medians - y).detach()
+                x_hat = model.decode(y_hat)[:, :, :height, :width]
+                sq_err = (x_hat - target).pow(2).sum()
+                loss = prior_bits(model.entropy_bottleneck, y).sum() / (height * width) + scale * sq_err
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        return y.detach().to(torch.float64)
 
     # ---- synthesis: integer symbols -> image (the one decode path: CPU, float64, one image at a time)
     @torch.no_grad()
@@ -376,7 +441,7 @@ def fit_entropy_model(model: AutoEncoder, images: torch.Tensor, steps: int = 600
     }
 
 
-def load_codec(path: str | Path, which: str = "best") -> Codec:
+def load_codec(path: str | Path, which: str = "best", refine: Refinement = Refinement()) -> Codec:
     """A codec from a run directory or checkpoint file (EMA weights when the run kept them).
 
     A run directory with a ``codec.pt`` (written by src/codec_fit.py) uses it: the run's best
@@ -392,7 +457,7 @@ def load_codec(path: str | Path, which: str = "best") -> Codec:
     if cfg.entropy_model == "none":
         raise UserError(f"{ckpt['path']} is a plain autoencoder (entropy_model=none), not a codec")
     checkpoint.load_weights(model, checkpoint.inference_state(ckpt), ckpt["path"])
-    return Codec(model, cfg, source=str(ckpt["path"]))
+    return Codec(model, cfg, source=str(ckpt["path"]), refine=refine)
 
 
 def bits_per_pixel(num_bytes: int, height: int, width: int) -> float:
