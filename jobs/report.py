@@ -370,7 +370,7 @@ def rd_points(prefix: str = "full/", split: str = "test", baselines: bool = True
     for p in r["points"][split]["cae"]:
         rows.append(
             [
-                f"ours λ={p['rd_lambda']:g}",
+                f"ours {point_name(p)}",
                 p["bpp"],
                 p["bpp_payload"],
                 p["psnr"],
@@ -386,6 +386,34 @@ def rd_points(prefix: str = "full/", split: str = "test", baselines: bool = True
             rows.append([f"{codec} q{p[key]}", p["bpp"], f"-{scan}", p["psnr"], p["ssim"], "", "", ""])
     header = ["codec", "bpp (whole file)", "bpp (payload)", "PSNR (dB)", "SSIM", "encode img/s", "decode img/s"]
     return md_table([*header, "peak RSS (MB)"], rows)
+
+
+def point_name(p: dict) -> str:
+    """λ=0.015, or λ=0.015 refined at λ=0.009 (50 steps) for an encoder-side refined point."""
+    name = f"λ={p['rd_lambda']:g}"
+    if p.get("refine"):
+        name += f" refined at λ={p['refine_lambda']:.3g} ({p['refine'].removeprefix('refine').split('x')[0]} steps)"
+    return name
+
+
+def refine_vs_plain(split_names=("test", "val")) -> str | None:
+    """The same models and images coded with and without encoder-side refinement, against WebP."""
+    refined, plain = load("codec_refine/rd/rd.json"), load("codec_refine/plain/rd.json")
+    if refined is None or plain is None:
+        return None
+    rows = []
+    for split in split_names:
+        curves = refined["points"][split]
+        before = {p["model_id"]: p for p in plain["points"][split]["cae"]}
+        for p in sorted(curves["cae"], key=lambda p: p["bpp"]):
+            b = before[p["model_id"]]
+            webp = interpolate(curves["webp"], p["bpp"])
+            rows.append(
+                [split, point_name(p), b["bpp"], b["psnr"], p["bpp"], p["psnr"], p["encode_img_per_s"], webp,
+                 p["psnr"] - webp]
+            )  # fmt: skip
+    header = ["split", "ours", "bpp plain", "PSNR plain", "bpp refined", "PSNR refined", "encode img/s"]
+    return md_table([*header, "WebP PSNR at refined bpp", "gain over WebP (dB)"], rows)
 
 
 def rd_floors(prefix: str = "full/") -> str | None:
@@ -414,7 +442,7 @@ def against_webp(prefix: str) -> str | None:
         for p in curves["cae"]:
             webp = interpolate(curves["webp"], p["bpp"])
             gain = "-" if webp is None else p["psnr"] - webp
-            rows.append([split, f"λ={p['rd_lambda']}", p["bpp"], p["psnr"], webp or "outside its curve", gain])
+            rows.append([split, point_name(p), p["bpp"], p["psnr"], webp or "outside its curve", gain])
     return md_table(["split", "ours", "bpp (whole file)", "ours PSNR (dB)", "WebP PSNR (dB)", "gain (dB)"], rows)
 
 
@@ -474,6 +502,9 @@ TABLES = {
     "ste_rd_points": (lambda: rd_points("codec_skip_ste/", baselines=False), "jobs/report_runs.sh stage 18"),
     "ste_vs_webp": (lambda: against_webp("codec_skip_ste/"), "jobs/report_runs.sh stage 18"),
     "quant_gap": (quant_gap, "jobs/report_runs.sh stage 18"),
+    "refine_vs_plain": (refine_vs_plain, "jobs/report_runs.sh stage 19"),
+    "refine_rd_points": (lambda: rd_points("codec_refine/", baselines=False), "jobs/report_runs.sh stage 19"),
+    "refine_floors": (lambda: rd_floors("codec_refine/"), "jobs/report_runs.sh stage 19"),
     "rd_floors": (rd_floors, "jobs/report_runs_gpu.sh collect"),
     "gpu_bench": (lambda: bench("gpu/bench.json"), "bench/gpu_check.sh on a GPU"),
     "gpu_sweep": (lambda: bench("gpu/sweep.json"), "bench/gpu_check.sh on a GPU"),

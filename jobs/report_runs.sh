@@ -205,3 +205,23 @@ for run in "$RUNS"/codec_skip_ste/lambda*/; do
 done
 cp "$RUNS"/codec_skip_ste/rd/rd.json "$RUNS"/codec_skip_ste/rd/*.png outs/codec_skip_ste/rd/
 $PY jobs/report.py
+# 19. encoder-side latent refinement (Refinement, codec.py --refine-steps): stage 18's codecs, 50 Adam steps
+#     per image on its own rate + λ·255²·MSE, around 2 bpp (λ = 0.007 and 0.015 at their own λ, 0.015 at
+#     0.6 λ, 0.04 at 0.4 λ), on stratified 1,000-image subsets of test and val (refinement encodes at
+#     ~2 img/s per core): two jobs side by side, one thread each, merged with --reuse; the same models
+#     and images without refinement beside them
+R="$RUNS/codec_skip_ste"
+OMP_NUM_THREADS=1 $PY src/rd_eval.py --data "$DATA" --runs "$R/lambda0.015" "$R/lambda0.015" --refine-steps 50 \
+    --refine-lambda-scales 1 0.6 --limit 1000 --threads 1 --no-wandb --out "$RUNS/codec_refine/a" &
+OMP_NUM_THREADS=1 $PY src/rd_eval.py --data "$DATA" --runs "$R/lambda0.007" "$R/lambda0.04" --refine-steps 50 \
+    --refine-lambda-scales 1 0.4 --limit 1000 --threads 1 --no-wandb --out "$RUNS/codec_refine/b" &
+wait
+$PY src/rd_eval.py --data "$DATA" --runs "$R/lambda0.007" "$R/lambda0.015" "$R/lambda0.015" "$R/lambda0.04" \
+    --refine-steps 50 --refine-lambda-scales 1 1 0.6 0.4 --limit 1000 --threads 2 --out "$RUNS/codec_refine/rd" \
+    --reuse "$RUNS/codec_refine/a/rd.json" "$RUNS/codec_refine/b/rd.json"
+$PY src/rd_eval.py --data "$DATA" --runs "$R/lambda0.007" "$R/lambda0.015" "$R/lambda0.04" --limit 1000 \
+    --threads 2 --no-wandb --out "$RUNS/codec_refine/plain"
+mkdir -p outs/codec_refine/rd outs/codec_refine/plain
+cp "$RUNS"/codec_refine/rd/rd.json "$RUNS"/codec_refine/rd/*.png outs/codec_refine/rd/
+cp "$RUNS"/codec_refine/plain/rd.json outs/codec_refine/plain/
+$PY jobs/report.py

@@ -574,6 +574,10 @@ def test_refined_files_are_ordinary_files_for_the_same_model(codec, codec_run, i
     assert torch.equal(decoded, refined.reconstruct(images[:6]))
     # Each image's latents move as if it were alone: the batch does not change a bit.
     assert files == [refined.compress(images[i : i + 1])[0] for i in range(6)]
+    # Padding: only the image's own pixels count in the loss, and odd sizes still round-trip.
+    odd = torch.randint(0, 256, (2, 3, 17, 45), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    decoded = torch.stack([codec.decompress(f) for f in refined.compress(odd)])
+    assert decoded.shape == odd.shape and torch.equal(decoded, refined.reconstruct(odd))
 
 
 def test_cli_refine_steps_and_bad_refinement_settings(tmp_path, capsys, codec, codec_run, images):
