@@ -216,9 +216,12 @@ OMP_NUM_THREADS=1 $PY src/rd_eval.py --data "$DATA" --runs "$R/lambda0.015" "$R/
 OMP_NUM_THREADS=1 $PY src/rd_eval.py --data "$DATA" --runs "$R/lambda0.007" "$R/lambda0.04" --refine-steps 50 \
     --refine-lambda-scales 1 0.4 --limit 1000 --threads 1 --no-wandb --out "$RUNS/codec_refine/b" &
 wait
-$PY src/rd_eval.py --data "$DATA" --runs "$R/lambda0.007" "$R/lambda0.015" "$R/lambda0.015" "$R/lambda0.04" \
-    --refine-steps 50 --refine-lambda-scales 1 1 0.6 0.4 --limit 1000 --threads 2 --out "$RUNS/codec_refine/rd" \
-    --reuse "$RUNS/codec_refine/a/rd.json" "$RUNS/codec_refine/b/rd.json"
+# (added last) a point just below 2 bpp: λ = 0.015 refined at 0.4 λ, alone with 2 threads
+$PY src/rd_eval.py --data "$DATA" --runs "$R/lambda0.015" --refine-steps 50 --refine-lambda-scales 0.4 \
+    --limit 1000 --threads 2 --no-wandb --out "$RUNS/codec_refine/c"
+$PY src/rd_eval.py --data "$DATA" --runs "$R/lambda0.007" "$R/lambda0.015" "$R/lambda0.015" "$R/lambda0.015" \
+    "$R/lambda0.04" --refine-steps 50 --refine-lambda-scales 1 0.4 0.6 1 0.4 --limit 1000 --threads 2 \
+    --out "$RUNS/codec_refine/rd" --reuse "$RUNS"/codec_refine/{a,b,c}/rd.json
 $PY src/rd_eval.py --data "$DATA" --runs "$R/lambda0.007" "$R/lambda0.015" "$R/lambda0.04" --limit 1000 \
     --threads 2 --no-wandb --out "$RUNS/codec_refine/plain"
 mkdir -p outs/codec_refine/rd outs/codec_refine/plain
