@@ -389,11 +389,9 @@ def rd_points(prefix: str = "full/", split: str = "test", baselines: bool = True
 
 
 def point_name(p: dict) -> str:
-    """λ=0.015, or λ=0.015 refined at λ=0.009 (50 steps) for an encoder-side refined point."""
+    """λ=0.015, or λ=0.015 refined at λ=0.009 for an encoder-side refined point."""
     name = f"λ={p['rd_lambda']:g}"
-    if p.get("refine"):
-        name += f" refined at λ={p['refine_lambda']:.3g} ({p['refine'].removeprefix('refine').split('x')[0]} steps)"
-    return name
+    return f"{name} refined at λ={p['refine_lambda']:.3g}" if p.get("refine") else name
 
 
 def refine_vs_plain(split_names=("test", "val")) -> str | None:

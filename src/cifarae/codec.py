@@ -193,12 +193,16 @@ def fit_tails(eb, iterations: int = 64) -> None:
         eb.quantiles[:, :, i] = ((low + high) / 2)[:, :, 0]
 
 
+def latent_bits(eb, v: torch.Tensor) -> torch.Tensor:
+    """Bits of each value of ``v`` (C x 1 x N, the EntropyBottleneck's layout) under the factorized prior."""
+    likelihood, _, _ = eb._likelihood(v)
+    return -torch.log2(eb.likelihood_lower_bound(likelihood))
+
+
 def prior_bits(eb, y: torch.Tensor) -> torch.Tensor:
     """Per-image bits of ``y`` (N x C x h x w) under the factorized prior (interval likelihood, no rounding)."""
     n, c = y.shape[:2]
-    likelihood, _, _ = eb._likelihood(y.transpose(0, 1).reshape(c, 1, -1))
-    bits = -torch.log2(eb.likelihood_lower_bound(likelihood))
-    return bits.reshape(c, n, -1).sum(dim=(0, 2))
+    return latent_bits(eb, y.transpose(0, 1).reshape(c, 1, -1)).reshape(c, n, -1).sum(dim=(0, 2))
 
 
 @dataclass(frozen=True)
@@ -290,10 +294,9 @@ class Codec:
         scale = self.cfg.rd_lambda * r.lambda_scale * 255**2 / target[0].numel()
         y = y.float().clone().requires_grad_(True)
         opt = torch.optim.Adam([y], lr=r.lr)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, r.steps)
         with torch.enable_grad():
-            for step in range(r.steps):
-                for group in opt.param_groups:
-                    group["lr"] = r.lr * 0.5 * (1 + math.cos(math.pi * step / r.steps))
+            for _ in range(r.steps):
                 y_hat = y + (torch.round(y - medians) + medians - y).detach()
                 x_hat = model.decode(y_hat)[:, :, :height, :width]
                 sq_err = (x_hat - target).pow(2).sum()
@@ -301,6 +304,7 @@ class Codec:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                schedule.step()
         return y.detach().to(torch.float64)
 
     # ---- synthesis: integer symbols -> image (the one decode path: CPU, float64, one image at a time)
@@ -408,23 +412,22 @@ def fit_entropy_model(model: AutoEncoder, images: torch.Tensor, steps: int = 600
     y_hat = y_hat.reshape(y_hat.shape[0], 1, -1)  # C x 1 x N, EntropyBottleneck's layout
     params = [*eb.matrices, *eb.biases, *eb.factors]
     opt = torch.optim.Adam(params, lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     gen = torch.Generator().manual_seed(0)
 
     def bits(v):
-        likelihood, _, _ = eb._likelihood(v)
-        return -torch.log2(likelihood.clamp_min(1e-9)).mean()
+        return latent_bits(eb, v).mean()
 
     with torch.no_grad():
         before = bits(y_hat).item()
     with torch.enable_grad():
-        for step in range(steps):
+        for _ in range(steps):
             idx = torch.randint(0, y_hat.shape[2], (min(16384, y_hat.shape[2]),), generator=gen)
-            for g in opt.param_groups:  # cosine decay
-                g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
             loss = bits(y_hat[:, :, idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            schedule.step()
     with torch.no_grad():
         fit_tails(eb)  # CDF tails where the fitted densities put tail_mass
         eb.quantiles[:, 0, 1] = medians
