@@ -611,3 +611,31 @@ def test_rd_eval_refines_per_run_and_merges_parallel_jobs(tmp_path, synth_cache,
     bad = run_script("rd_eval.py", *common, "--runs", codec_run, "--refine-lambda-scales", "1", "0.5", "--out",
                      tmp_path / "bad", check=False)  # fmt: skip
     assert_one_line_error(bad, "one per run")
+
+
+def test_refine_probe_codes_real_files_for_every_variant(tmp_path, synth_cache, codec_run):
+    """jobs/refine_probe.py: its "ste" rows reproduce the shipped refinement (same loss, written per image),
+    the other variants change the files, and the coder-overhead figures count real streams."""
+    from cifarae import data
+
+    out = tmp_path / "probe.json"
+    run_script("../jobs/refine_probe.py", "--data", synth_cache, "--run", codec_run, "--far-run", codec_run,
+               "--out", out, "--images", "10", "--prior-images", "10", "--mse-refs", "0.01")  # fmt: skip
+    r = json.loads(out.read_text())
+    rows = {(p["run"], p["variant"], p.get("scale"), p.get("mse_ref")): p for p in r["points"]}
+    assert len(rows) == 9 and r["images"] == 10
+    shipped = lib.load_codec(codec_run, refine=lib.Refinement(steps=50))
+    dataset = data.load(synth_cache, shipped.cfg.val_size, shipped.cfg.split_seed)
+    val = dataset.images["val"][data.stratified_subset(dataset.labels["val"], 10, shipped.cfg.split_seed)]
+    expect = rd.codec_point(shipped, val, None)
+    for key in (("model", "ste", 1.0, None), ("far", "ste", 1.0, None)):
+        assert rows[key]["bpp"] == pytest.approx(expect["bpp"], rel=0.01)
+        assert rows[key]["psnr"] == pytest.approx(expect["psnr"], abs=0.02)
+    plain = rd.codec_point(lib.load_codec(codec_run), val, None)
+    assert rows[("model", "none", None, None)]["psnr"] == pytest.approx(plain["psnr"], abs=1e-9)
+    assert rows[("model", "sga", 1.0, None)]["psnr"] != rows[("model", "ste", 1.0, None)]["psnr"]
+    overhead = r["coder_overhead"]
+    assert overhead["stream_bytes"] == pytest.approx(plain["bpp_payload"] * 32 * 32 / 8)
+    assert 0 < overhead["overhead_bytes"] < 16  # rANS: a 64-bit state flushed, 32-bit words
+    prior = r["refitted_prior"]
+    assert prior["bpp_refitted_prior"]["train"] < prior["bpp_model_prior"]["train"]

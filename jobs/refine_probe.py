@@ -1,0 +1,209 @@
+"""Probes around encoder-side refinement (REPORT §9): what else might move the 2-bpp point.
+
+    python jobs/refine_probe.py --data PATH --run RUN [--far-run RUN] --out outs/codec_refine/probe.json
+                                [--images 100] [--prior-images 600]
+
+Every variant codes the same stratified validation subset to real files and decodes them again
+(rd.codec_point), so its bpp and PSNR are what a user gets. The variants change only how the
+encoder refines the latents (the shipped one is Refinement in src/cifarae/codec.py):
+  ste       the shipped refinement: the decoder sees the coded latents with a straight-through
+            gradient; the rate is the prior's interval likelihood at the continuous latents
+  sga       stochastic Gumbel annealing (Yang et al. 2020): rate and distortion both at a relaxed
+            sample of floor/ceil, the temperature annealed 0.5 -> 0.05
+  ste_rate  the rate also taken at the straight-through coded latents
+  log_mse   per image bits + k * 10 log10(MSE) instead of bits + lambda * MSE: the allocation that
+            maximises the mean of per-image PSNRs (k matched to lambda at the MSE --mse-refs give)
+--far-run refines another model at several multiples of its own lambda (how far refinement moves
+a model along the curve). Two measurements of rate besides: the bytes the entropy coder spends
+over the ideal code length of the symbols under the prior's 16-bit tables, and the rate of refined
+latents under a factorized prior refitted to refined latents of training images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+import time
+import types
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from cifarae import data, rd  # noqa: E402
+from cifarae.codec import Codec, Refinement, latent_bits, load_codec, prior_bits  # noqa: E402
+from cifarae.errors import cli_main  # noqa: E402
+
+
+def sga_sample(u: torch.Tensor, tau: float) -> torch.Tensor:
+    """A relaxed draw of floor(u) or ceil(u), nearer ones likelier (Yang et al. 2020, eq. 9)."""
+    lo = torch.floor(u)
+    eps = 1e-5
+    logits = torch.stack(
+        [-torch.atanh((u - lo).clamp(eps, 1 - eps)) / tau, -torch.atanh((lo + 1 - u).clamp(eps, 1 - eps)) / tau], -1
+    )
+    gumbel = -torch.log((-torch.log(torch.rand_like(logits).clamp_min(1e-20))).clamp_min(1e-20))
+    w = torch.softmax((logits + gumbel) / tau, -1)
+    return w[..., 0] * lo + w[..., 1] * (lo + 1)
+
+
+def variant_refined(codec: Codec, variant: str, mse_ref: float):
+    """Codec.refined with one change (see the module docstring); the rest is the shipped loop. "ste" is the
+    shipped loss written per image, so that all variants share one loop (equal to ~0.001 dB)."""
+
+    def refined(self, x, y, height, width):
+        if self._model32 is None:
+            self._model32 = copy.deepcopy(self.model).float()
+        model, r = self._model32, self.refine
+        medians = self.medians.float().view(1, -1, 1, 1)
+        target = x.float()[:, :, :height, :width]
+        lam = self.cfg.rd_lambda * r.lambda_scale * 255**2
+        y = y.float().clone().requires_grad_(True)
+        opt = torch.optim.Adam([y], lr=r.lr)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, r.steps)
+        with torch.enable_grad():
+            for step in range(r.steps):
+                u = y - medians
+                if variant == "sga":
+                    u_hat = sga_sample(u, 0.5 * 0.1 ** (step / max(1, r.steps - 1)))
+                else:
+                    u_hat = u + (torch.round(u) - u).detach()
+                rate_at = y if variant in ("ste", "log_mse") else u_hat + medians
+                x_hat = model.decode(u_hat + medians)[:, :, :height, :width]
+                mse = (x_hat - target).pow(2).flatten(1).mean(1)
+                bpp = prior_bits(model.entropy_bottleneck, rate_at) / (height * width)
+                if variant == "log_mse":  # d/dMSE of k*ln(MSE) equals lambda at MSE = mse_ref
+                    loss = (bpp + lam * mse_ref * torch.log(mse)).sum()
+                else:
+                    loss = (bpp + lam * mse).sum()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                schedule.step()
+        return y.detach().to(torch.float64)
+
+    codec.refined = types.MethodType(refined, codec)
+    return codec
+
+
+def point(codec: Codec, images: torch.Tensor, **label) -> dict:
+    torch.manual_seed(0)  # SGA's draws
+    t0 = time.perf_counter()
+    p = rd.codec_point(codec, images, None)
+    row = {**label, **{k: p[k] for k in ("bpp", "bpp_payload", "psnr", "psnr_of_mean_mse", "ssim")}}
+    print(json.dumps(row), f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    return row
+
+
+def coder_overhead(codec: Codec, images: torch.Tensor) -> dict:
+    """Bytes of the rANS streams vs the ideal code length of the same symbols under the same CDF tables."""
+    symbols = codec.symbols(images)
+    ideal, actual = [], []
+    for sym in symbols:
+        bits = 0.0
+        for v, i in zip(sym.reshape(-1).tolist(), codec._indexes(*sym.shape[1:])):
+            k = v - codec.offsets[i]
+            bits -= math.log2((codec.cdf[i][k + 1] - codec.cdf[i][k]) / 2**16)
+        ideal.append(bits / 8)
+        actual.append(sum(len(s) for s in codec.encode_symbols(sym)))
+    n = len(images)
+    row = {
+        "images": n,
+        "ideal_bytes": sum(ideal) / n,
+        "stream_bytes": sum(actual) / n,
+        "overhead_bytes": (sum(actual) - sum(ideal)) / n,
+        "overhead_bpp": 8 * (sum(actual) - sum(ideal)) / n / images[0, 0].numel(),
+    }
+    print("coder overhead", json.dumps(row), flush=True)
+    return row
+
+
+def refitted_prior_rate(codec: Codec, train: torch.Tensor, val: torch.Tensor, steps: int = 600) -> dict:
+    """bpp of refined, coded validation latents under the model's prior and under one refitted to refined
+    training latents (the refinement moves the latents; does the prior still fit them?)."""
+    medians = codec.medians.view(1, -1, 1, 1)
+
+    def coded(images):
+        out = []
+        for i in range(0, len(images), 100):
+            x = images[i : i + 100].double() / 255
+            y = codec.refined(x, codec.model.encode(x), *x.shape[2:])
+            out.append(torch.round(y - medians) + medians)
+        y = torch.cat(out).float().transpose(0, 1)
+        return y.reshape(y.shape[0], 1, -1)  # C x 1 x N, the EntropyBottleneck's layout
+
+    tr, va = coded(train), coded(val)
+    eb = copy.deepcopy(codec.model.entropy_bottleneck).float().requires_grad_(True)
+    pixels = train[0, 0].numel()
+
+    def bpp(v):
+        return latent_bits(eb, v).sum().item() / (v.shape[2] / (tr.shape[2] // len(train))) / pixels
+
+    before = {"train": bpp(tr), "val": bpp(va)}
+    opt = torch.optim.Adam([*eb.matrices, *eb.biases, *eb.factors], lr=1e-2)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    gen = torch.Generator().manual_seed(0)
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = latent_bits(eb, tr[:, :, torch.randint(0, tr.shape[2], (16384,), generator=gen)]).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            schedule.step()
+    with torch.no_grad():
+        after = {"train": bpp(tr), "val": bpp(va)}
+    row = {"train_images": len(train), "val_images": len(val), "bpp_model_prior": before, "bpp_refitted_prior": after}
+    print("refitted prior", json.dumps(row), flush=True)
+    return row
+
+
+@cli_main
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="CIFAR-10 source (dir, .tar.gz or prepared cache .pt)")
+    p.add_argument("--run", required=True, help="the codec run whose refinement is probed")
+    p.add_argument("--far-run", default=None, help="a codec run refined at multiples of its own lambda")
+    p.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    p.add_argument("--images", type=int, default=100, help="stratified validation images per variant")
+    p.add_argument("--prior-images", type=int, default=600, help="training images for the refitted prior (0: skip)")
+    p.add_argument("--mse-refs", type=float, nargs="+", default=[0.0006, 0.0008, 0.0011])
+    p.add_argument("--threads", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base = load_codec(args.run)
+    ds = data.load(args.data, base.cfg.val_size, base.cfg.split_seed)
+    val = ds.images["val"][data.stratified_subset(ds.labels["val"], args.images, base.cfg.split_seed)]
+    result = {"run": args.run, "images": len(val), "refine": {"steps": 50, "lr": Refinement.lr}, "points": []}
+
+    def refine(run, variant, scale=1.0, mse_ref=0.0):
+        return variant_refined(load_codec(run, refine=Refinement(50, Refinement.lr, scale)), variant, mse_ref)
+
+    rows = result["points"]
+    rows.append(point(base, val, run="model", variant="none", scale=None))
+    for scale in (0.7, 1.0):
+        rows.append(point(refine(args.run, "ste", scale), val, run="model", variant="ste", scale=scale))
+    rows.append(point(refine(args.run, "sga"), val, run="model", variant="sga", scale=1.0))
+    rows.append(point(refine(args.run, "ste_rate"), val, run="model", variant="ste_rate", scale=1.0))
+    for ref in args.mse_refs:
+        rows.append(point(refine(args.run, "log_mse", 1.0, ref), val, run="model", variant="log_mse", mse_ref=ref))
+    if args.far_run:
+        result["far_run"] = args.far_run
+        for scale in (1.0, 2.0, 3.0):
+            rows.append(point(refine(args.far_run, "ste", scale), val, run="far", variant="ste", scale=scale))
+    result["coder_overhead"] = coder_overhead(base, val)
+    if args.prior_images:
+        train = ds.images["train"][data.stratified_subset(ds.labels["train"], args.prior_images, 1)]
+        result["refitted_prior"] = refitted_prior_rate(refine(args.run, "ste"), train, val)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
