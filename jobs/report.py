@@ -330,6 +330,9 @@ def codec_families() -> str | None:
     runs["control: skip latent, decoder still on noise, λ = 0.04 (CPU, from λ = 0.04)"] = (
         "codec_skip_ste/control_noise_lambda0.04.json"
     )
+    runs["skip latent + rounded-latent decoder, λ = 0.015, 6 more epochs (CPU, lr 4e-4)"] = (
+        "codec_skip_long/lambda0.015.json"
+    )
     rows = []
     for label, path in runs.items():
         h = load(path)
@@ -394,9 +397,9 @@ def point_name(p: dict) -> str:
     return f"{name} refined at λ={p['refine_lambda']:.3g}" if p.get("refine") else name
 
 
-def refine_vs_plain(split_names=("test", "val")) -> str | None:
+def refine_vs_plain(prefix: str = "codec_refine/", split_names=("test", "val")) -> str | None:
     """The same models and images coded with and without encoder-side refinement, against WebP."""
-    refined, plain = load("codec_refine/rd/rd.json"), load("codec_refine/plain/rd.json")
+    refined, plain = load(f"{prefix}rd/rd.json"), load(f"{prefix}plain/rd.json")
     if refined is None or plain is None:
         return None
     rows = []
@@ -412,6 +415,32 @@ def refine_vs_plain(split_names=("test", "val")) -> str | None:
             )  # fmt: skip
     header = ["split", "ours", "bpp plain", "PSNR plain", "bpp refined", "PSNR refined", "encode img/s"]
     return md_table([*header, "WebP PSNR at refined bpp", "gain over WebP (dB)"], rows)
+
+
+def refine_probe() -> str | None:
+    """Refinement variants on one validation subset (jobs/refine_probe.py), each against the shipped
+    refinement's line through its two points (λ scale 0.7 and 1) at the same bpp."""
+    r = load("codec_refine/probe.json")
+    if r is None:
+        return None
+    (b0, q0), (b1, q1) = sorted(
+        (p["bpp"], p["psnr"]) for p in r["points"] if p["variant"] == "ste" and p["run"] == "model"
+    )
+    rows = []
+    for p in r["points"]:
+        model = Path(r["run"] if p["run"] == "model" else r["far_run"]).name
+        setting = (
+            f"k matched at MSE {p['mse_ref']:g}"
+            if "mse_ref" in p
+            else ("-" if p["scale"] is None else f"λ × {p['scale']:g}")
+        )
+        line = q0 + (q1 - q0) * (p["bpp"] - b0) / (b1 - b0)
+        versus = p["psnr"] - line if p["run"] == "model" and p["variant"] not in ("ste", "none") else "-"
+        if versus != "-" and not b0 - 0.06 <= p["bpp"] <= b1 + 0.06:
+            versus = f"off the line (+{p['bpp'] - b1:.2f} bpp)"  # a straight line says little that far out
+        rows.append([model, p["variant"], setting, p["bpp"], p["psnr"], p["psnr_of_mean_mse"], versus])
+    header = ["codec run", "refinement", "setting", "bpp (whole file)", "PSNR (dB)", "pooled PSNR (dB)"]
+    return md_table([*header, "vs shipped refinement at that bpp (dB)"], rows)
 
 
 def rd_floors(prefix: str = "full/") -> str | None:
@@ -496,13 +525,16 @@ TABLES = {
     "airbench_ref": (airbench_ref, "see Reproducing the report (airbench_ref)"),
     "full_steps": (gpu_steps, "jobs/report_runs_gpu.sh"),
     "rd_points": (rd_points, "jobs/report_runs_gpu.sh collect"),
-    "codec_families": (codec_families, "jobs/report_runs_gpu.sh codecs; jobs/report_runs.sh stages 17-18"),
+    "codec_families": (codec_families, "jobs/report_runs_gpu.sh codecs; jobs/report_runs.sh stages 17-18, 20"),
     "ste_rd_points": (lambda: rd_points("codec_skip_ste/", baselines=False), "jobs/report_runs.sh stage 18"),
     "ste_vs_webp": (lambda: against_webp("codec_skip_ste/"), "jobs/report_runs.sh stage 18"),
     "quant_gap": (quant_gap, "jobs/report_runs.sh stage 18"),
     "refine_vs_plain": (refine_vs_plain, "jobs/report_runs.sh stage 19"),
     "refine_rd_points": (lambda: rd_points("codec_refine/", baselines=False), "jobs/report_runs.sh stage 19"),
     "refine_floors": (lambda: rd_floors("codec_refine/"), "jobs/report_runs.sh stage 19"),
+    "refine_probe": (refine_probe, "jobs/report_runs.sh stage 20"),
+    "long_refine_vs_plain": (lambda: refine_vs_plain("codec_long/"), "jobs/report_runs.sh stage 20"),
+    "long_floors": (lambda: rd_floors("codec_long/"), "jobs/report_runs.sh stage 20"),
     "rd_floors": (rd_floors, "jobs/report_runs_gpu.sh collect"),
     "gpu_bench": (lambda: bench("gpu/bench.json"), "bench/gpu_check.sh on a GPU"),
     "gpu_sweep": (lambda: bench("gpu/sweep.json"), "bench/gpu_check.sh on a GPU"),

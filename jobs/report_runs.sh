@@ -228,3 +228,34 @@ mkdir -p outs/codec_refine/rd outs/codec_refine/plain
 cp "$RUNS"/codec_refine/rd/rd.json "$RUNS"/codec_refine/rd/*.png outs/codec_refine/rd/
 cp "$RUNS"/codec_refine/plain/rd.json outs/codec_refine/plain/
 $PY jobs/report.py
+# 20. what else moves the 2-bpp point (REPORT §9). Side by side, one thread each:
+#     (a) refinement variants on 100 validation images (jobs/refine_probe.py: stochastic Gumbel annealing,
+#     the rate at the coded latents, a mean-PSNR distortion, λ = 0.007 refined at up to 3 λ), the entropy
+#     coder's bytes over the ideal code length, and a prior refitted to refined latents;
+#     (b) λ = 0.015 trained 6 more epochs (lr 4e-4, cosine), its prior refitted, then refined at λ and 0.6 λ
+#     on the same 1,000-image subsets as stage 19 (two jobs), merged with stage 19's λ = 0.007 and λ = 0.04
+#     points into one curve
+R="$RUNS/codec_skip_ste"
+L="$RUNS/codec_skip_long/lambda0.015"
+OMP_NUM_THREADS=1 $PY jobs/refine_probe.py --data "$DATA" --run "$R/lambda0.015" --far-run "$R/lambda0.007" \
+    --out outs/codec_refine/probe.json --threads 1 &
+OMP_NUM_THREADS=1 $PY src/train_ae.py --data "$DATA" --out "$L" --config jobs/configs/codec_skip.yaml \
+    rd_lambda=0.015 init_from="$R/lambda0.015" epochs=6 lr=4e-4 warmup_epochs=0.1
+wait
+$PY src/codec_fit.py --run "$L" --data "$DATA"
+for spec in "a 1" "b 0.6"; do
+    read -r job scale <<<"$spec"
+    OMP_NUM_THREADS=1 $PY src/rd_eval.py --data "$DATA" --runs "$L" --refine-steps 50 --refine-lambda-scales "$scale" \
+        --limit 1000 --threads 1 --no-wandb --out "$RUNS/codec_long/$job" &
+done
+wait
+$PY src/rd_eval.py --data "$DATA" --runs "$R/lambda0.007" "$L" "$L" "$R/lambda0.04" --refine-steps 50 \
+    --refine-lambda-scales 1 0.6 1 0.4 --limit 1000 --threads 2 --out "$RUNS/codec_long/rd" \
+    --reuse "$RUNS"/codec_long/{a,b}/rd.json "$RUNS/codec_refine/rd/rd.json"
+$PY src/rd_eval.py --data "$DATA" --runs "$R/lambda0.007" "$L" "$R/lambda0.04" --limit 1000 --threads 2 \
+    --no-wandb --out "$RUNS/codec_long/plain" --reuse "$RUNS/codec_refine/plain/rd.json"
+mkdir -p outs/codec_long/rd outs/codec_long/plain outs/codec_skip_long
+cp "$RUNS"/codec_long/rd/rd.json "$RUNS"/codec_long/rd/*.png outs/codec_long/rd/
+cp "$RUNS"/codec_long/plain/rd.json outs/codec_long/plain/
+cp "$L/history.json" outs/codec_skip_long/lambda0.015.json
+$PY jobs/report.py
