@@ -333,6 +333,7 @@ def codec_families() -> str | None:
     runs["skip latent + rounded-latent decoder, λ = 0.015, 6 more epochs (CPU, lr 4e-4)"] = (
         "codec_skip_long/lambda0.015.json"
     )
+    runs["the same, 5 epochs more again (CPU, lr 3e-4)"] = "codec_skip_long/lambda0.015-more.json"
     rows = []
     for label, path in runs.items():
         h = load(path)
@@ -525,7 +526,7 @@ TABLES = {
     "airbench_ref": (airbench_ref, "see Reproducing the report (airbench_ref)"),
     "full_steps": (gpu_steps, "jobs/report_runs_gpu.sh"),
     "rd_points": (rd_points, "jobs/report_runs_gpu.sh collect"),
-    "codec_families": (codec_families, "jobs/report_runs_gpu.sh codecs; jobs/report_runs.sh stages 17-18, 20"),
+    "codec_families": (codec_families, "jobs/report_runs_gpu.sh codecs; jobs/report_runs.sh stages 17-18, 20-21"),
     "ste_rd_points": (lambda: rd_points("codec_skip_ste/", baselines=False), "jobs/report_runs.sh stage 18"),
     "ste_vs_webp": (lambda: against_webp("codec_skip_ste/"), "jobs/report_runs.sh stage 18"),
     "quant_gap": (quant_gap, "jobs/report_runs.sh stage 18"),
@@ -535,6 +536,8 @@ TABLES = {
     "refine_probe": (refine_probe, "jobs/report_runs.sh stage 20"),
     "long_refine_vs_plain": (lambda: refine_vs_plain("codec_long/"), "jobs/report_runs.sh stage 20"),
     "long_floors": (lambda: rd_floors("codec_long/"), "jobs/report_runs.sh stage 20"),
+    "long2_refine_vs_plain": (lambda: refine_vs_plain("codec_long2/"), "jobs/report_runs.sh stage 21"),
+    "long2_floors": (lambda: rd_floors("codec_long2/"), "jobs/report_runs.sh stage 21"),
     "rd_floors": (rd_floors, "jobs/report_runs_gpu.sh collect"),
     "gpu_bench": (lambda: bench("gpu/bench.json"), "bench/gpu_check.sh on a GPU"),
     "gpu_sweep": (lambda: bench("gpu/sweep.json"), "bench/gpu_check.sh on a GPU"),

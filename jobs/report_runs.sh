@@ -259,3 +259,26 @@ cp "$RUNS"/codec_long/rd/rd.json "$RUNS"/codec_long/rd/*.png outs/codec_long/rd/
 cp "$RUNS"/codec_long/plain/rd.json outs/codec_long/plain/
 cp "$L/history.json" outs/codec_skip_long/lambda0.015.json
 $PY jobs/report.py
+# 21. the same codec 5 epochs more (lr 3e-4, cosine; resumed once, after its second epoch, with 2 threads
+#     instead of 1), its prior refitted, refined at λ and 1.5 λ (its rate fell below 2 bpp) and merged as in
+#     stage 20
+L2="$RUNS/codec_skip_long2/lambda0.015"
+OMP_NUM_THREADS=2 $PY src/train_ae.py --data "$DATA" --out "$L2" --config jobs/configs/codec_skip.yaml \
+    rd_lambda=0.015 init_from="$L" epochs=5 lr=3e-4 warmup_epochs=0.1
+$PY src/codec_fit.py --run "$L2" --data "$DATA"
+for spec in "a 1" "b 1.5"; do
+    read -r job scale <<<"$spec"
+    OMP_NUM_THREADS=1 $PY src/rd_eval.py --data "$DATA" --runs "$L2" --refine-steps 50 --refine-lambda-scales "$scale" \
+        --limit 1000 --threads 1 --no-wandb --out "$RUNS/codec_long2/$job" &
+done
+wait
+$PY src/rd_eval.py --data "$DATA" --runs "$R/lambda0.007" "$L2" "$L2" "$R/lambda0.04" --refine-steps 50 \
+    --refine-lambda-scales 1 1 1.5 0.4 --limit 1000 --threads 2 --out "$RUNS/codec_long2/rd" \
+    --reuse "$RUNS"/codec_long2/{a,b}/rd.json "$RUNS/codec_refine/rd/rd.json"
+$PY src/rd_eval.py --data "$DATA" --runs "$R/lambda0.007" "$L2" "$R/lambda0.04" --limit 1000 --threads 2 \
+    --no-wandb --out "$RUNS/codec_long2/plain" --reuse "$RUNS/codec_refine/plain/rd.json"
+mkdir -p outs/codec_long2/rd outs/codec_long2/plain
+cp "$RUNS"/codec_long2/rd/rd.json "$RUNS"/codec_long2/rd/*.png outs/codec_long2/rd/
+cp "$RUNS"/codec_long2/plain/rd.json outs/codec_long2/plain/
+cp "$L2/history.json" outs/codec_skip_long/lambda0.015-more.json
+$PY jobs/report.py
