@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from cifarae import data, rd  # noqa: E402
-from cifarae.codec import Codec, Refinement, latent_bits, load_codec, prior_bits  # noqa: E402
+from cifarae.codec import Codec, Refinement, fit_densities, latent_bits, load_codec, prior_bits  # noqa: E402
 from cifarae.errors import cli_main  # noqa: E402
 
 
@@ -123,40 +123,25 @@ def coder_overhead(codec: Codec, images: torch.Tensor) -> dict:
     return row
 
 
-def refitted_prior_rate(codec: Codec, train: torch.Tensor, val: torch.Tensor, steps: int = 600) -> dict:
+def refitted_prior_rate(codec: Codec, train: torch.Tensor, val: torch.Tensor) -> dict:
     """bpp of refined, coded validation latents under the model's prior and under one refitted to refined
     training latents (the refinement moves the latents; does the prior still fit them?)."""
-    medians = codec.medians.view(1, -1, 1, 1)
 
-    def coded(images):
-        out = []
-        for i in range(0, len(images), 100):
-            x = images[i : i + 100].double() / 255
-            y = codec.refined(x, codec.model.encode(x), *x.shape[2:])
-            out.append(torch.round(y - medians) + medians)
-        y = torch.cat(out).float().transpose(0, 1)
-        return y.reshape(y.shape[0], 1, -1)  # C x 1 x N, the EntropyBottleneck's layout
+    def coded(images):  # C x 1 x N, the EntropyBottleneck's layout
+        y = torch.cat([codec.symbols(images[i : i + 100]) for i in range(0, len(images), 100)])
+        y = (y + codec.medians.view(1, -1, 1, 1)).float().transpose(0, 1)
+        return y.reshape(y.shape[0], 1, -1)
 
     tr, va = coded(train), coded(val)
     eb = copy.deepcopy(codec.model.entropy_bottleneck).float().requires_grad_(True)
-    pixels = train[0, 0].numel()
 
-    def bpp(v):
-        return latent_bits(eb, v).sum().item() / (v.shape[2] / (tr.shape[2] // len(train))) / pixels
+    def bpp(v, images):
+        return latent_bits(eb, v).sum().item() / images.numel() * 3
 
-    before = {"train": bpp(tr), "val": bpp(va)}
-    opt = torch.optim.Adam([*eb.matrices, *eb.biases, *eb.factors], lr=1e-2)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    gen = torch.Generator().manual_seed(0)
-    with torch.enable_grad():
-        for _ in range(steps):
-            loss = latent_bits(eb, tr[:, :, torch.randint(0, tr.shape[2], (16384,), generator=gen)]).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            schedule.step()
+    before = {"train": bpp(tr, train), "val": bpp(va, val)}
+    fit_densities(eb, tr)
     with torch.no_grad():
-        after = {"train": bpp(tr), "val": bpp(va)}
+        after = {"train": bpp(tr, train), "val": bpp(va, val)}
     row = {"train_images": len(train), "val_images": len(val), "bpp_model_prior": before, "bpp_refitted_prior": after}
     print("refitted prior", json.dumps(row), flush=True)
     return row

@@ -237,48 +237,40 @@ $PY jobs/report.py
 #     points into one curve
 R="$RUNS/codec_skip_ste"
 L="$RUNS/codec_skip_long/lambda0.015"
+# refined_curve NAME RUN SCALE_A SCALE_B: RUN's prior refitted, refined at both λ scales (two jobs), merged
+# with stage 19's λ = 0.007 and λ = 0.04 points, and the same runs unrefined; into outs/NAME
+refined_curve() {
+    local name=$1 run=$2 scale_a=$3 scale_b=$4 spec job scale
+    $PY src/codec_fit.py --run "$run" --data "$DATA"
+    for spec in "a $scale_a" "b $scale_b"; do
+        read -r job scale <<<"$spec"
+        OMP_NUM_THREADS=1 $PY src/rd_eval.py --data "$DATA" --runs "$run" --refine-steps 50 \
+            --refine-lambda-scales "$scale" --limit 1000 --threads 1 --no-wandb --out "$RUNS/$name/$job" &
+    done
+    wait
+    $PY src/rd_eval.py --data "$DATA" --runs "$R/lambda0.007" "$run" "$run" "$R/lambda0.04" --refine-steps 50 \
+        --refine-lambda-scales 1 "$scale_a" "$scale_b" 0.4 --limit 1000 --threads 2 --out "$RUNS/$name/rd" \
+        --reuse "$RUNS/$name"/{a,b}/rd.json "$RUNS/codec_refine/rd/rd.json"
+    $PY src/rd_eval.py --data "$DATA" --runs "$R/lambda0.007" "$run" "$R/lambda0.04" --limit 1000 --threads 2 \
+        --no-wandb --out "$RUNS/$name/plain" --reuse "$RUNS/codec_refine/plain/rd.json"
+    mkdir -p "outs/$name/rd" "outs/$name/plain"
+    cp "$RUNS/$name"/rd/rd.json "$RUNS/$name"/rd/*.png "outs/$name/rd/"
+    cp "$RUNS/$name"/plain/rd.json "outs/$name/plain/"
+}
 OMP_NUM_THREADS=1 $PY jobs/refine_probe.py --data "$DATA" --run "$R/lambda0.015" --far-run "$R/lambda0.007" \
     --out outs/codec_refine/probe.json --threads 1 &
 OMP_NUM_THREADS=1 $PY src/train_ae.py --data "$DATA" --out "$L" --config jobs/configs/codec_skip.yaml \
     rd_lambda=0.015 init_from="$R/lambda0.015" epochs=6 lr=4e-4 warmup_epochs=0.1
 wait
-$PY src/codec_fit.py --run "$L" --data "$DATA"
-for spec in "a 1" "b 0.6"; do
-    read -r job scale <<<"$spec"
-    OMP_NUM_THREADS=1 $PY src/rd_eval.py --data "$DATA" --runs "$L" --refine-steps 50 --refine-lambda-scales "$scale" \
-        --limit 1000 --threads 1 --no-wandb --out "$RUNS/codec_long/$job" &
-done
-wait
-$PY src/rd_eval.py --data "$DATA" --runs "$R/lambda0.007" "$L" "$L" "$R/lambda0.04" --refine-steps 50 \
-    --refine-lambda-scales 1 0.6 1 0.4 --limit 1000 --threads 2 --out "$RUNS/codec_long/rd" \
-    --reuse "$RUNS"/codec_long/{a,b}/rd.json "$RUNS/codec_refine/rd/rd.json"
-$PY src/rd_eval.py --data "$DATA" --runs "$R/lambda0.007" "$L" "$R/lambda0.04" --limit 1000 --threads 2 \
-    --no-wandb --out "$RUNS/codec_long/plain" --reuse "$RUNS/codec_refine/plain/rd.json"
-mkdir -p outs/codec_long/rd outs/codec_long/plain outs/codec_skip_long
-cp "$RUNS"/codec_long/rd/rd.json "$RUNS"/codec_long/rd/*.png outs/codec_long/rd/
-cp "$RUNS"/codec_long/plain/rd.json outs/codec_long/plain/
+refined_curve codec_long "$L" 1 0.6
+mkdir -p outs/codec_skip_long
 cp "$L/history.json" outs/codec_skip_long/lambda0.015.json
 $PY jobs/report.py
 # 21. the same codec 5 epochs more (lr 3e-4, cosine; resumed once, after its second epoch, with 2 threads
-#     instead of 1), its prior refitted, refined at λ and 1.5 λ (its rate fell below 2 bpp) and merged as in
-#     stage 20
+#     instead of 1), then as stage 20 at λ and 1.5 λ (its rate fell below 2 bpp)
 L2="$RUNS/codec_skip_long2/lambda0.015"
 OMP_NUM_THREADS=2 $PY src/train_ae.py --data "$DATA" --out "$L2" --config jobs/configs/codec_skip.yaml \
     rd_lambda=0.015 init_from="$L" epochs=5 lr=3e-4 warmup_epochs=0.1
-$PY src/codec_fit.py --run "$L2" --data "$DATA"
-for spec in "a 1" "b 1.5"; do
-    read -r job scale <<<"$spec"
-    OMP_NUM_THREADS=1 $PY src/rd_eval.py --data "$DATA" --runs "$L2" --refine-steps 50 --refine-lambda-scales "$scale" \
-        --limit 1000 --threads 1 --no-wandb --out "$RUNS/codec_long2/$job" &
-done
-wait
-$PY src/rd_eval.py --data "$DATA" --runs "$R/lambda0.007" "$L2" "$L2" "$R/lambda0.04" --refine-steps 50 \
-    --refine-lambda-scales 1 1 1.5 0.4 --limit 1000 --threads 2 --out "$RUNS/codec_long2/rd" \
-    --reuse "$RUNS"/codec_long2/{a,b}/rd.json "$RUNS/codec_refine/rd/rd.json"
-$PY src/rd_eval.py --data "$DATA" --runs "$R/lambda0.007" "$L2" "$R/lambda0.04" --limit 1000 --threads 2 \
-    --no-wandb --out "$RUNS/codec_long2/plain" --reuse "$RUNS/codec_refine/plain/rd.json"
-mkdir -p outs/codec_long2/rd outs/codec_long2/plain
-cp "$RUNS"/codec_long2/rd/rd.json "$RUNS"/codec_long2/rd/*.png outs/codec_long2/rd/
-cp "$RUNS"/codec_long2/plain/rd.json outs/codec_long2/plain/
+refined_curve codec_long2 "$L2" 1 1.5
 cp "$L2/history.json" outs/codec_skip_long/lambda0.015-more.json
 $PY jobs/report.py

@@ -397,6 +397,22 @@ def _latents(model: AutoEncoder, images: torch.Tensor, batch_size: int = 500) ->
     )
 
 
+def fit_densities(eb, y_hat: torch.Tensor, steps: int = 600, lr: float = 1e-2) -> None:
+    """Fit the prior's densities to coded latents ``y_hat`` (C x 1 x N): Adam (cosine) on their mean code
+    length over random batches of 16,384 positions. Medians and CDF tails are left to the caller."""
+    opt = torch.optim.Adam([*eb.matrices, *eb.biases, *eb.factors], lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    gen = torch.Generator().manual_seed(0)
+    with torch.enable_grad():
+        for _ in range(steps):
+            idx = torch.randint(0, y_hat.shape[2], (min(16384, y_hat.shape[2]),), generator=gen)
+            loss = latent_bits(eb, y_hat[:, :, idx]).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            schedule.step()
+
+
 def fit_entropy_model(model: AutoEncoder, images: torch.Tensor, steps: int = 600, lr: float = 1e-2) -> dict:
     """Refit the factorized prior to the trained encoder's quantised latents (transforms frozen).
 
@@ -410,28 +426,13 @@ def fit_entropy_model(model: AutoEncoder, images: torch.Tensor, steps: int = 600
     y = _latents(model, images).float()
     y_hat = (torch.round(y - medians.view(1, -1, 1, 1)) + medians.view(1, -1, 1, 1)).transpose(0, 1)
     y_hat = y_hat.reshape(y_hat.shape[0], 1, -1)  # C x 1 x N, EntropyBottleneck's layout
-    params = [*eb.matrices, *eb.biases, *eb.factors]
-    opt = torch.optim.Adam(params, lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    gen = torch.Generator().manual_seed(0)
-
-    def bits(v):
-        return latent_bits(eb, v).mean()
-
     with torch.no_grad():
-        before = bits(y_hat).item()
-    with torch.enable_grad():
-        for _ in range(steps):
-            idx = torch.randint(0, y_hat.shape[2], (min(16384, y_hat.shape[2]),), generator=gen)
-            loss = bits(y_hat[:, :, idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            schedule.step()
+        before = latent_bits(eb, y_hat).mean().item()
+    fit_densities(eb, y_hat, steps, lr)
     with torch.no_grad():
         fit_tails(eb)  # CDF tails where the fitted densities put tail_mass
         eb.quantiles[:, 0, 1] = medians
-        after = bits(y_hat).item()
+        after = latent_bits(eb, y_hat).mean().item()
     c, n = y.shape[1], y[0].numel()
     return {
         "images": len(images),
