@@ -334,6 +334,7 @@ def codec_families() -> str | None:
         "codec_skip_long/lambda0.015.json"
     )
     runs["the same, 5 epochs more again (CPU, lr 3e-4)"] = "codec_skip_long/lambda0.015-more.json"
+    runs["the same, 14 epochs more (CPU, lr 3e-4)"] = "codec_skip_long/lambda0.015-more2.json"
     rows = []
     for label, path in runs.items():
         h = load(path)
@@ -538,6 +539,8 @@ TABLES = {
     "long_floors": (lambda: rd_floors("codec_long/"), "jobs/report_runs.sh stage 20"),
     "long2_refine_vs_plain": (lambda: refine_vs_plain("codec_long2/"), "jobs/report_runs.sh stage 21"),
     "long2_floors": (lambda: rd_floors("codec_long2/"), "jobs/report_runs.sh stage 21"),
+    "long3_refine_vs_plain": (lambda: refine_vs_plain("codec_long3/"), "jobs/report_runs.sh stage 22"),
+    "long3_floors": (lambda: rd_floors("codec_long3/"), "jobs/report_runs.sh stage 22"),
     "rd_floors": (rd_floors, "jobs/report_runs_gpu.sh collect"),
     "gpu_bench": (lambda: bench("gpu/bench.json"), "bench/gpu_check.sh on a GPU"),
     "gpu_sweep": (lambda: bench("gpu/sweep.json"), "bench/gpu_check.sh on a GPU"),

@@ -274,3 +274,11 @@ OMP_NUM_THREADS=2 $PY src/train_ae.py --data "$DATA" --out "$L2" --config jobs/c
 refined_curve codec_long2 "$L2" 1 1.5
 cp "$L2/history.json" outs/codec_skip_long/lambda0.015-more.json
 $PY jobs/report.py
+# 22. the same codec 14 epochs more (lr 3e-4, cosine, 2 threads), then as stage 21 at λ and 1.5 λ (the two
+#     scales bracketed 2 bpp on 100 validation images)
+L3="$RUNS/codec_skip_long3/lambda0.015"
+OMP_NUM_THREADS=2 $PY src/train_ae.py --data "$DATA" --out "$L3" --config jobs/configs/codec_skip.yaml \
+    rd_lambda=0.015 init_from="$L2" epochs=14 lr=3e-4 warmup_epochs=0.1
+refined_curve codec_long3 "$L3" 1 1.5
+cp "$L3/history.json" outs/codec_skip_long/lambda0.015-more2.json
+$PY jobs/report.py
