@@ -12,6 +12,7 @@ import argparse
 import json
 import re
 import sys
+from functools import partial
 from pathlib import Path
 
 import yaml
@@ -527,7 +528,7 @@ TABLES = {
     "airbench_ref": (airbench_ref, "see Reproducing the report (airbench_ref)"),
     "full_steps": (gpu_steps, "jobs/report_runs_gpu.sh"),
     "rd_points": (rd_points, "jobs/report_runs_gpu.sh collect"),
-    "codec_families": (codec_families, "jobs/report_runs_gpu.sh codecs; jobs/report_runs.sh stages 17-18, 20-21"),
+    "codec_families": (codec_families, "jobs/report_runs_gpu.sh codecs; jobs/report_runs.sh stages 17-18, 20-22"),
     "ste_rd_points": (lambda: rd_points("codec_skip_ste/", baselines=False), "jobs/report_runs.sh stage 18"),
     "ste_vs_webp": (lambda: against_webp("codec_skip_ste/"), "jobs/report_runs.sh stage 18"),
     "quant_gap": (quant_gap, "jobs/report_runs.sh stage 18"),
@@ -535,12 +536,12 @@ TABLES = {
     "refine_rd_points": (lambda: rd_points("codec_refine/", baselines=False), "jobs/report_runs.sh stage 19"),
     "refine_floors": (lambda: rd_floors("codec_refine/"), "jobs/report_runs.sh stage 19"),
     "refine_probe": (refine_probe, "jobs/report_runs.sh stage 20"),
-    "long_refine_vs_plain": (lambda: refine_vs_plain("codec_long/"), "jobs/report_runs.sh stage 20"),
-    "long_floors": (lambda: rd_floors("codec_long/"), "jobs/report_runs.sh stage 20"),
-    "long2_refine_vs_plain": (lambda: refine_vs_plain("codec_long2/"), "jobs/report_runs.sh stage 21"),
-    "long2_floors": (lambda: rd_floors("codec_long2/"), "jobs/report_runs.sh stage 21"),
-    "long3_refine_vs_plain": (lambda: refine_vs_plain("codec_long3/"), "jobs/report_runs.sh stage 22"),
-    "long3_floors": (lambda: rd_floors("codec_long3/"), "jobs/report_runs.sh stage 22"),
+    # the longer-trained codec after each continuation: outs/codec_long{,2,3}/
+    **{
+        f"{name}_{kind}": (partial(table, f"codec_{name}/"), f"jobs/report_runs.sh stage {stage}")
+        for name, stage in (("long", 20), ("long2", 21), ("long3", 22))
+        for kind, table in (("refine_vs_plain", refine_vs_plain), ("floors", rd_floors))
+    },
     "rd_floors": (rd_floors, "jobs/report_runs_gpu.sh collect"),
     "gpu_bench": (lambda: bench("gpu/bench.json"), "bench/gpu_check.sh on a GPU"),
     "gpu_sweep": (lambda: bench("gpu/sweep.json"), "bench/gpu_check.sh on a GPU"),

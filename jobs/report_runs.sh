@@ -266,19 +266,18 @@ refined_curve codec_long "$L" 1 0.6
 mkdir -p outs/codec_skip_long
 cp "$L/history.json" outs/codec_skip_long/lambda0.015.json
 $PY jobs/report.py
-# 21. the same codec 5 epochs more (lr 3e-4, cosine; resumed once, after its second epoch, with 2 threads
-#     instead of 1), then as stage 20 at λ and 1.5 λ (its rate fell below 2 bpp)
+# 21-22. the same codec continued twice more (lr 3e-4, cosine, 2 threads; stage 21 ran its first two epochs on
+#     1 thread and resumed), each then refined as in stage 20 at λ and 1.5 λ (its rate had fallen below 2 bpp;
+#     for stage 22 the two scales bracketed 2 bpp on 100 validation images)
+# continue_codec RUN FROM EPOCHS NAME HISTORY: RUN trained EPOCHS more from FROM, curve into outs/NAME
+continue_codec() {
+    local run=$1 from=$2 epochs=$3 name=$4 history=$5
+    OMP_NUM_THREADS=2 $PY src/train_ae.py --data "$DATA" --out "$run" --config jobs/configs/codec_skip.yaml \
+        rd_lambda=0.015 init_from="$from" epochs="$epochs" lr=3e-4 warmup_epochs=0.1
+    refined_curve "$name" "$run" 1 1.5
+    cp "$run/history.json" "outs/codec_skip_long/$history"
+    $PY jobs/report.py
+}
 L2="$RUNS/codec_skip_long2/lambda0.015"
-OMP_NUM_THREADS=2 $PY src/train_ae.py --data "$DATA" --out "$L2" --config jobs/configs/codec_skip.yaml \
-    rd_lambda=0.015 init_from="$L" epochs=5 lr=3e-4 warmup_epochs=0.1
-refined_curve codec_long2 "$L2" 1 1.5
-cp "$L2/history.json" outs/codec_skip_long/lambda0.015-more.json
-$PY jobs/report.py
-# 22. the same codec 14 epochs more (lr 3e-4, cosine, 2 threads), then as stage 21 at λ and 1.5 λ (the two
-#     scales bracketed 2 bpp on 100 validation images)
-L3="$RUNS/codec_skip_long3/lambda0.015"
-OMP_NUM_THREADS=2 $PY src/train_ae.py --data "$DATA" --out "$L3" --config jobs/configs/codec_skip.yaml \
-    rd_lambda=0.015 init_from="$L2" epochs=14 lr=3e-4 warmup_epochs=0.1
-refined_curve codec_long3 "$L3" 1 1.5
-cp "$L3/history.json" outs/codec_skip_long/lambda0.015-more2.json
-$PY jobs/report.py
+continue_codec "$L2" "$L" 5 codec_long2 lambda0.015-more.json
+continue_codec "$RUNS/codec_skip_long3/lambda0.015" "$L2" 14 codec_long3 lambda0.015-more2.json
