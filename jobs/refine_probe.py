@@ -106,7 +106,7 @@ def coder_overhead(codec: Codec, images: torch.Tensor) -> dict:
     ideal, actual = [], []
     for sym in symbols:
         bits = 0.0
-        for v, i in zip(sym.reshape(-1).tolist(), codec._indexes(*sym.shape[1:])):
+        for v, i in zip(*codec._coded(sym)):
             k = v - codec.offsets[i]
             bits -= math.log2((codec.cdf[i][k + 1] - codec.cdf[i][k]) / 2**16)
         ideal.append(bits / 8)

@@ -395,8 +395,9 @@ def rd_points(prefix: str = "full/", split: str = "test", baselines: bool = True
 
 
 def point_name(p: dict) -> str:
-    """λ=0.015, or λ=0.015 refined at λ=0.009 for an encoder-side refined point."""
-    name = f"λ={p['rd_lambda']:g}"
+    """λ=0.015, or λ=0.015 refined at λ=0.009 for an encoder-side refined point; "+ context" when a
+    checkerboard context model codes it."""
+    name = f"λ={p['rd_lambda']:g}" + (" + context" if p.get("context") else "")
     return f"{name} refined at λ={p['refine_lambda']:.3g}" if p.get("refine") else name
 
 
@@ -418,6 +419,30 @@ def refine_vs_plain(prefix: str = "codec_refine/", split_names=("test", "val")) 
             )  # fmt: skip
     header = ["split", "ours", "bpp plain", "PSNR plain", "bpp refined", "PSNR refined", "encode img/s"]
     return md_table([*header, "WebP PSNR at refined bpp", "gain over WebP (dB)"], rows)
+
+
+def context_rate(split_names=("test", "val")) -> str | None:
+    """The same codecs and images, unrefined, with the factorized prior alone and with the context model."""
+    context = load("codec_ctx/plain/rd.json")
+    factorized = [load("codec_long3/plain/rd.json"), load("codec_refine/plain/rd.json")]
+    if context is None or None in factorized:
+        return None
+    rows = []
+    for split in split_names:
+        for p in sorted(context["points"][split]["cae"], key=lambda p: p["rd_lambda"]):
+            if not p.get("context"):
+                continue
+            # the factorized point of the same weights: same λ, same PSNR (the latents do not change)
+            f = next(
+                q
+                for r in factorized
+                for q in r["points"][split]["cae"]
+                if q["rd_lambda"] == p["rd_lambda"] and abs(q["psnr"] - p["psnr"]) < 1e-9
+            )
+            saved = 100 * (1 - p["bpp"] / f["bpp"])
+            rows.append([split, f"λ={p['rd_lambda']:g}", p["psnr"], f["bpp"], p["bpp"], saved])
+    header = ["split", "codec", "PSNR (dB, both)", "bpp factorized", "bpp + context", "rate saved (%)"]
+    return md_table(header, rows)
 
 
 def refine_probe() -> str | None:
@@ -536,12 +561,13 @@ TABLES = {
     "refine_rd_points": (lambda: rd_points("codec_refine/", baselines=False), "jobs/report_runs.sh stage 19"),
     "refine_floors": (lambda: rd_floors("codec_refine/"), "jobs/report_runs.sh stage 19"),
     "refine_probe": (refine_probe, "jobs/report_runs.sh stage 20"),
-    # the longer-trained codec after each continuation: outs/codec_long{,2,3}/
+    # the longer-trained codec after each continuation, then with context models: outs/codec_{long,long2,long3,ctx}/
     **{
         f"{name}_{kind}": (partial(table, f"codec_{name}/"), f"jobs/report_runs.sh stage {stage}")
-        for name, stage in (("long", 20), ("long2", 21), ("long3", 22))
+        for name, stage in (("long", 20), ("long2", 21), ("long3", 22), ("ctx", 23))
         for kind, table in (("refine_vs_plain", refine_vs_plain), ("floors", rd_floors))
     },
+    "ctx_rate": (context_rate, "jobs/report_runs.sh stage 23"),
     "rd_floors": (rd_floors, "jobs/report_runs_gpu.sh collect"),
     "gpu_bench": (lambda: bench("gpu/bench.json"), "bench/gpu_check.sh on a GPU"),
     "gpu_sweep": (lambda: bench("gpu/sweep.json"), "bench/gpu_check.sh on a GPU"),

@@ -281,3 +281,31 @@ continue_codec() {
 L2="$RUNS/codec_skip_long2/lambda0.015"
 continue_codec "$L2" "$L" 5 codec_long2 lambda0.015-more.json
 continue_codec "$RUNS/codec_skip_long3/lambda0.015" "$L2" 14 codec_long3 lambda0.015-more2.json
+# 23. checkerboard context models (src/codec_context.py) fitted to stage 22's λ = 0.015 codec and stage 19's
+#     λ = 0.04 codec, transforms and priors frozen, on copies of the two runs; both refined (at 3 λ and 0.4 λ,
+#     which bracketed 2 bpp on 100 validation images), merged with stage 19's λ = 0.007 point, and unrefined
+C="$RUNS/codec_ctx"
+for run in "$RUNS/codec_skip_long3/lambda0.015" "$R/lambda0.04"; do
+    name=$(basename "$run")
+    if [ ! -f "$C/$name/context.pt" ]; then
+        mkdir -p "$C/$name"
+        cp "$run"/{best.pt,codec.pt,config.yaml,history.json} "$C/$name/"
+        $PY src/codec_context.py --run "$C/$name" --data "$DATA" --images 30000 --epochs 6
+    fi
+done
+for spec in "a lambda0.015 3" "b lambda0.04 0.4"; do
+    read -r job name scale <<<"$spec"
+    OMP_NUM_THREADS=1 $PY src/rd_eval.py --data "$DATA" --runs "$C/$name" --refine-steps 50 \
+        --refine-lambda-scales "$scale" --limit 1000 --threads 1 --no-wandb --out "$C/$job" &
+done
+wait
+$PY src/rd_eval.py --data "$DATA" --runs "$R/lambda0.007" "$C/lambda0.015" "$C/lambda0.04" --refine-steps 50 \
+    --refine-lambda-scales 1 3 0.4 --limit 1000 --threads 2 --out "$C/rd" \
+    --reuse "$C"/{a,b}/rd.json "$RUNS/codec_refine/rd/rd.json"
+$PY src/rd_eval.py --data "$DATA" --runs "$R/lambda0.007" "$C/lambda0.015" "$C/lambda0.04" --limit 1000 \
+    --threads 2 --no-wandb --out "$C/plain" --reuse "$RUNS/codec_refine/plain/rd.json"
+mkdir -p outs/codec_ctx/rd outs/codec_ctx/plain
+cp "$C"/rd/rd.json "$C"/rd/*.png outs/codec_ctx/rd/
+cp "$C"/plain/rd.json outs/codec_ctx/plain/
+for name in lambda0.015 lambda0.04; do cp "$C/$name/context_fit.json" "outs/codec_ctx/context_fit_$name.json"; done
+$PY jobs/report.py

@@ -3,8 +3,9 @@
     python src/codec.py compress IMAGE... -o OUT --model RUN [--refine-steps 50]
     python src/codec.py decompress FILE... -o OUT_DIR --model RUN
 
-RUN is a codec run directory (its best.pt) or a checkpoint file, trained with
-entropy_model=factorized. Decompression needs the model that compressed the file: each file
+RUN is a codec run directory or a checkpoint file, trained with entropy_model=factorized; a
+directory's context.pt (src/codec_context.py) or else codec.pt (src/codec_fit.py) or else best.pt
+is used. Decompression needs the model that compressed the file: each file
 carries the model's 6-byte identity and a different model is refused. OUT is a directory
 (one <stem>.cae per image), or a file name ending in .cae when there is a single image.
 --refine-steps N spends N optimisation steps per image at encoding time for a better

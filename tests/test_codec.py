@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import codec as codec_cli
+import codec_context
 import codec_fit
 import codec_init
 from cifarae import checkpoint, rd
@@ -276,6 +277,11 @@ def test_fuzz_arbitrary_bytes(codec, data):
 @FUZZ
 @given(st.data())
 def test_fuzz_mutated_files(codec, images, data):
+    mutate_and_decode(codec, images, data)
+
+
+def mutate_and_decode(codec, images, data):
+    """Flip, insert and delete bytes of a real file, maybe forge its checksum: a UserError or a valid decode."""
     original = codec.compress(images[:1])[0]
     expected = codec.decompress(original)
     blob = bytearray(original)
@@ -545,10 +551,14 @@ def test_quant_gap_feeds_the_decoder_the_coders_latents_and_the_others(tmp_path,
 
 
 # ---------------------------------------------------------------------------- encoder-side refinement
+def code_bits(codec, symbols):
+    """Per image: the entropy model's bits for the symbols a file holds."""
+    return lib.latent_rate(codec.model.entropy_bottleneck, codec.context, symbols.double(), symbols.double())
+
+
 def rd_loss(codec, images, symbols):
-    """Per image: the prior's bits for the symbols a file holds (per pixel) + λ·255²·MSE of their 8-bit decode."""
-    y_hat = symbols.double() + codec.medians.view(1, -1, 1, 1)
-    bits = lib.prior_bits(codec.model.entropy_bottleneck, y_hat)
+    """Per image: the entropy model's bits for a file's symbols (per pixel) + λ·255²·MSE of their 8-bit decode."""
+    bits = code_bits(codec, symbols)
     decoded = torch.stack([codec.synthesize(s, *images.shape[2:]) for s in symbols])
     mse = (decoded.double() - images.double()).div(255).pow(2).flatten(1).mean(1)
     return bits / (images.shape[2] * images.shape[3]) + codec.cfg.rd_lambda * 255**2 * mse
@@ -561,7 +571,7 @@ def test_refinement_lowers_the_rate_distortion_loss_of_what_the_files_hold(codec
     assert after.mean() < 0.95 * before.mean()
     # A smaller lambda trades distortion for rate: fewer bits than refining at the model's own lambda.
     thrifty = lib.load_codec(codec_run, refine=lib.Refinement(steps=30, lambda_scale=0.25))
-    bits = [lib.prior_bits(c.model.entropy_bottleneck, c.symbols(images).double()).mean() for c in (refined, thrifty)]
+    bits = [code_bits(c, c.symbols(images)).mean() for c in (refined, thrifty)]
     assert bits[1] < bits[0]
 
 
@@ -639,3 +649,84 @@ def test_refine_probe_codes_real_files_for_every_variant(tmp_path, synth_cache, 
     assert 0 < overhead["overhead_bytes"] < 16  # rANS: a 64-bit state flushed, 32-bit words
     prior = r["refitted_prior"]
     assert prior["bpp_refitted_prior"]["train"] < prior["bpp_model_prior"]["train"]
+
+
+# ---------------------------------------------------------------------------- checkerboard context model
+@pytest.fixture(scope="module")
+def context_run(codec_run, synth_cache, tmp_path_factory):
+    run = tmp_path_factory.mktemp("context") / "run"
+    shutil.copytree(codec_run, run)
+    fit = ["--images", "500", "--epochs", "30", "--hidden", "32", "--batch-size", "50"]
+    codec_context.main(["--run", str(run), "--data", str(synth_cache), *fit])
+    return run
+
+
+@pytest.fixture(scope="module")
+def context_codec(context_run):
+    return lib.load_codec(context_run)
+
+
+def test_context_model_codes_the_same_latents_in_fewer_real_bytes(context_run, codec, images):
+    context = lib.load_codec(context_run)
+    assert context.source.endswith("context.pt") and context.context is not None
+    assert context.model_id != codec.model_id
+    stats = checkpoint.load(context_run / "context.pt")["context_fit"]
+    assert stats["bpp_after"] < 0.97 * stats["bpp_before"]
+    assert json.loads((context_run / "context_fit.json").read_text())["bpp_after"] == stats["bpp_after"]
+    # The latents and the decoder are the plain codec's: the same pixels, fewer bytes.
+    assert torch.equal(context.symbols(images), codec.symbols(images))
+    files, plain = context.compress(images), codec.compress(images)
+    assert sum(map(len, files)) < sum(map(len, plain))
+    assert torch.equal(torch.stack([context.decompress(f) for f in files]), codec.reconstruct(images))
+    with pytest.raises(UserError, match="written by model"):
+        codec.decompress(files[0])
+
+
+def test_context_files_round_trip_across_stream_slices(context_codec, images, monkeypatch):
+    odd = torch.randint(0, 256, (2, 3, 21, 38), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    for slice_symbols in (7, 64, lib.SLICE_SYMBOLS):  # slices that end inside the anchors, at and after them
+        monkeypatch.setattr(lib, "SLICE_SYMBOLS", slice_symbols)
+        for batch in (images[:3], odd):
+            files = context_codec.compress(batch)
+            decoded = torch.stack([context_codec.decompress(f) for f in files])
+            assert decoded.shape == batch.shape and torch.equal(decoded, context_codec.reconstruct(batch))
+
+
+@FUZZ
+@given(st.data())
+def test_fuzz_mutated_context_files(context_codec, images, data):
+    mutate_and_decode(context_codec, images, data)
+
+
+def test_context_files_truncated_or_corrupt_are_refused(context_codec, images):
+    data = context_codec.compress(images[:1])[0]
+    for n in range(len(data)):
+        with pytest.raises(UserError):
+            context_codec.decompress(data[:n])
+    for pos in range(len(data)):
+        bad = bytearray(data)
+        bad[pos] ^= 0x10
+        with pytest.raises(UserError):
+            context_codec.decompress(bytes(bad))
+    body = data[:-4]
+    streams = context_codec.parse(data).streams
+    for pos in range(len(body) - len(streams[-1]), len(body)):  # checksum resealed: the stream check must hold
+        bad = bytearray(body)
+        bad[pos] ^= 0x01
+        with pytest.raises(UserError, match="corrupt"):
+            context_codec.decompress(reseal(bytes(bad)))
+
+
+def test_refinement_under_the_context_model_lowers_its_loss_and_decodes_with_it(context_run, context_codec, images):
+    refined = lib.load_codec(context_run, refine=lib.Refinement(steps=20))
+    before, after = (rd_loss(c, images, c.symbols(images)).mean() for c in (context_codec, refined))
+    assert after < 0.95 * before
+    files = refined.compress(images[:4])
+    assert torch.equal(torch.stack([context_codec.decompress(f) for f in files]), refined.reconstruct(images[:4]))
+
+
+def test_codec_context_errors_are_one_line(tmp_path, synth_cache):
+    proc = run_script("codec_context.py", "--run", tmp_path / "nothing", "--data", synth_cache, check=False)
+    assert_one_line_error(proc, "does not exist")
+    proc = run_script("codec_context.py", "--run", tmp_path, "--data", synth_cache, "--epochs", "0", check=False)
+    assert_one_line_error(proc, "--epochs")

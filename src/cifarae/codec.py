@@ -5,6 +5,14 @@ latent y -> integer symbols round(y - median_c) -> rANS (CompressAI's coder with
 EntropyBottleneck's quantised CDF tables) -> file. Decoding inverts it: file -> checks ->
 symbols -> y_hat = symbols + median_c -> decoder -> crop -> 8-bit image.
 
+Context model (optional, ``CheckerboardContext``; src/codec_context.py fits one to a trained codec):
+the latent grid is split like a checkerboard. The anchor half is coded first under the factorized
+prior; the other half under a discretised Gaussian whose mean and scale a small conv net predicts
+from the decoded anchors (He et al. 2021, "Checkerboard context model for efficient learned image
+compression"). The latents and the decoder do not change, only their code length: the symbols are
+still round(y - median_c), and a non-anchor symbol s is sent as s - round(mu) under the CDF table of
+(mu's fraction, scale), so CompressAI's coder runs with tables built like GaussianConditional's.
+
 Encoder-side refinement (optional, ``Refinement``): the encoder's latents are a good first guess
 that a few Adam steps on each image's own rate + lambda * 255^2 * MSE improve, with the decoder and
 prior fixed (Campos et al. 2019, "Content adaptive optimization for neural image compression"). Only
@@ -24,7 +32,8 @@ File format, version 1 (integers big-endian; varints are unsigned LEB128):
     height       1-3    varint, 1..65535
     model id     6      first 6 bytes of SHA-256 over the model's architecture, weights and CDF tables
     stream sizes varint each, for every stream but the last (the last runs up to the checksum)
-    streams      ...    rANS streams: the latent cut into slices of at most SLICE_SYMBOLS symbols
+    streams      ...    rANS streams: the symbols in coding order (with a context model: anchors, then the
+                        rest) cut into slices of at most SLICE_SYMBOLS symbols
     crc32        4      zlib CRC-32 of every byte before it
 
 A 32 x 32 image with one stream has a 16-byte header + checksum (0.125 bpp at 32 x 32).
@@ -46,6 +55,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
+from torch import nn
+from tqdm.auto import tqdm
 
 from . import checkpoint
 from .config import Config
@@ -63,6 +74,10 @@ SLICE_SYMBOLS = 8192  # one rANS stream per slice: bounds the decoder's read-ahe
 MAX_SYMBOL = 2**24
 ARCH_KEYS = ("arch", "widths", "latent_size", "latent_channels", "upsample", "entropy_model")
 SUFFIX = ".cae"
+# The context model's Gaussian CDF tables: scales on a log grid (GaussianConditional's bounds, capped
+# where CIFAR latents end), times the mean's fractional part in MEAN_BINS bins.
+SCALE_MIN, SCALE_MAX, SCALE_LEVELS, MEAN_BINS = 0.11, 64.0, 64, 8
+TAIL_MASS = 1e-9
 
 
 # ---------------------------------------------------------------------------- varints
@@ -205,6 +220,84 @@ def prior_bits(eb, y: torch.Tensor) -> torch.Tensor:
     return latent_bits(eb, y.transpose(0, 1).reshape(c, 1, -1)).reshape(c, n, -1).sum(dim=(0, 2))
 
 
+def anchor_mask(height: int, width: int) -> torch.Tensor:
+    """height x width bool: True on the checkerboard half coded first (the anchors)."""
+    i, j = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    return (i + j) % 2 == 0
+
+
+class CheckerboardContext(nn.Module):
+    """Mean and scale of every non-anchor latent from the anchors around it, all channels at once."""
+
+    def __init__(self, channels: int, hidden: int = 192):
+        super().__init__()
+        self.channels, self.hidden = channels, hidden
+        self.net = nn.Sequential(
+            nn.Conv2d(channels + 1, hidden, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(hidden, hidden, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(hidden, hidden, 1),
+            nn.GELU(),
+            nn.Conv2d(hidden, 2 * channels, 1),
+        )
+
+    def forward(self, symbols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """N x C x h x w latents minus medians (only the anchors are read) -> (mean, scale), each N x C x h x w."""
+        n, _, h, w = symbols.shape
+        mask = anchor_mask(h, w).to(symbols.dtype)
+        out = self.net(torch.cat([symbols * mask, mask.expand(n, 1, h, w)], dim=1))
+        mean, log_scale = out.chunk(2, dim=1)
+        return mean, log_scale.exp().clamp(SCALE_MIN, SCALE_MAX)
+
+
+def gaussian_bits(v: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Bits of each value of ``v`` under a Gaussian integrated over [v - 1/2, v + 1/2] (GaussianConditional's form)."""
+    dist = torch.distributions.Normal(torch.zeros((), dtype=v.dtype), torch.ones((), dtype=v.dtype))
+    values = (v - mean).abs()
+    likelihood = dist.cdf((0.5 - values) / scale) - dist.cdf((-0.5 - values) / scale)
+    return -torch.log2(likelihood.clamp_min(1e-9))
+
+
+def latent_rate(eb, context: CheckerboardContext | None, v: torch.Tensor, v_hat: torch.Tensor) -> torch.Tensor:
+    """Per-image bits of latents ``v`` (N x C x h x w, minus the medians) when the coded ones are ``v_hat``:
+    the factorized prior's, or, with a context model, the prior's on the anchors and the Gaussian's given
+    the coded anchors on the rest."""
+    n, c, h, w = v.shape
+    medians = eb.quantiles[:, 0, 1].view(1, -1, 1, 1).to(v.dtype)
+    flat = (v + medians).transpose(0, 1).reshape(c, 1, -1)
+    bits = latent_bits(eb, flat).reshape(c, n, h, w).transpose(0, 1)
+    if context is not None:
+        mean, scale = context(v_hat)
+        bits = torch.where(anchor_mask(h, w).to(v.device), bits, gaussian_bits(v, mean, scale))
+    return bits.sum(dim=(1, 2, 3))
+
+
+def gaussian_tables() -> tuple[torch.Tensor, list[list[int]], list[int], list[int]]:
+    """(scale levels, CDFs, lengths, offsets) for every (scale level, mean bin), scale-major.
+
+    Built like GaussianConditional.update: each table covers the central 1 - TAIL_MASS of a Gaussian
+    with mean (bin + 1/2) / MEAN_BINS - 1/2, quantised to CompressAI's 16-bit CDFs."""
+    from compressai._CXX import pmf_to_quantized_cdf
+
+    scales = torch.logspace(math.log10(SCALE_MIN), math.log10(SCALE_MAX), SCALE_LEVELS, dtype=torch.float64)
+    normal = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
+    multiplier = -normal.icdf(torch.tensor(TAIL_MASS / 2, dtype=torch.float64)).item()
+    cdfs, lengths, offsets = [], [], []
+    for scale in scales.tolist():
+        center = math.ceil(scale * multiplier) + 1
+        k = torch.arange(-center, center + 1, dtype=torch.float64)
+        for b in range(MEAN_BINS):
+            mean = (b + 0.5) / MEAN_BINS - 0.5
+            pmf = normal.cdf((k + 0.5 - mean) / scale) - normal.cdf((k - 0.5 - mean) / scale)
+            tail = max(1.0 - pmf.sum().item(), 0.0)
+            cdf = pmf_to_quantized_cdf([*pmf.tolist(), tail], 16)
+            cdfs.append(cdf)
+            lengths.append(len(cdf))
+            offsets.append(-center)
+    return scales, cdfs, lengths, offsets
+
+
 @dataclass(frozen=True)
 class Refinement:
     """Encoder-side latent refinement: ``steps`` Adam steps (lr ``lr``, cosine decay) per image on
@@ -227,23 +320,37 @@ class Refinement:
 class Codec:
     """A trained entropy-coded AutoEncoder, ready to write and read files. CPU, float64."""
 
-    def __init__(self, model: AutoEncoder, cfg: Config, source: str = "model", refine: Refinement = Refinement()):
+    def __init__(
+        self,
+        model: AutoEncoder,
+        cfg: Config,
+        source: str = "model",
+        refine: Refinement = Refinement(),
+        context: CheckerboardContext | None = None,
+    ):
         if cfg.entropy_model != "factorized" or model.entropy_bottleneck is None:
             raise UserError(
                 f"{source} has entropy_model={cfg.entropy_model!r}: not a codec; "
                 "train one with entropy_model=factorized (e.g. init_from=<AE run>)"
             )
         self.cfg, self.source, self.refine = cfg, source, refine
-        self._model32 = None  # float32 copy for refinement, made on first use
+        self._model32 = self._context32 = None  # float32 copies for refinement, made on first use
         self.stride = 32 // cfg.latent_size
         self.model = model.to("cpu", torch.float64).eval().requires_grad_(False)
+        self.context = None if context is None else context.to("cpu", torch.float64).eval().requires_grad_(False)
         eb = self.model.entropy_bottleneck
         fit_tails(eb)  # CDF ranges where the densities put their tail mass (training's aux loss lags)
         eb.update(force=True)  # CDF tables from the loaded weights (computed in float64)
         self.medians = eb.quantiles[:, 0, 1].detach().clone()  # per channel, float64
+        # One table list for the coder: the prior's per-channel CDFs, then the context model's Gaussians.
         self.cdf = eb._quantized_cdf.tolist()
         self.cdf_lengths = eb._cdf_length.reshape(-1).tolist()
         self.offsets = eb._offset.reshape(-1).tolist()
+        if self.context is not None:
+            self._scales, cdfs, lengths, offsets = gaussian_tables()
+            self.cdf += cdfs
+            self.cdf_lengths += lengths
+            self.offsets += offsets
         from compressai import ans
 
         self._encoder, self._decoder = ans.RansEncoder(), ans.RansDecoder()
@@ -252,7 +359,11 @@ class Codec:
     def _identity(self) -> bytes:
         h = hashlib.sha256(f"cifarae-codec-v{VERSION}".encode())
         h.update(json.dumps({k: getattr(self.cfg, k) for k in ARCH_KEYS}, sort_keys=True).encode())
-        for name, t in sorted(self.model.state_dict().items()):
+        state = self.model.state_dict()
+        if self.context is not None:
+            h.update(f"checkerboard:{self.context.hidden}:{SCALE_MIN}:{SCALE_MAX}:{SCALE_LEVELS}:{MEAN_BINS}".encode())
+            state.update({f"context.{k}": v for k, v in self.context.state_dict().items()})
+        for name, t in sorted(state.items()):
             h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
             h.update(_tensor_bytes(t))
         return h.digest()[:MODEL_ID_BYTES]
@@ -283,11 +394,12 @@ class Codec:
 
         float32 for speed: only the encoder runs it, and the file stores the rounded result. The
         decoder sees round(y - median) + median with a straight-through gradient, as in training
-        (ste_decoder); the rate is the prior's interval likelihood at y. The loss is a sum over
-        images, so each image's latents move as if it were alone in the batch.
+        (ste_decoder); the rate is the entropy model's interval likelihood at y (``latent_rate``). The
+        loss is a sum over images, so each image's latents move as if it were alone in the batch.
         """
         if self._model32 is None:
             self._model32 = copy.deepcopy(self.model).float()
+            self._context32 = copy.deepcopy(self.context).float() if self.context is not None else None
         model, r = self._model32, self.refine
         medians = self.medians.float().view(1, -1, 1, 1)
         target = x.float()[:, :, :height, :width]
@@ -300,7 +412,8 @@ class Codec:
                 y_hat = y + (torch.round(y - medians) + medians - y).detach()
                 x_hat = model.decode(y_hat)[:, :, :height, :width]
                 sq_err = (x_hat - target).pow(2).sum()
-                loss = prior_bits(model.entropy_bottleneck, y).sum() / (height * width) + scale * sq_err
+                bits = latent_rate(model.entropy_bottleneck, self._context32, y - medians, y_hat - medians)
+                loss = bits.sum() / (height * width) + scale * sq_err
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -321,37 +434,85 @@ class Codec:
         return torch.stack([self.synthesize(s, height, width) for s in self.symbols(images)])
 
     # ---- entropy coding
-    def _indexes(self, lh: int, lw: int) -> list[int]:
-        return torch.arange(self.model.latent_shape[0]).repeat_interleave(lh * lw).tolist()
+    def _order(self, lh: int, lw: int) -> tuple[torch.Tensor, int]:
+        """(flat C x h x w positions in coding order, number of anchors): channel by channel, the
+        anchors first when there is a context model (without one every position is an anchor)."""
+        c = self.model.latent_shape[0]
+        first = anchor_mask(lh, lw).reshape(-1) if self.context is not None else torch.ones(lh * lw, dtype=torch.bool)
+        grid = torch.arange(c * lh * lw).view(c, lh * lw)
+        return torch.cat([grid[:, first].reshape(-1), grid[:, ~first].reshape(-1)]), c * int(first.sum())
+
+    def _conditionals(self, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """C x h x w symbols (non-anchors ignored) -> (round(mean), table index) per position, from the
+        context model in float64 on this one image: the encoder and the decoder run exactly this."""
+        with torch.no_grad():
+            mean, scale = self.context(anchors.to(torch.float64).unsqueeze(0))
+        if not torch.isfinite(mean).all():  # only forged anchors get here: real latents are small
+            raise UserError("corrupt entropy-coded stream (context out of range)")
+        shift = torch.round(mean[0].clamp(-MAX_SYMBOL, MAX_SYMBOL))
+        mean_bin = ((mean[0] - shift + 0.5) * MEAN_BINS).floor().clamp(0, MEAN_BINS - 1)
+        level = torch.bucketize(scale[0], self._scales).clamp(max=SCALE_LEVELS - 1)  # the next level up
+        table = self.model.latent_shape[0] + level * MEAN_BINS + mean_bin.long()
+        return shift.long(), table
 
     def _slices(self, n: int) -> list[slice]:
         return [slice(i, min(i + SLICE_SYMBOLS, n)) for i in range(0, n, SLICE_SYMBOLS)]
 
+    def _coded(self, symbols: torch.Tensor) -> tuple[list[int], list[int]]:
+        """One image's C x h x w symbols -> (values to code, their table indexes), in coding order."""
+        c, lh, lw = symbols.shape
+        order, n_anchors = self._order(lh, lw)
+        values = symbols.reshape(-1)[order]
+        tables = torch.arange(c).repeat_interleave(lh * lw)[order]
+        if self.context is not None:
+            shift, table = (t.reshape(-1)[order[n_anchors:]] for t in self._conditionals(symbols))
+            values[n_anchors:] -= shift
+            tables[n_anchors:] = table
+        return values.tolist(), tables.tolist()
+
     def encode_symbols(self, symbols: torch.Tensor) -> list[bytes]:
-        flat, idx = symbols.reshape(-1).tolist(), self._indexes(*symbols.shape[1:])
-        if max(flat) >= MAX_SYMBOL or min(flat) <= -MAX_SYMBOL:
+        values, tables = self._coded(symbols)
+        if max(values) >= MAX_SYMBOL or min(values) <= -MAX_SYMBOL:
             raise UserError("latent out of the entropy coder's range")
         return [
-            self._encoder.encode_with_indexes(flat[s], idx[s], self.cdf, self.cdf_lengths, self.offsets)
-            for s in self._slices(len(flat))
+            self._encoder.encode_with_indexes(values[s], tables[s], self.cdf, self.cdf_lengths, self.offsets)
+            for s in self._slices(len(values))
         ]
 
     def decode_symbols(self, streams: list[bytes], lh: int, lw: int) -> torch.Tensor:
-        idx = self._indexes(lh, lw)
-        values = []
-        for s, stream in zip(self._slices(len(idx)), streams):
-            n = s.stop - s.start
+        c = self.model.latent_shape[0]
+        order, n_anchors = self._order(lh, lw)
+        tables = torch.arange(c).repeat_interleave(lh * lw)[order].tolist()
+        symbols = torch.zeros(c * lh * lw, dtype=torch.int64)
+        values, shift = [], None
+        for s, stream in zip(self._slices(len(order)), streams):
             # CompressAI's rANS decoder does not bounds-check its input. On a forged stream its
             # read-ahead is bounded by 1092 bytes per symbol + 120 per stream byte: pad with zeros.
-            padded = stream + bytes(1092 * n + 120 * len(stream) + 64)
-            decoded = self._decoder.decode_with_indexes(padded, idx[s], self.cdf, self.cdf_lengths, self.offsets)
-            if max(decoded) >= MAX_SYMBOL or min(decoded) <= -MAX_SYMBOL:
-                raise UserError("corrupt entropy-coded stream (latent out of range)")
+            self._decoder.set_stream(stream + bytes(1092 * (s.stop - s.start) + 120 * len(stream) + 64))
+            # A slice may hold the last anchors and the first conditionals: the anchors come first.
+            for part in (slice(s.start, min(s.stop, n_anchors)), slice(max(s.start, n_anchors), s.stop)):
+                if part.start >= part.stop:
+                    continue
+                if part.start >= n_anchors and shift is None:
+                    symbols[order[:n_anchors]] = torch.tensor(values, dtype=torch.int64)
+                    conditionals = self._conditionals(symbols.view(c, lh, lw))
+                    shift, table = (t.reshape(-1)[order[n_anchors:]] for t in conditionals)
+                    tables[n_anchors:] = table.tolist()
+                decoded = self._decoder.decode_stream(tables[part], self.cdf, self.cdf_lengths, self.offsets)
+                if max(decoded) >= MAX_SYMBOL or min(decoded) <= -MAX_SYMBOL:
+                    raise UserError("corrupt entropy-coded stream (latent out of range)")
+                values.extend(decoded)
             # The coder is deterministic: a genuine stream is exactly the re-encoding of its symbols.
-            if self._encoder.encode_with_indexes(decoded, idx[s], self.cdf, self.cdf_lengths, self.offsets) != stream:
+            again = self._encoder.encode_with_indexes(values[s], tables[s], self.cdf, self.cdf_lengths, self.offsets)
+            if again != stream:
                 raise UserError("corrupt entropy-coded stream (it does not re-encode to itself)")
-            values.extend(decoded)
-        return torch.tensor(values, dtype=torch.int64).view(self.model.latent_shape[0], lh, lw)
+        coded = torch.tensor(values, dtype=torch.int64)
+        if shift is not None:
+            coded[n_anchors:] += shift
+            if coded.abs().max() >= MAX_SYMBOL:
+                raise UserError("corrupt entropy-coded stream (latent out of range)")
+        symbols[order] = coded
+        return symbols.view(c, lh, lw)
 
     # ---- files
     def compress(self, images: torch.Tensor, batch_size: int = 256) -> list[bytes]:
@@ -386,7 +547,9 @@ class Codec:
 
     def describe(self) -> str:
         c, s = self.model.latent_shape[0], self.cfg.latent_size
-        return f"{self.source} (model id {self.model_id.hex()}, latent {c}x{s}x{s} per 32x32, stride {self.stride})"
+        prior = "factorized prior" + (" + checkerboard context" if self.context is not None else "")
+        latent = f"latent {c}x{s}x{s} per 32x32, stride {self.stride}"
+        return f"{self.source} (model id {self.model_id.hex()}, {latent}, {prior})"
 
 
 @torch.no_grad()
@@ -445,14 +608,53 @@ def fit_entropy_model(model: AutoEncoder, images: torch.Tensor, steps: int = 600
     }
 
 
+def fit_context(
+    model: AutoEncoder, images: torch.Tensor, hidden: int = 192, epochs: int = 6, batch_size: int = 256, lr=2e-3
+) -> tuple[CheckerboardContext, dict]:
+    """Fit a checkerboard context model to a trained codec's quantised latents (everything else frozen).
+
+    Adam with a one-cycle schedule on the estimated code length (``latent_rate``) of ``images``'
+    symbols (use the training split); seeded, so a rerun gives the same weights.
+    """
+    eb = model.entropy_bottleneck
+    medians = eb.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)
+    symbols = torch.round(_latents(model, images) - medians)
+    torch.manual_seed(0)
+    context = CheckerboardContext(symbols.shape[1], hidden)
+    steps_per_epoch = max(len(symbols) // batch_size, 1)
+    opt = torch.optim.Adam(context.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * steps_per_epoch)
+    gen = torch.Generator().manual_seed(0)
+    pixels = images.shape[2] * images.shape[3]
+
+    def bpp(ctx):
+        with torch.no_grad():
+            return sum(latent_rate(eb, ctx, s, s).sum().item() for s in symbols.split(1000)) / len(symbols) / pixels
+
+    before = bpp(None)
+    with torch.enable_grad():
+        for _ in tqdm(range(epochs), desc="context epochs", unit="epoch", leave=False):
+            perm = torch.randperm(len(symbols), generator=gen)
+            for k in range(steps_per_epoch):
+                batch = symbols[perm[k * batch_size : (k + 1) * batch_size]]
+                loss = latent_rate(eb, context, batch, batch).mean() / pixels
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                schedule.step()
+    context.eval()
+    stats = {"images": len(images), "epochs": epochs, "hidden": hidden, "bpp_before": before, "bpp_after": bpp(context)}
+    return context, stats
+
+
 def load_codec(path: str | Path, which: str = "best", refine: Refinement = Refinement()) -> Codec:
     """A codec from a run directory or checkpoint file (EMA weights when the run kept them).
 
-    A run directory with a ``codec.pt`` (written by src/codec_fit.py) uses it: the run's best
-    weights with the entropy model refitted.
+    A run directory with a ``context.pt`` (written by src/codec_context.py: a refitted prior and a
+    context model) uses it, else one with a ``codec.pt`` (src/codec_fit.py: the refitted prior).
     """
-    if which == "best" and Path(path).is_dir() and (Path(path) / "codec.pt").is_file():
-        which = "codec"
+    if which == "best" and Path(path).is_dir():
+        which = next((n for n in ("context", "codec") if (Path(path) / f"{n}.pt").is_file()), which)
     ckpt = checkpoint.load(path, which)
     cfg = checkpoint.checkpoint_config(ckpt)
     if cfg.task != "ae":
@@ -461,7 +663,11 @@ def load_codec(path: str | Path, which: str = "best", refine: Refinement = Refin
     if cfg.entropy_model == "none":
         raise UserError(f"{ckpt['path']} is a plain autoencoder (entropy_model=none), not a codec")
     checkpoint.load_weights(model, checkpoint.inference_state(ckpt), ckpt["path"])
-    return Codec(model, cfg, source=str(ckpt["path"]), refine=refine)
+    context = None
+    if "context" in ckpt:
+        context = CheckerboardContext(model.latent_shape[0], int(ckpt["context_fit"]["hidden"]))
+        checkpoint.load_weights(context, ckpt["context"], ckpt["path"])
+    return Codec(model, cfg, source=str(ckpt["path"]), refine=refine, context=context)
 
 
 def bits_per_pixel(num_bytes: int, height: int, width: int) -> float:

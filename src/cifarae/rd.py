@@ -166,6 +166,7 @@ def codec_point(codec: Codec, images: torch.Tensor, file_dir: Path | None, batch
         "codec": "cae",
         "model_id": codec.model_id.hex(),
         "rd_lambda": codec.cfg.rd_lambda,
+        "context": codec.context is not None,
         "refine": codec.refine.tag,
         "refine_lambda": codec.cfg.rd_lambda * codec.refine.lambda_scale if codec.refine.steps else None,
         "latent_channels": codec.cfg.latent_channels,
