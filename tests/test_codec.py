@@ -725,6 +725,16 @@ def test_refinement_under_the_context_model_lowers_its_loss_and_decodes_with_it(
     assert torch.equal(torch.stack([context_codec.decompress(f) for f in files]), refined.reconstruct(images[:4]))
 
 
+def test_a_mismatched_context_model_is_a_one_line_error(context_run, tmp_path):
+    ckpt = checkpoint.load(context_run / "context.pt")
+    for fit, context in (({**ckpt["context_fit"], "hidden": 7}, ckpt["context"]), ({}, ckpt["context"])):
+        path = tmp_path / "context.pt"
+        bad = {k: v for k, v in ckpt.items() if k != "path"}
+        checkpoint.save_atomic({**bad, "context_fit": fit, "context": context}, path)
+        with pytest.raises(UserError, match="another architecture|without its width"):
+            lib.load_codec(path)
+
+
 def test_codec_context_errors_are_one_line(tmp_path, synth_cache):
     proc = run_script("codec_context.py", "--run", tmp_path / "nothing", "--data", synth_cache, check=False)
     assert_one_line_error(proc, "does not exist")

@@ -665,7 +665,10 @@ def load_codec(path: str | Path, which: str = "best", refine: Refinement = Refin
     checkpoint.load_weights(model, checkpoint.inference_state(ckpt), ckpt["path"])
     context = None
     if "context" in ckpt:
-        context = CheckerboardContext(model.latent_shape[0], int(ckpt["context_fit"]["hidden"]))
+        hidden = (ckpt.get("context_fit") or {}).get("hidden")
+        if not isinstance(hidden, int) or hidden < 1:
+            raise UserError(f"{ckpt['path']} holds a context model without its width; rerun src/codec_context.py")
+        context = CheckerboardContext(model.latent_shape[0], hidden)
         checkpoint.load_weights(context, ckpt["context"], ckpt["path"])
     return Codec(model, cfg, source=str(ckpt["path"]), refine=refine, context=context)
 
