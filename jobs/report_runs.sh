@@ -308,4 +308,8 @@ mkdir -p outs/codec_ctx/rd outs/codec_ctx/plain
 cp "$C"/rd/rd.json "$C"/rd/*.png outs/codec_ctx/rd/
 cp "$C"/plain/rd.json outs/codec_ctx/plain/
 for name in lambda0.015 lambda0.04; do cp "$C/$name/context_fit.json" "outs/codec_ctx/context_fit_$name.json"; done
+# the floor's sampling uncertainty on the 1,000-image subsets: a paired bootstrap over images
+$PY jobs/floor_bootstrap.py --data "$DATA" --runs "$C/lambda0.015" "$C/lambda0.04" \
+    --files "$C/a/files/lambda0.015-refine50x3" "$C/b/files/lambda0.04-refine50x0.4" \
+    --out outs/codec_ctx/floor_bootstrap.json
 $PY jobs/report.py

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import shutil
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +25,7 @@ import codec_fit
 import codec_init
 from cifarae import checkpoint, rd
 from cifarae import codec as lib
+from cifarae import data as data_lib
 from cifarae.errors import UserError
 from cifarae.models import AutoEncoder
 from cifarae.tasks import reconstruct
@@ -740,3 +743,45 @@ def test_codec_context_errors_are_one_line(tmp_path, synth_cache):
     assert_one_line_error(proc, "does not exist")
     proc = run_script("codec_context.py", "--run", tmp_path, "--data", synth_cache, "--epochs", "0", check=False)
     assert_one_line_error(proc, "--epochs")
+
+
+def load_job(name: str):
+    """A script under jobs/ as a module (jobs/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "jobs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_floor_bootstrap_decodes_the_files_again_and_pairs_the_images(tmp_path, synth_cache, codec_run):
+    out = tmp_path / "rd"
+    run_script(
+        "rd_eval.py", "--data", synth_cache, "--runs", codec_run, codec_run, "--refine-steps", "3",
+        "--refine-lambda-scales", "1", "0.1", "--out", out, "--splits", "test", "--limit", "20", "--no-wandb",
+    )  # fmt: skip
+    points = json.loads((out / "rd.json").read_text())["points"]["test"]
+    boot = load_job("floor_bootstrap")
+    cfg = lib.load_codec(codec_run).cfg
+    dataset = data_lib.load(synth_cache, cfg.val_size, cfg.split_seed)
+    images = dataset.images["test"][data_lib.stratified_subset(dataset.labels["test"], 20, cfg.split_seed)]
+    # Decoding the files again gives rd_eval's bytes and PSNR, per point; WebP per image gives its points.
+    folders = [out / "files" / f"{codec_run.name}-{p['refine']}" for p in points["cae"]]
+    for p, folder in zip(points["cae"], folders):
+        sizes, psnr = boot.our_point(codec_run, folder / "test", images)
+        assert sizes.mean() == pytest.approx(p["bytes_per_image"]) and psnr.mean() == pytest.approx(p["psnr"])
+    webp = boot.webp_points(images)
+    for q, sizes, psnr in zip(rd.WEBP_QUALITIES, *webp):
+        point = next(p for p in points["webp"] if p["quality"] == q)
+        assert 8 * sizes.mean() / 1024 == pytest.approx(point["bpp"]) and psnr.mean() == pytest.approx(point["psnr"])
+    # A curve exactly 1 dB above WebP on every image is 1 dB above it in every resample: images stay paired.
+    above = [(sizes, psnr + 1.0) for sizes, psnr in zip(*webp)]
+    rng = np.random.default_rng(0)
+    for idx in (np.arange(20), *(rng.integers(0, 20, 20) for _ in range(5))):
+        assert boot.gain_at(2.0, above, webp, 1024, idx) == pytest.approx(1.0)
+    # The tiny codec's points sit below WebP's lowest rate: a one-line error, no JSON.
+    proc = run_script(
+        "../jobs/floor_bootstrap.py", "--data", synth_cache, "--runs", codec_run, codec_run, "--files", *folders,
+        "--splits", "test", "--limit", "20", "--resamples", "20", "--out", tmp_path / "boot.json", check=False,
+    )  # fmt: skip
+    assert_one_line_error(proc, "do not both reach 2 bpp")
+    assert not (tmp_path / "boot.json").exists()
