@@ -293,6 +293,18 @@ for run in "$RUNS/codec_skip_long3/lambda0.015" "$R/lambda0.04"; do
         $PY src/codec_context.py --run "$C/$name" --data "$DATA" --images 30000 --epochs 6
     fi
 done
+# the refinement scales, chosen on 100 validation images: calibrate NAME SCALE... refines $C/NAME at each
+calibrate() {
+    local name=$1 runs=()
+    shift
+    for _ in "$@"; do runs+=("$C/$name"); done
+    $PY src/rd_eval.py --data "$DATA" --runs "${runs[@]}" --refine-steps 50 --refine-lambda-scales "$@" \
+        --splits val --limit 100 --no-files --no-wandb --threads 2 --out "$C/calib_$name"
+    mkdir -p outs/codec_ctx/calib
+    cp "$C/calib_$name/rd.json" "outs/codec_ctx/calib/$name.json"
+}
+calibrate lambda0.015 1 1.5 2 3
+calibrate lambda0.04 0.25 0.4
 for spec in "a lambda0.015 3" "b lambda0.04 0.4"; do
     read -r job name scale <<<"$spec"
     OMP_NUM_THREADS=1 $PY src/rd_eval.py --data "$DATA" --runs "$C/$name" --refine-steps 50 \
