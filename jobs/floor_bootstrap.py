@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from cifarae import data as data_lib  # noqa: E402
 from cifarae import rd  # noqa: E402
-from cifarae.codec import load_codec, psnr_db  # noqa: E402
+from cifarae.codec import Codec, load_codec, psnr_db  # noqa: E402
 from cifarae.errors import UserError, cli_main  # noqa: E402
 
 
@@ -33,9 +33,8 @@ def per_image_psnr(images: torch.Tensor, decoded: torch.Tensor) -> np.ndarray:
     return np.array([psnr_db(m) for m in mse.tolist()])
 
 
-def our_point(run: Path, folder: Path, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def our_point(codec: Codec, folder: Path, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Per image: (bytes of its file, PSNR of its decode)."""
-    codec = load_codec(run)
     paths = sorted(folder.glob("*.cae"))
     if len(paths) != len(images):
         raise UserError(f"{folder} holds {len(paths)} .cae files for {len(images)} images; rerun rd_eval.py with files")
@@ -79,7 +78,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if len(args.runs) != len(args.files) or len(args.runs) < 2:
         raise UserError("give one --files folder per run, two runs or more")
-    cfg = load_codec(args.runs[0]).cfg
+    codecs = [load_codec(run) for run in args.runs]
+    cfg = codecs[0].cfg
     dataset = data_lib.load(args.data, cfg.val_size, cfg.split_seed)
     rng = np.random.default_rng(args.seed)
     result = {"bpp": args.bpp, "resamples": args.resamples, "runs": [str(r) for r in args.runs], "splits": {}}
@@ -87,7 +87,7 @@ def main(argv=None):
         images = dataset.images[split]
         if 0 < args.limit < len(images):
             images = images[data_lib.stratified_subset(dataset.labels[split], args.limit, cfg.split_seed)]
-        ours = [our_point(run, folder / split, images) for run, folder in zip(args.runs, args.files)]
+        ours = [our_point(codec, folder / split, images) for codec, folder in zip(codecs, args.files)]
         webp = webp_points(images)
         pixels, n = images.shape[2] * images.shape[3], len(images)
         full = gain_at(args.bpp, ours, webp, pixels, np.arange(n))

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from cifarae import data, rd  # noqa: E402
-from cifarae.codec import Codec, Refinement, fit_densities, latent_bits, load_codec, prior_bits  # noqa: E402
+from cifarae.codec import Codec, Refinement, fit_densities, latent_bits, latent_rate, load_codec  # noqa: E402
 from cifarae.errors import cli_main  # noqa: E402
 
 
@@ -76,7 +76,7 @@ def variant_refined(codec: Codec, variant: str, mse_ref: float):
                 rate_at = y if variant in ("ste", "log_mse") else u_hat + medians
                 x_hat = model.decode(u_hat + medians)[:, :, :height, :width]
                 mse = (x_hat - target).pow(2).flatten(1).mean(1)
-                bpp = prior_bits(model.entropy_bottleneck, rate_at) / (height * width)
+                bpp = latent_rate(model.entropy_bottleneck, None, rate_at - medians) / (height * width)
                 if variant == "log_mse":  # d/dMSE of k*ln(MSE) equals lambda at MSE = mse_ref
                     loss = (bpp + lam * mse_ref * torch.log(mse)).sum()
                 else:

@@ -19,10 +19,8 @@ from pathlib import Path
 import torch
 
 from cifarae import checkpoint
-from cifarae import data as data_lib
-from cifarae.codec import fit_context
+from cifarae.codec import fit_context, load_codec_checkpoint, training_images
 from cifarae.errors import UserError, cli_main
-from cifarae.models import AutoEncoder
 
 
 @cli_main
@@ -43,17 +41,9 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     which = "codec" if (args.run / "codec.pt").is_file() else "best"
-    ckpt = checkpoint.load(args.run, which)
-    cfg = checkpoint.checkpoint_config(ckpt)
-    if cfg.task != "ae" or cfg.entropy_model == "none":
-        raise UserError(f"{ckpt['path']} is not a codec (task={cfg.task}, entropy_model={cfg.entropy_model})")
-    model = AutoEncoder(cfg)
-    checkpoint.load_weights(model, checkpoint.inference_state(ckpt), ckpt["path"])
+    ckpt, cfg, model = load_codec_checkpoint(args.run, which)
     model.eval().requires_grad_(False)
-    dataset = data_lib.load(args.data, cfg.val_size, cfg.split_seed, args.cache_dir)
-    images, labels = dataset.images["train"], dataset.labels["train"]
-    if 0 < args.images < len(images):
-        images = images[data_lib.stratified_subset(labels, args.images, cfg.seed)]
+    images = training_images(args.data, cfg, args.images, args.cache_dir)
     t0 = time.perf_counter()
     context, stats = fit_context(model, images, args.hidden, args.epochs, args.batch_size, args.lr)
     stats.update(seconds=time.perf_counter() - t0, source=ckpt["path"])

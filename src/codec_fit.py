@@ -14,10 +14,8 @@ import time
 from pathlib import Path
 
 from cifarae import checkpoint
-from cifarae import data as data_lib
-from cifarae.codec import fit_entropy_model
-from cifarae.errors import UserError, cli_main
-from cifarae.models import AutoEncoder
+from cifarae.codec import fit_entropy_model, load_codec_checkpoint, training_images
+from cifarae.errors import cli_main
 
 
 @cli_main
@@ -30,16 +28,8 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--cache-dir", type=Path, default=None)
     args = p.parse_args(argv)
-    ckpt = checkpoint.load(args.run, "best")
-    cfg = checkpoint.checkpoint_config(ckpt)
-    if cfg.task != "ae" or cfg.entropy_model == "none":
-        raise UserError(f"{ckpt['path']} is not a codec (task={cfg.task}, entropy_model={cfg.entropy_model})")
-    model = AutoEncoder(cfg)
-    checkpoint.load_weights(model, checkpoint.inference_state(ckpt), ckpt["path"])
-    dataset = data_lib.load(args.data, cfg.val_size, cfg.split_seed, args.cache_dir)
-    images, labels = dataset.images["train"], dataset.labels["train"]
-    if 0 < args.images < len(images):
-        images = images[data_lib.stratified_subset(labels, args.images, cfg.seed)]
+    ckpt, cfg, model = load_codec_checkpoint(args.run, "best")
+    images = training_images(args.data, cfg, args.images, args.cache_dir)
     t0 = time.perf_counter()
     stats = fit_entropy_model(model, images, steps=args.steps, lr=args.lr)
     stats["seconds"] = time.perf_counter() - t0

@@ -761,13 +761,14 @@ def test_floor_bootstrap_decodes_the_files_again_and_pairs_the_images(tmp_path, 
     )  # fmt: skip
     points = json.loads((out / "rd.json").read_text())["points"]["test"]
     boot = load_job("floor_bootstrap")
-    cfg = lib.load_codec(codec_run).cfg
+    codec = lib.load_codec(codec_run)
+    cfg = codec.cfg
     dataset = data_lib.load(synth_cache, cfg.val_size, cfg.split_seed)
     images = dataset.images["test"][data_lib.stratified_subset(dataset.labels["test"], 20, cfg.split_seed)]
     # Decoding the files again gives rd_eval's bytes and PSNR, per point; WebP per image gives its points.
     folders = [out / "files" / f"{codec_run.name}-{p['refine']}" for p in points["cae"]]
     for p, folder in zip(points["cae"], folders):
-        sizes, psnr = boot.our_point(codec_run, folder / "test", images)
+        sizes, psnr = boot.our_point(codec, folder / "test", images)
         assert sizes.mean() == pytest.approx(p["bytes_per_image"]) and psnr.mean() == pytest.approx(p["psnr"])
     webp = boot.webp_points(images)
     for q, sizes, psnr in zip(rd.WEBP_QUALITIES, *webp):

@@ -59,6 +59,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import checkpoint
+from . import data as data_lib
 from .config import Config
 from .errors import UserError
 from .models import AutoEncoder
@@ -214,12 +215,6 @@ def latent_bits(eb, v: torch.Tensor) -> torch.Tensor:
     return -torch.log2(eb.likelihood_lower_bound(likelihood))
 
 
-def prior_bits(eb, y: torch.Tensor) -> torch.Tensor:
-    """Per-image bits of ``y`` (N x C x h x w) under the factorized prior (interval likelihood, no rounding)."""
-    n, c = y.shape[:2]
-    return latent_bits(eb, y.transpose(0, 1).reshape(c, 1, -1)).reshape(c, n, -1).sum(dim=(0, 2))
-
-
 def anchor_mask(height: int, width: int) -> torch.Tensor:
     """height x width bool: True on the checkerboard half coded first (the anchors)."""
     i, j = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
@@ -259,10 +254,12 @@ def gaussian_bits(v: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> t
     return -torch.log2(likelihood.clamp_min(1e-9))
 
 
-def latent_rate(eb, context: CheckerboardContext | None, v: torch.Tensor, v_hat: torch.Tensor) -> torch.Tensor:
-    """Per-image bits of latents ``v`` (N x C x h x w, minus the medians) when the coded ones are ``v_hat``:
-    the factorized prior's, or, with a context model, the prior's on the anchors and the Gaussian's given
-    the coded anchors on the rest."""
+def latent_rate(
+    eb, context: CheckerboardContext | None, v: torch.Tensor, v_hat: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-image bits of latents ``v`` (N x C x h x w, minus the medians; the interval likelihood, no
+    rounding) under the factorized prior, or, with a context model, the prior's on the anchors and the
+    Gaussian's on the rest given the coded anchors ``v_hat``."""
     n, c, h, w = v.shape
     medians = eb.quantiles[:, 0, 1].view(1, -1, 1, 1).to(v.dtype)
     flat = (v + medians).transpose(0, 1).reshape(c, 1, -1)
@@ -463,7 +460,7 @@ class Codec:
         c, lh, lw = symbols.shape
         order, n_anchors = self._order(lh, lw)
         values = symbols.reshape(-1)[order]
-        tables = torch.arange(c).repeat_interleave(lh * lw)[order]
+        tables = order // (lh * lw)  # a latent's channel is its prior's table
         if self.context is not None:
             shift, table = (t.reshape(-1)[order[n_anchors:]] for t in self._conditionals(symbols))
             values[n_anchors:] -= shift
@@ -482,7 +479,7 @@ class Codec:
     def decode_symbols(self, streams: list[bytes], lh: int, lw: int) -> torch.Tensor:
         c = self.model.latent_shape[0]
         order, n_anchors = self._order(lh, lw)
-        tables = torch.arange(c).repeat_interleave(lh * lw)[order].tolist()
+        tables = (order // (lh * lw)).tolist()
         symbols = torch.zeros(c * lh * lw, dtype=torch.int64)
         values, shift = [], None
         for s, stream in zip(self._slices(len(order)), streams):
@@ -647,6 +644,26 @@ def fit_context(
     return context, stats
 
 
+def load_codec_checkpoint(path: str | Path, which: str = "best") -> tuple[dict, Config, AutoEncoder]:
+    """(checkpoint, config, AutoEncoder with its inference weights) of a codec run; anything else is refused."""
+    ckpt = checkpoint.load(path, which)
+    cfg = checkpoint.checkpoint_config(ckpt)
+    if cfg.task != "ae":
+        raise UserError(f"{ckpt['path']} is a {cfg.task} checkpoint, not a codec")
+    if cfg.entropy_model == "none":
+        raise UserError(f"{ckpt['path']} is a plain autoencoder (entropy_model=none), not a codec")
+    model = AutoEncoder(cfg)
+    checkpoint.load_weights(model, checkpoint.inference_state(ckpt), ckpt["path"])
+    return ckpt, cfg, model
+
+
+def training_images(source: str | Path, cfg: Config, count: int, cache_dir: Path | None = None) -> torch.Tensor:
+    """A stratified subset of ``count`` images of the run's training split (all of it for 0) to fit priors on."""
+    dataset = data_lib.load(source, cfg.val_size, cfg.split_seed, cache_dir)
+    images, labels = dataset.images["train"], dataset.labels["train"]
+    return images[data_lib.stratified_subset(labels, count, cfg.seed)] if 0 < count < len(images) else images
+
+
 def load_codec(path: str | Path, which: str = "best", refine: Refinement = Refinement()) -> Codec:
     """A codec from a run directory or checkpoint file (EMA weights when the run kept them).
 
@@ -655,14 +672,7 @@ def load_codec(path: str | Path, which: str = "best", refine: Refinement = Refin
     """
     if which == "best" and Path(path).is_dir():
         which = next((n for n in ("context", "codec") if (Path(path) / f"{n}.pt").is_file()), which)
-    ckpt = checkpoint.load(path, which)
-    cfg = checkpoint.checkpoint_config(ckpt)
-    if cfg.task != "ae":
-        raise UserError(f"{ckpt['path']} is a {cfg.task} checkpoint, not a codec")
-    model = AutoEncoder(cfg)
-    if cfg.entropy_model == "none":
-        raise UserError(f"{ckpt['path']} is a plain autoencoder (entropy_model=none), not a codec")
-    checkpoint.load_weights(model, checkpoint.inference_state(ckpt), ckpt["path"])
+    ckpt, cfg, model = load_codec_checkpoint(path, which)
     context = None
     if "context" in ckpt:
         hidden = (ckpt.get("context_fit") or {}).get("hidden")
