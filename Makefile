@@ -1,17 +1,19 @@
 # cifarae: one-command set-up, training, evaluation and tests.  `make help` lists the targets.
 #
-#   make pipeline DATA=<path>            the whole chain for PROFILE (default smoke: minutes on a CPU)
+#   make pipeline DATA=<path>            jobs/pipeline.yaml's stages here, for PROFILE (default smoke: minutes on a CPU)
 #   make train-ae GPUS=4 PROFILE=full    accelerate launch --multi_gpu --num_processes 4 src/train_ae.py ...
 #
 # Variables:
 #   PROFILE    smoke (tiny model, slice of the data, minutes on a CPU) | full (the real recipe)
 #   DATA       CIFAR-10: cifar-10-batches-py root, image folder, .tar.gz, or prepared cache .pt.
 #              Empty: `make data` downloads it with torchvision into data/ (needs the internet)
-#   RUN        pipeline directory (default runs/$(PROFILE)): $(RUN)/ae, $(RUN)/clf-$(MODE)
+#   RUN        pipeline directory (default runs/$(PROFILE)): $(RUN)/ae, $(RUN)/clf-<mode>, $(RUN)/codec
 #   CONFIG     YAML config for the training stages (default jobs/configs/$(PROFILE).yaml)
 #   GPUS       processes: GPUS>1 runs `accelerate launch --multi_gpu --num_processes $(GPUS)`; on a
 #              machine without GPUs, $(GPUS) CPU processes with torchrun instead (it says so)
-#   MODE       classifier mode: finetune | linear | scratch
+#   MODE       classifier mode of train-clf: finetune | linear | scratch
+#   MODES      classifier modes of the pipeline (default finetune,linear,scratch)
+#   CODEC      0 leaves the pipeline's codec stage out
 #   OVERRIDES  free-form key=value config overrides, e.g. OVERRIDES="epochs=5 lr=1e-3"
 #   EVAL_ARGS  extra src/evaluate.py flags, e.g. EVAL_ARGS="--splits test --no-wandb"
 #   IMAGE      Docker image tag for `make docker`
@@ -27,6 +29,8 @@ RUN ?= runs/$(PROFILE)
 CONFIG ?=
 GPUS ?= 1
 MODE ?= finetune
+MODES ?= finetune,linear,scratch
+CODEC ?= 1
 OVERRIDES ?=
 IMAGE ?= cifarae:latest
 EVAL_ARGS ?=
@@ -36,7 +40,7 @@ SOURCE := $(if $(DATA),$(DATA),data)
 TRAIN_CONFIG := $(if $(CONFIG),$(CONFIG),jobs/configs/$(PROFILE).yaml)
 LAUNCH := GPUS=$(GPUS) PYTHON=$(PY) bash jobs/launch.sh
 EVAL_RUNS ?= $(RUN)/ae $(RUN)/clf-$(MODE)
-SHELL_SCRIPTS := jobs/launch.sh jobs/gpu_report.sh jobs/gpu_codec.sh jobs/report_runs.sh jobs/report_runs_gpu.sh bench/gpu_check.sh slurm/*.sh slurm/*.sbatch slurm/local/*.sh docker/entrypoint.sh .ci/run
+SHELL_SCRIPTS := jobs/launch.sh jobs/signals.sh jobs/gpu_report.sh jobs/gpu_codec.sh jobs/report_runs.sh jobs/report_runs_gpu.sh bench/gpu_check.sh slurm/*.sh slurm/stage.sbatch slurm/local/*.sh docker/entrypoint.sh .ci/run
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test lint data pipeline train-ae train-clf evaluate bench docker check-inputs
@@ -46,17 +50,18 @@ help: ## list the targets
 	@echo "variables: PROFILE=$(PROFILE) DATA=$(DATA) RUN=$(RUN) CONFIG=$(CONFIG) GPUS=$(GPUS) MODE=$(MODE) OVERRIDES=$(OVERRIDES)"
 	@echo "on a Slurm cluster: slurm/pipeline.sh --help, or python jobs/pipeline.py --help (submitit)"
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP) ## create .venv and install the pinned requirements (reused on later calls)
 
 lint: $(STAMP) ## ruff lint + format check, shellcheck on the launch scripts, hadolint on the Dockerfile
-	$(VENV)/bin/ruff check src tests jobs bench
-	$(VENV)/bin/ruff format --check src tests jobs bench
+	$(VENV)/bin/ruff check src tests jobs bench experiments
+	$(VENV)/bin/ruff format --check src tests jobs bench experiments
 	$(VENV)/bin/shellcheck -x $(SHELL_SCRIPTS)
 	$(VENV)/bin/hadolint docker/Dockerfile
 
@@ -87,14 +92,11 @@ evaluate: $(STAMP) check-inputs ## evaluate RUN/ae and RUN/clf-MODE (writes <run
 	  else echo "evaluate: skipping $$run (not trained)"; fi; done; \
 	[ $$found = 1 ] || { echo "error: none of $(EVAL_RUNS) exists; train first (make train-ae)" >&2; exit 2; }
 
-pipeline: $(STAMP) ## set up .venv, then (download) -> train-ae -> train-clf -> evaluate for PROFILE (default smoke)
-	@echo "pipeline: profile $(PROFILE), data $(if $(DATA),$(DATA),torchvision download into data/), runs in $(RUN)"
-	@# No DATA: download first. With DATA, train-ae decodes it into the cache (once, on its main process).
+pipeline: $(STAMP) ## set up .venv, then the stages of jobs/pipeline.yaml here: AE -> classifiers, codec -> evaluation
+	@# No DATA: download first. With DATA, the AE stage decodes it into the cache (once).
 	@$(if $(DATA),,$(PY) src/prepare_data.py --download --data data)
-	@$(MAKE) --no-print-directory train-ae
-	@$(MAKE) --no-print-directory train-clf
-	@$(MAKE) --no-print-directory evaluate
-	@echo "pipeline: done; metrics in $(RUN)/ae/eval/metrics.json and $(RUN)/clf-$(MODE)/eval/metrics.json"
+	$(PY) jobs/pipeline.py --local --data $(SOURCE) --run $(RUN) --profile $(PROFILE) $(if $(CONFIG),--config $(CONFIG)) \
+	  --modes $(MODES) --gpus $(GPUS) $(if $(filter 0,$(CODEC)),--no-codec) --eval-args="$(EVAL_ARGS)" $(OVERRIDES)
 
 bench: $(STAMP) ## run the benchmarks (bench/bench.py $(BENCH_ARGS))
 	$(PY) bench/bench.py $(if $(DATA),--data $(DATA)) $(BENCH_ARGS)

@@ -18,13 +18,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+from cifarae import grid as grid_lib
+from cifarae import plots, tracking
+from cifarae.errors import UserError, cli_main
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-
-from cifarae import plots  # noqa: E402
-from cifarae.errors import UserError, cli_main  # noqa: E402
 
 
 def run(cmd: list[str]) -> None:
@@ -40,49 +38,16 @@ def tested(cell: Path) -> bool:
     return metrics.is_file() and "test" in json.loads(metrics.read_text())
 
 
-def cell_name(mode: str, fraction: float, seed: int) -> str:
-    return f"{mode}-f{fraction:g}-s{seed}"
-
-
-def load_grid(path: Path, modes: list[str] | None = None) -> dict:
-    """The grid file (jobs/configs/clf_grid.yaml), optionally restricted to ``modes``."""
-    if not path.is_file():
-        raise UserError(f"grid file {path} does not exist")
-    grid = yaml.safe_load(path.read_text())
-    grid["modes"] = modes or grid["modes"]
-    return grid
-
-
-def cells(grid: dict, data: str, encoder: str, out: Path, overrides: list[str], launcher: list[str]):
-    """Every cell of ``grid`` as (mode, fraction, seed, run directory, train_clf.py command line).
-
-    Overrides apply in this order: the grid's, its mode's, its fraction's, then ``overrides``.
-    """
-    for mode in grid["modes"]:
-        for fraction, spec in grid["fractions"].items():
-            for seed in spec.get("seeds", [0]):
-                cell = out / cell_name(mode, float(fraction), seed)
-                cmd = [*launcher, "src/train_clf.py", "--data", data, "--out", str(cell), "--mode", mode]
-                cmd += ["--encoder", encoder] if encoder else []  # scratch: the default backbone
-                cmd += ["--label-fraction", str(fraction)]
-                cmd += [f"seed={seed}", *grid.get("overrides", []), *grid.get("mode_overrides", {}).get(mode, [])]
-                cmd += [*spec.get("overrides", []), *overrides]
-                if grid.get("config"):
-                    cmd += ["--config", str(REPO / grid["config"])]
-                yield mode, float(fraction), seed, cell, cmd
-
-
 def log_to_wandb(out: Path, rows: list[dict]) -> None:
-    from accelerate import Accelerator
+    run = tracking.start_run("cifarae", out, "grid", {"cells": len(rows)})
+    if run is None:
+        return
+    import wandb
 
-    from cifarae import tracking
-    from cifarae.config import Config
-
-    accelerator = Accelerator(cpu=True, log_with="wandb")
-    if tracking.init_tracking(accelerator, Config(task="clf"), out, "grid"):
-        tracking.log_table(accelerator, "grid/test_accuracy", rows)
-        tracking.log_images(accelerator, "grid/accuracy_vs_labels", str(out / "grid.png"), step=None)
-        accelerator.end_training()
+    columns = list(rows[0])
+    run.log({"grid/test_accuracy": wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])})
+    run.log({"grid/accuracy_vs_labels": wandb.Image(str(out / "grid.png"))})
+    run.finish()
 
 
 @cli_main
@@ -99,15 +64,18 @@ def main(argv=None):
     )
     p.add_argument("overrides", nargs="*", help="key=value overrides for every cell")
     args = p.parse_args(argv)
-    grid = load_grid(args.grid, args.modes)
+    grid = grid_lib.load_grid(args.grid, args.modes)
     if not args.encoder and not args.tabulate and set(grid["modes"]) - {"scratch"}:
         raise UserError("--encoder <AE run> is needed for the linear and finetune modes")
     python = [sys.executable]
     launcher = os.environ.get("LAUNCHER", "").split() or python
 
     rows = []
-    for mode, fraction, seed, cell, cmd in cells(grid, args.data, args.encoder, args.out, args.overrides, launcher):
+    for mode, fraction, seed, cell, cell_args in grid_lib.cells(grid, args.out):
         name = cell.name
+        cmd = [*launcher, "src/train_clf.py", "--data", args.data, "--out", str(cell)]
+        cmd += ["--encoder", args.encoder] if args.encoder else []  # scratch: the default backbone
+        cmd += [*cell_args, *args.overrides]
         if args.tabulate:
             if not tested(cell):
                 print(f"{name}: not evaluated on the test split, left out of the table")

@@ -26,7 +26,8 @@
 # the run the same way (then exits 130).
 set -uo pipefail
 
-REQUEUE_EXIT_CODE=75  # as src/cifarae/engine.py
+# shellcheck source=jobs/signals.sh
+source "$(dirname "${BASH_SOURCE[0]}")/signals.sh"
 say() { echo "launch: $*" >&2; }
 
 [ $# -ge 1 ] || { echo "usage: jobs/launch.sh SCRIPT [ARGS...]" >&2; exit 2; }
@@ -112,53 +113,25 @@ else
 fi
 say "${cmd[*]}"
 
-pid=""
-stopped=""
 interrupted=""
-pending=""
-# shellcheck disable=SC2329  # called from the traps below
-forward() {  # forward SIGNAL: to python itself, or to the launcher's worker processes
-  stopped=$1
-  pending=1
-  [ -n "$pid" ] || return 0  # not started yet: passed on right after the start
-  local targets=$pid
-  if [ "$total" -gt 1 ]; then
-    targets=$(cat /proc/"$pid"/task/*/children 2>/dev/null)
-  fi
-  say "SIG$1: asking the training process(es) to save last.pt and stop"
-  # shellcheck disable=SC2086
-  [ -n "$targets" ] && kill -s "$1" $targets 2>/dev/null
-}
-trap 'forward TERM' TERM
-trap 'forward USR1' USR1
-trap 'interrupted=1; forward TERM' INT
+forward_signals launch
+trap 'interrupted=1; _forward TERM' INT
 
 # The launcher ignores SIGTERM/SIGUSR1 (an ignored signal stays ignored across exec, and the
-# engine installs its own handlers in the workers); a single python process gets the defaults
-# back (a child does not inherit traps).
+# engine installs its own handlers in the workers): they go to its workers. A single python
+# process gets the defaults back (a child does not inherit traps) and the signals directly.
 if [ "$total" -le 1 ]; then
   "${cmd[@]}" &
+  wait_forwarding $!
 else
   (
     trap '' TERM USR1
     exec "${cmd[@]}"
   ) &
+  wait_forwarding $! children
 fi
-pid=$!
-[ -z "$stopped" ] || forward "$stopped"
-
-# A trapped signal interrupts `wait` (status 128+n); wait again for the real exit status.
-rc=0
-retry=""
-while :; do
-  pending=""
-  wait "$pid"
-  status=$?
-  [ "$status" -eq 127 ] && [ -n "$retry" ] && break  # already collected before the trap ran
-  rc=$status
-  [ -n "$pending" ] || break
-  retry=1
-done
+rc=$?
+stopped=$SIGNALLED
 if [ -n "$stopped" ] && [ "$rc" -ne 0 ]; then
   [ -n "$interrupted" ] && exit 130
   [ "$rc" -ne "$REQUEUE_EXIT_CODE" ] && say "stopped by SIG$stopped (launcher exit $rc): exiting $REQUEUE_EXIT_CODE"

@@ -15,18 +15,12 @@ rate-distortion point (about 0.5 s per image at 50 steps on one CPU core); decod
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from cifarae.codec import SUFFIX, Refinement, bits_per_pixel, load_codec, png_bytes, read_image
 from cifarae.errors import UserError, cli_main
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+from cifarae.files import write_atomic
 
 
 def output_paths(inputs: list[Path], out: Path, suffix: str) -> list[Path]:

@@ -32,31 +32,22 @@ from cifarae.errors import UserError, cli_main
 
 
 def log_wandb(args, result: dict, rows: list[dict], plots: list[Path]) -> None:
-    mode = tracking.wandb_mode()
-    if args.no_wandb or mode == "disabled":
+    if args.no_wandb:
         return
-    try:
-        import wandb
+    config = {"runs": args.runs, "splits": args.splits, "limit": args.limit, "refine_steps": args.refine_steps}
+    run = tracking.start_run(args.wandb_project, args.out, "rd_eval", config)
+    if run is None:
+        return
+    import wandb
 
-        run = wandb.init(
-            project=args.wandb_project,
-            dir=str(args.out),
-            mode=mode,
-            job_type="rd_eval",
-            name=args.out.name,
-            config={"runs": args.runs, "splits": args.splits, "limit": args.limit, "refine_steps": args.refine_steps},
-            settings=wandb.Settings(silent=True),
-        )
-        columns = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("split", "codec", "quality"), k))
-        run.log({"rd/points": wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])})
-        for path in plots:
-            run.log({f"rd/{path.stem}": wandb.Image(str(path))})
-        for split, floors in result["floors"].items():
-            run.summary[f"floors/{split}/all_pass"] = floors["all_pass"]
-        run.finish()
-        print(f"W&B ({mode}): logged table rd/points under {args.out}/wandb")
-    except Exception as err:  # tracking never fails the evaluation
-        print(f"warning: W&B logging skipped: {err}")
+    columns = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("split", "codec", "quality"), k))
+    run.log({"rd/points": wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])})
+    for path in plots:
+        run.log({f"rd/{path.stem}": wandb.Image(str(path))})
+    for split, floors in result["floors"].items():
+        run.summary[f"floors/{split}/all_pass"] = floors["all_pass"]
+    run.finish()
+    print(f"W&B ({tracking.wandb_mode()}): logged table rd/points under {args.out}/wandb")
 
 
 @cli_main

@@ -71,3 +71,31 @@ def synth_cache(tmp_path_factory, synth_archive) -> Path:
     from cifarae import data
 
     return data.prepare(synth_archive, tmp_path_factory.mktemp("cache"), verbose=False)
+
+
+def wandb_runs(wandb_dir: Path) -> list:
+    """The RunRecord (run_id, run_group, job_type, ...) of every offline run W&B wrote under ``wandb_dir``.
+
+    A run-<id>.wandb file is a header (":W&B", 2 magic bytes, a version byte) then LevelDB-style
+    log records (crc32, 2-byte length, type: 1 full, 2 first, 3 middle, 4 last) in 32 KiB blocks,
+    each holding a protobuf Record; the run's identity is its first "run" record.
+    """
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    runs = []
+    for path in sorted(Path(wandb_dir).glob("offline-run-*/run-*.wandb")):
+        raw, pos, parts = path.read_bytes(), 7, b""
+        while pos + 7 <= len(raw):
+            if 32768 - pos % 32768 < 7:  # too little room left in the block for a header: padding
+                pos += 32768 - pos % 32768
+                continue
+            length, kind = int.from_bytes(raw[pos + 4 : pos + 6], "little"), raw[pos + 6]
+            parts += raw[pos + 7 : pos + 7 + length]
+            pos += 7 + length
+            if kind in (1, 4):
+                record = pb.Record.FromString(parts)
+                parts = b""
+                if record.WhichOneof("record_type") == "run":
+                    runs.append(record.run)
+                    break
+    return runs

@@ -87,47 +87,24 @@ def test_make_train_without_data_says_what_to_do(tmp_path):
 
 
 def test_make_pipeline_runs_the_chain_with_two_cpu_processes(synth_archive, tmp_path):
-    """`make pipeline DATA=... GPUS=2` on a machine without GPUs: data -> AE -> classifier ->
-    evaluation, the training stages as two torchrun CPU processes."""
+    """`make pipeline DATA=... GPUS=2` on a machine without GPUs: jobs/pipeline.yaml's stages here,
+    the training stages as two torchrun CPU processes, the rest as one."""
     env = {**script_env(), "CIFARAE_CACHE": str(tmp_path / "cache"), "CUDA_VISIBLE_DEVICES": ""}
     run_dir = tmp_path / "run"
-    overrides = ["OVERRIDES=wandb=false", "EVAL_ARGS=--no-wandb --splits test"]
+    overrides = ["OVERRIDES=wandb=false", "EVAL_ARGS=--no-wandb --splits test", "MODES=finetune", "CODEC=0"]
     proc = make("pipeline", f"DATA={synth_archive}", f"RUN={run_dir}", "GPUS=2", *overrides, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "no GPU" in proc.stderr and "running 2 CPU process(es) with torchrun" in proc.stderr, proc.stderr[-3000:]
     assert "2 process(es)" in proc.stdout
     for stage in ("ae", "clf-finetune"):
         assert (run_dir / stage / "eval" / "metrics.json").is_file()
-    assert "pipeline: done" in proc.stdout
+    assert "3 stages: ae, clf, eval" in proc.stdout and "all stages succeeded" in proc.stdout
 
 
-def test_submitit_local_executor_runs_the_chain(synth_folder, tmp_path):
-    """jobs/pipeline.py --local: the same chain with submitit's LocalExecutor, no Slurm involved."""
-    env = {**script_env(), "CIFARAE_CACHE": str(tmp_path / "cache")}
-    out = tmp_path / "local"
-    cmd = [sys.executable, "jobs/pipeline.py", "--data", str(synth_folder), "--out", str(out), "--profile", "smoke"]
-    proc = subprocess.run(
-        [*cmd, "--local", "--modes", "linear", "--eval-args=--no-wandb --splits test", "wandb=false"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "all stages succeeded" in proc.stdout
-    for stage in ("ae", "clf-linear"):
-        assert (out / stage / "eval" / "metrics.json").is_file()
-    cmd[cmd.index(str(out))] = str(tmp_path / "bad")
-    bad = subprocess.run(
-        [*cmd, "--local", "--modes", "linear", "no_such_key=1"], cwd=REPO, env=env, capture_output=True, text=True
-    )
-    assert bad.returncode == 1
-    assert "ae (job" in bad.stdout and "error: unknown config key 'no_such_key'" in bad.stdout, bad.stdout
-
-
-def test_submitit_pipeline_runs_the_classifier_grid_and_the_codec_branch(synth_folder, tmp_path):
-    """jobs/pipeline.py --grid --lambdas: AE -> every grid cell -> evaluation -> grid table, and
-    AE -> codec init -> one codec per lambda -> prior refits + RD evaluation with real files."""
+def test_local_pipeline_runs_the_grid_and_the_codec_and_stops_at_a_failure(synth_folder, tmp_path):
+    """jobs/pipeline.py --local --grid: AE -> every grid cell -> evaluation -> grid table, and AE ->
+    the codec's recipe (init, train, prior fit, context model, RD on real files). A failing first
+    stage stops the chain there."""
     env = {**script_env(), "CIFARAE_CACHE": str(tmp_path / "cache")}
     grid = tmp_path / "grid.yaml"
     grid.write_text(
@@ -135,10 +112,9 @@ def test_submitit_pipeline_runs_the_classifier_grid_and_the_codec_branch(synth_f
         "fractions:\n  0.5: {seeds: [0]}\n  1.0: {seeds: [0]}\n"
     )
     out = tmp_path / "pipe"
-    cmd = [sys.executable, "jobs/pipeline.py", "--data", str(synth_folder), "--out", str(out), "--profile", "smoke"]
-    cmd += ["--local", "--grid", str(grid), "--lambdas", "0.01,0.1", "--latent-channels", "6"]
-    cmd += ["--rd-splits", "test", "--eval-args=--no-wandb --splits test", "wandb=false", "val_size=20"]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    cmd = [sys.executable, "jobs/pipeline.py", "--local", "--data", str(synth_folder), "--profile", "smoke"]
+    args = ["--run", str(out), "--grid", str(grid), "--eval-args=--no-wandb --splits test", "wandb=false"]
+    proc = subprocess.run([*cmd, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "all stages succeeded" in proc.stdout
 
@@ -147,11 +123,39 @@ def test_submitit_pipeline_runs_the_classifier_grid_and_the_codec_branch(synth_f
     assert cells == {(m, f) for m in ("linear", "scratch") for f in ("0.5", "1.0")}, table
     assert (out / "grid" / "grid.png").is_file()
 
-    rd = json.loads((out / "rd" / "rd.json").read_text())
-    codec_points = rd["points"]["test"]["cae"]
-    assert sorted(p["rd_lambda"] for p in codec_points) == [0.01, 0.1], codec_points
-    assert all(p["bpp"] > 0 and p["psnr"] > 0 for p in codec_points)
-    for lam in ("0.01", "0.1"):
-        assert (out / "codec" / f"lambda{lam}" / "codec.pt").is_file()  # the prior refit ran
-    files = list((out / "rd" / "files").rglob("*.cae"))
+    codec = out / "codec"
+    assert {"init.pt", "codec.pt", "context.pt"} <= {p.name for p in codec.iterdir()}
+    rd = json.loads((codec / "rd" / "rd.json").read_text())
+    assert [p["rd_lambda"] for p in rd["points"]["test"]["cae"]] == [0.015]
+    files = list((codec / "rd" / "files").rglob("*.cae"))
     assert files and all(f.stat().st_size > 0 for f in files)
+
+    # Run again: every codec step is done already and is skipped; training resumes (nothing left).
+    again = subprocess.run(
+        [sys.executable, "src/train_codec.py", "--data", str(synth_folder), "--ae", str(out / "ae")]
+        + ["--out", str(codec), "--recipe", "jobs/configs/codec/smoke.yaml", "--no-wandb"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [line.split(":")[1].strip() for line in again.stdout.splitlines() if "done already" in line] == [
+        "init",
+        "fit",
+        "context",
+        "rd",
+    ], again.stdout
+
+    bad = subprocess.run(
+        [*cmd, "--run", str(tmp_path / "bad"), "--modes", "linear", "no_such_key=1"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 1
+    assert "error: unknown config key 'no_such_key'" in bad.stderr
+    assert "ae FAILED: src/train_ae.py exited with code 2; not run: clf, codec, eval" in bad.stdout, bad.stdout

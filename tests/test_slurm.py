@@ -8,6 +8,7 @@ it: it costs seconds per process).
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -123,56 +124,93 @@ def backbone(state: dict) -> dict:
 
 
 # --------------------------------------------------------------------------- sbatch pipeline
-def test_sbatch_pipeline_runs_the_chain_in_order(cluster, env, synth_folder, tmp_path):
+STAGE_IDS = r"(ae|clf|codec|eval)=(\d+)"
+
+
+def stage_ids(text: str) -> dict[str, str]:
+    return dict(re.findall(STAGE_IDS, re.search(r"^job ids: .*$", text, re.M).group(0)))
+
+
+def test_sbatch_pipeline_sh_runs_every_stage_and_the_codec(cluster, env, synth_folder, tmp_path):
+    """`sbatch slurm/pipeline.sh ...` as users type it: Slurm runs a copy of the script from its
+    spool directory, which finds the checkout from the submit directory and submits the stages."""
     out = tmp_path / "pipe"
-    proc = run(
-        ["bash", "slurm/pipeline.sh", "--data", synth_folder, "--run", out, "--profile", "smoke"]
-        + ["--gpus", "0", "--cpus", "1", "--eval-args=--no-wandb --splits test", "--wait", "wandb=false"],
-        env,
-    )
-    ids = dict(re.findall(r"(ae|clf|eval)=(\d+)", re.search(r"^job ids: .*$", proc.stdout, re.M).group(0)))
-    assert "all stages succeeded" in proc.stdout, proc.stdout
+    args = ["--data", synth_folder, "--run", out, "--profile", "smoke", "--gpus", "0", "--cpus", "1"]
+    args += ["--modes", "finetune", "--eval-args=--no-wandb --splits test", "wandb=false"]
+    submitted = run(["sbatch", "--parsable", f"--output={tmp_path}/pipeline-%j.out", "slurm/pipeline.sh", *args], env)
+    pipeline_job = submitted.stdout.strip().split(";")[0]
+    assert wait_jobs([pipeline_job]) == {pipeline_job: "COMPLETED"}
+    log = (tmp_path / f"pipeline-{pipeline_job}.out").read_text()
+    ids = stage_ids(log)
+    assert set(ids) == {"ae", "clf", "codec", "eval"}, log
+    assert set(wait_jobs(list(ids.values()), timeout=400).values()) == {"COMPLETED"}
 
     rows = accounting(list(ids.values()))
-    assert {r["state"] for r in rows.values()} == {"COMPLETED"}, rows
-    assert_in_order(rows, [ids["ae"]], [ids["clf"]])
-    assert_in_order(rows, [ids["clf"]], [ids["eval"]])
+    eval_tasks = [f"{ids['eval']}_0", f"{ids['eval']}_1"]  # the AE and the classifier
+    assert {r["state"] for r in rows.values()} == {"COMPLETED"} and set(eval_tasks) <= set(rows), rows
+    assert_in_order(rows, [ids["ae"]], [ids["clf"], ids["codec"]])
+    assert_in_order(rows, [ids["clf"]], eval_tasks)
 
-    ae, clf = out / "ae", out / "clf-finetune"
-    # The classifier was built on the AE's checkpoint: its config names the AE run, and the
-    # backbone it inherited has the AE's architecture.
+    ae, clf, codec = out / "ae", out / "clf-finetune", out / "codec"
     clf_ckpt, ae_ckpt = load(clf / "best.pt"), load(ae / "best.pt")
-    assert clf_ckpt["config"]["encoder"] == str(ae)
-    assert clf_ckpt["config"]["mode"] == "finetune"
-    assert clf_ckpt["config"]["widths"] == ae_ckpt["config"]["widths"]
+    assert clf_ckpt["config"]["encoder"] == str(ae) and clf_ckpt["config"]["mode"] == "finetune"
     assert {k: v.shape for k, v in backbone(clf_ckpt["model"]).items()} == {
         k: v.shape for k, v in backbone(ae_ckpt["model"]).items()
     }
     for run_dir in (ae, clf):
         assert (run_dir / "eval" / "metrics.json").is_file(), sorted(run_dir.rglob("*"))
-    # Logs land in the run directories.
-    assert "[ae] epoch 1/1" in (ae / f"slurm-{ids['ae']}.out").read_text(errors="replace")
-    assert (clf / f"slurm-{ids['clf']}.out").is_file()
-    assert "evaluated" in (out / f"slurm-{ids['eval']}.out").read_text(errors="replace")
+    assert "[ae] epoch 1/1" in (out / "logs" / f"ae-{ids['ae']}.out").read_text(errors="replace")
+
+    # The codec stage ran its whole recipe: a codec with its prior fit and context model, and an
+    # RD evaluation on real files; src/codec.py takes RUN/codec as the model.
+    assert {"init.pt", "best.pt", "codec.pt", "context.pt"} <= {p.name for p in codec.iterdir()}
+    rd = json.loads((codec / "rd" / "rd.json").read_text())
+    assert rd["points"]["test"]["cae"][0]["bpp"] > 0 and (codec / "rd" / "rd_test.png").is_file()
+    images = sorted(synth_folder.glob("test/*/*.png"))[:2]
+    run([sys.executable, "src/codec.py", "compress", *images, "-o", tmp_path / "cae", "--model", codec], env)
+    files = sorted((tmp_path / "cae").glob("*.cae"))
+    run([sys.executable, "src/codec.py", "decompress", *files, "-o", tmp_path / "png", "--model", codec], env)
+    assert sorted(p.stem for p in (tmp_path / "png").glob("*.png")) == sorted(p.stem for p in images)
+
+
+def test_bash_pipeline_sh_waits_and_reports(cluster, env, synth_folder, tmp_path):
+    """`bash slurm/pipeline.sh --wait` without the codec stage: the chain down to the evaluation files."""
+    out = tmp_path / "pipe"
+    proc = run(
+        ["bash", "slurm/pipeline.sh", "--data", synth_folder, "--run", out, "--profile", "smoke", "--no-codec"]
+        + ["--gpus", "0", "--cpus", "1", "--modes", "scratch", "--eval-args=--no-wandb --splits test", "--wait"]
+        + ["wandb=false"],
+        env,
+        timeout=400,
+    )
+    ids = stage_ids(proc.stdout)
+    assert set(ids) == {"ae", "clf", "eval"}, proc.stdout
+    assert "all stages succeeded" in proc.stdout
+    for stage in ("ae", "clf", "eval"):
+        assert f"{stage} (job {ids[stage]}) succeeded" in proc.stdout
+    for run_dir in ("ae", "clf-scratch"):
+        assert "test" in json.loads((out / run_dir / "eval" / "metrics.json").read_text())
+    assert not (out / "codec").exists()
 
 
 def test_failing_first_stage_cancels_the_later_ones(cluster, env, synth_folder, tmp_path):
     proc = run(
         ["bash", "slurm/pipeline.sh", "--data", synth_folder, "--run", tmp_path / "bad", "--profile", "smoke"]
-        + ["--gpus", "0", "--cpus", "1", "--wait", "no_such_key=1"],
+        + ["--gpus", "0", "--cpus", "1", "--modes", "finetune", "--wait", "no_such_key=1"],
         env,
         check=False,
         timeout=180,
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    ids = dict(re.findall(r"(ae|clf|eval)=(\d+)", proc.stdout))
+    ids = stage_ids(proc.stdout)
     report = proc.stdout
     assert re.search(rf"ae \(job {ids['ae']}\) FAILED: .*exit code 2: error: unknown config key 'no_such_key'", report)
-    for stage in ("clf", "eval"):
+    for stage in ("clf", "codec", "eval"):
         assert re.search(rf"{stage} \(job {ids[stage]}\) was cancelled without running, because ae", report), report
     assert "FAILED at the ae stage" in report
     rows = accounting(list(ids.values()))
-    assert [rows[ids[s]]["state"] for s in ("ae", "clf", "eval")] == ["FAILED", "CANCELLED", "CANCELLED"]
+    states = [rows[ids[s]]["state"] for s in ("ae", "clf", "codec", "eval") if ids[s] in rows]
+    assert states[0] == "FAILED" and set(states[1:]) == {"CANCELLED"}, rows
     assert rows[ids["clf"]]["start"] in ("None", "Unknown") or rows[ids["clf"]]["start"] == rows[ids["clf"]]["end"]
 
 
@@ -193,12 +231,11 @@ def test_signalled_job_requeues_and_ends_bitwise_equal(cluster, env, synth_folde
     for name in ("signalled", "uninterrupted"):
         run_dir = tmp_path / name
         run_dir.mkdir()
-        job_env = {**env, "DATA": str(synth_folder), "RUN": str(run_dir), "PROFILE": "smoke"}
-        if machines == 2:
-            job_env["LAUNCHER"] = "accelerate"
+        job_env = {**env, "LAUNCHER": "accelerate"} if machines == 2 else env
+        command = ["src/train_ae.py", "--data", synth_folder, "--out", run_dir, "--config", "jobs/configs/smoke.yaml"]
         proc = run(
             ["sbatch", "--parsable", *CPU_JOB, *layout, f"--output={run_dir}/slurm-%j.out"]
-            + ["slurm/train_ae.sbatch", *overrides],
+            + ["slurm/stage.sbatch", *command, *overrides],
             job_env,
         )
         jobs[name] = proc.stdout.strip().split(";")[0]
@@ -210,7 +247,8 @@ def test_signalled_job_requeues_and_ends_bitwise_equal(cluster, env, synth_folde
 
     log = (tmp_path / "signalled" / f"slurm-{jobs['signalled']}.out").read_text(errors="replace")
     assert "stop signal: saved" in log, log[-3000:]
-    assert f"requeueing job {jobs['signalled']}" in log, log[-3000:]
+    assert f"requeued job {jobs['signalled']}, which resumes from it" in log, log[-3000:]
+    assert "could not requeue" not in log, log[-3000:]  # no contradictory lines
     assert re.search(r"resuming .* at epoch \d, step \d+", log), log[-3000:]
     assert "(restart 1)" in log
     if machines == 2:
@@ -230,7 +268,7 @@ def test_signalled_job_requeues_and_ends_bitwise_equal(cluster, env, synth_folde
 def test_submitit_pipeline_chain_grid_and_checkpoint_requeue(cluster, env, synth_folder, tmp_path):
     """jobs/pipeline.py on Slurm: AE -> classifier array (linear, finetune, scratch) -> evaluation
     array, chained with afterok. The AE job gets submitit's time-limit signal (USR2) mid-training:
-    Stage.checkpoint() has last.pt saved, submitit requeues the job, and it resumes."""
+    StageCommand.checkpoint() has last.pt saved, submitit requeues the job, and it resumes."""
     out = tmp_path / "grid"
     cmd = [sys.executable, "jobs/pipeline.py", "--data", str(synth_folder), "--out", str(out), "--profile", "smoke"]
     cmd += [
@@ -239,6 +277,7 @@ def test_submitit_pipeline_chain_grid_and_checkpoint_requeue(cluster, env, synth
         "--cpus",
         "1",
         "--eval-args=--no-wandb --splits test",
+        "--no-codec",
         "epochs=6",
         "batch_size=16",
         "wandb=false",

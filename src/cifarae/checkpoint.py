@@ -5,7 +5,6 @@ A checkpoint holds plain tensors and Python scalars only, so loading never unpic
 
 from __future__ import annotations
 
-import os
 import zipfile
 from pathlib import Path
 
@@ -13,19 +12,15 @@ import torch
 
 from .config import Config, config_from_dict
 from .errors import UserError
+from .files import atomic_path
 
 FORMAT = "cifarae-ckpt-v1"
 
 
 def save_atomic(obj: dict, path: Path) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over the target."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def resolve(path: str | Path, which: str = "best") -> Path:

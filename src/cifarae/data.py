@@ -19,6 +19,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .errors import UserError
+from .files import atomic_path
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 MEAN = (0.4914, 0.4822, 0.4465)
@@ -167,9 +168,8 @@ def split_train_val(labels: torch.Tensor, val_size: int, seed: int) -> tuple[tor
 # ---------------------------------------------------------------------------- cache
 def _atomic_save(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def prepare(source: str | Path, cache_dir: Path | None = None, download: bool = False, verbose: bool = True) -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import signal
 import time
@@ -25,10 +24,8 @@ from tqdm.auto import tqdm
 from . import checkpoint, tracking
 from .config import Config, save_config
 from .data import Dataset, DeviceLoader
-from .errors import TrainingDiverged, UserError
-
-# Exit code of a run stopped by SIGTERM/SIGUSR1 after saving `last` (EX_TEMPFAIL): "requeue me".
-REQUEUE_EXIT_CODE = 75
+from .errors import REQUEUE_EXIT_CODE, TrainingDiverged, UserError
+from .files import atomic_path, write_atomic
 
 
 class Task(Protocol):
@@ -325,11 +322,10 @@ def train(
         save("last.pt", epoch + 1, 0)
         if improved and main:
             # `best` is the `last` just written, copied atomically (same bytes, no second serialisation).
-            tmp = run_dir / ".best.pt.tmp"
-            shutil.copyfile(run_dir / "last.pt", tmp)
-            os.replace(tmp, run_dir / "best.pt")
+            with atomic_path(run_dir / "best.pt") as tmp:
+                shutil.copyfile(run_dir / "last.pt", tmp)
         if main:
-            (run_dir / "history.json").write_text(json.dumps(history, indent=1))
+            write_atomic(run_dir / "history.json", json.dumps(history, indent=1))
             parts = [f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"]
             accelerator.print(f"[{task.name}] epoch {epoch + 1}/{cfg.epochs} " + " ".join(parts))
         if tracking_on:

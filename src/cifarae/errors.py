@@ -5,6 +5,10 @@ from __future__ import annotations
 import functools
 import sys
 
+# Exit code of a run stopped by SIGTERM/SIGUSR1 after saving `last` (EX_TEMPFAIL): "requeue me".
+# jobs/signals.sh holds the same number for the shell launchers.
+REQUEUE_EXIT_CODE = 75
+
 
 class UserError(Exception):
     """Bad input from the user (path, config, checkpoint, file). Printed as one line."""

@@ -178,8 +178,13 @@ def evaluate(
     if history:
         figures["loss_plot"] = plots.loss_plot(history, out_dir / "loss_plot.png")
 
-    # --no-wandb decides here, not the training run's own `wandb` setting.
-    if log_wandb and tracking.init_tracking(accelerator, dataclasses.replace(cfg, wandb=True), out_dir.parent, "eval"):
+    # --no-wandb decides here, not the training run's own `wandb` setting. The evaluation is a W&B
+    # run of its own (id kept in out_dir), in the evaluated run's group.
+    run_dir = Path(ckpt["path"]).parent
+    names = {"name": f"{run_dir.name}-eval", "group": tracking.default_group(run_dir)}
+    if log_wandb and tracking.init_tracking(
+        accelerator, dataclasses.replace(cfg, wandb=True), out_dir, "eval", **names
+    ):
         for split, row in zip(results, rows):
             tracking.log_table(accelerator, f"eval/{split}_metrics", [row])
         for key, path in figures.items():

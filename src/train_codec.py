@@ -1,0 +1,122 @@
+"""Train a codec from a trained autoencoder with one recipe: init -> train -> prior fit -> context -> RD.
+
+    python src/train_codec.py --data PATH --ae runs/full/ae --out runs/full/codec --recipe jobs/configs/codec/full.yaml
+
+The recipe (jobs/configs/codec/) names the steps and their settings; each step is the entry
+script of the same name, run in this process. OUT ends as a codec that
+`python src/codec.py compress IMG... -o DIR --model OUT` uses, with its rate-distortion
+evaluation in OUT/rd/ (rd.json, plots, the .cae files). Run again, it resumes: training from
+OUT/last.pt, and a step whose output is newer than its input is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+import codec_context
+import codec_fit
+import codec_init
+import rd_eval
+import train_ae
+from cifarae import checkpoint
+from cifarae.errors import UserError, cli_main
+
+STEPS = {"init", "train", "fit", "context", "rd"}
+
+
+def load_recipe(path: Path) -> dict:
+    try:
+        recipe = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as err:
+        raise UserError(f"codec recipe {path} cannot be read: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        raise UserError(f"codec recipe {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(recipe, dict) or set(recipe) - STEPS or "train" not in recipe:
+        raise UserError(f"codec recipe {path} needs a train section and only {', '.join(sorted(STEPS))}")
+    return recipe
+
+
+def flags(section: dict) -> list[str]:
+    """{'fit_steps': 20, 'splits': ['test']} -> ['--fit-steps', '20', '--splits', 'test']."""
+    out = []
+    for key, value in section.items():
+        out.append("--" + key.replace("_", "-"))
+        out += [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return out
+
+
+def overrides(values: dict) -> list[str]:
+    """Config values as key=value overrides (YAML flow style, as the command line reads them)."""
+    return [
+        f"{k}={v if isinstance(v, str) else yaml.safe_dump(v, default_flow_style=True).strip()}"
+        for k, v in values.items()
+    ]
+
+
+def newer(path: Path, than: Path) -> bool:
+    return path.is_file() and path.stat().st_mtime >= than.stat().st_mtime
+
+
+def step(name: str, skip: bool, fn, argv: list[str]) -> None:
+    if skip:
+        print(f"codec: {name}: done already, skipped", flush=True)
+        return
+    print(f"codec: {name}: {' '.join(argv)}", flush=True)
+    fn(argv)
+
+
+@cli_main
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="CIFAR-10 source (dir, .tar.gz or prepared cache .pt)")
+    p.add_argument("--ae", required=True, type=Path, help="the trained autoencoder's run directory")
+    p.add_argument("--out", required=True, type=Path, help="the codec's run directory")
+    p.add_argument("--recipe", required=True, type=Path, help="codec recipe (jobs/configs/codec/*.yaml)")
+    p.add_argument("--no-wandb", action="store_true", help="no W&B for training and the RD evaluation")
+    p.add_argument("--cache-dir", type=Path, default=None)
+    args = p.parse_args(argv)
+    recipe = load_recipe(args.recipe)
+    ae_cfg = checkpoint.checkpoint_config(checkpoint.load(args.ae, "best"))
+    if ae_cfg.task != "ae":
+        raise UserError(f"--ae {args.ae} is a {ae_cfg.task} run, not an autoencoder")
+    args.out.mkdir(parents=True, exist_ok=True)
+    cache = ["--cache-dir", str(args.cache_dir)] if args.cache_dir else []
+    data = ["--data", args.data, *cache]
+
+    train = {**ae_cfg.to_dict(), "task": "ae", "init_from": "", **recipe["train"]}
+    if args.no_wandb:
+        train["wandb"] = False
+    if "init" in recipe:
+        init = args.out / "init.pt"
+        step(
+            "init",
+            init.is_file(),
+            codec_init.main,
+            ["--ae", str(args.ae), "--out", str(init), *data, *flags(recipe["init"])],
+        )
+        train["init_from"] = str(init)
+    step("train", False, train_ae.main, ["--out", str(args.out), *data, *overrides(train)])
+
+    best = args.out / "best.pt"
+    model = args.out / "codec.pt"
+    step("fit", newer(model, best), codec_fit.main, ["--run", str(args.out), *data, *flags(recipe.get("fit", {}))])
+    if "context" in recipe:
+        context = args.out / "context.pt"
+        step(
+            "context",
+            newer(context, model),
+            codec_context.main,
+            ["--run", str(args.out), *data, *flags(recipe["context"])],
+        )
+        model = context
+    rd = args.out / "rd"
+    rd_argv = ["--runs", str(args.out), "--out", str(rd), *data, *flags(recipe.get("rd", {}))]
+    step("rd", newer(rd / "rd.json", model), rd_eval.main, rd_argv + (["--no-wandb"] if args.no_wandb else []))
+    print(f"codec: {args.out} is ready: python src/codec.py compress IMAGE... -o DIR --model {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""The pipeline's one definition (jobs/pipeline.yaml -> cifarae.pipeline.plan) and W&B run identity."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, TINY, assert_one_line_error, run_script, script_env, wandb_runs
+
+from cifarae import pipeline
+from cifarae.errors import UserError
+
+
+def plan_for(*argv: str, definition: Path = pipeline.DEFINITION):
+    args = pipeline.resolve_args(pipeline.parser("smoke", "test").parse_args(list(argv)))
+    return args, {s.name: s for s in pipeline.plan(args, definition)}
+
+
+def test_plan_expands_the_definition(synth_folder, tmp_path):
+    args, stages = plan_for(
+        "--data", str(synth_folder), "--run", str(tmp_path), "epochs=2", "--eval-args=--splits test"
+    )
+    assert list(stages) == ["ae", "clf", "codec", "eval"]
+    assert stages["ae"].commands == [
+        ["src/train_ae.py", "--data", str(synth_folder.resolve()), "--out", f"{tmp_path}/ae"]
+        + ["--config", str(REPO / "jobs/configs/smoke.yaml"), "epochs=2"]
+    ]
+    # One classifier command per mode (array tasks), each on the AE's encoder.
+    modes = [c[c.index("--mode") + 1] for c in stages["clf"].commands]
+    assert modes == ["finetune", "linear", "scratch"]
+    assert all(c[c.index("--encoder") + 1] == f"{tmp_path}/ae" for c in stages["clf"].commands)
+    assert [c[c.index("--out") + 1] for c in stages["clf"].commands] == [f"{tmp_path}/clf-{m}" for m in modes]
+    # The codec runs its profile's recipe after the AE, beside the classifiers.
+    assert stages["codec"].after == ["ae"] and stages["clf"].after == ["ae"]
+    codec = stages["codec"].commands[0]
+    assert codec[0] == "src/train_codec.py" and codec[codec.index("--recipe") + 1].endswith("codec/smoke.yaml")
+    assert codec[codec.index("--out") + 1] == f"{tmp_path}/codec"
+    # Evaluation: the AE, then every classifier, with the eval flags spliced in.
+    runs = [c[c.index("--run") + 1] for c in stages["eval"].commands]
+    assert runs == [f"{tmp_path}/ae"] + [f"{tmp_path}/clf-{m}" for m in modes]
+    assert all(c[-2:] == ["--splits", "test"] for c in stages["eval"].commands)
+    assert stages["ae"].resources == "train" and stages["eval"].resources == "single"
+
+
+def test_no_codec_and_a_grid_change_the_plan(synth_folder, tmp_path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("modes: [linear, scratch]\nfractions:\n  0.5: {seeds: [0, 1]}\n")
+    _, stages = plan_for("--data", str(synth_folder), "--run", str(tmp_path), "--no-codec", "--grid", str(grid))
+    assert list(stages) == ["ae", "clf", "eval", "grid"]
+    outs = [c[c.index("--out") + 1] for c in stages["clf"].commands]
+    assert outs == [f"{tmp_path}/grid/{m}-f0.5-s{s}" for m in ("linear", "scratch") for s in (0, 1)]
+    assert len(stages["eval"].commands) == 5
+    assert stages["grid"].after == ["eval"] and "--tabulate" in stages["grid"].commands[0]
+
+
+def test_a_new_stage_is_one_entry_in_the_definition(synth_folder, tmp_path):
+    definition = tmp_path / "pipeline.yaml"
+    text = (REPO / "jobs" / "pipeline.yaml").read_text()
+    definition.write_text(
+        text + "\n  shift:\n    after: [clf]\n    resources: single\n    time: 10\n"
+        '    commands:\n      - [experiments/shift.py, --run, "{clf.dir}", --data, "{data}"]\n'
+    )
+    _, stages = plan_for(
+        "--data", str(synth_folder), "--run", str(tmp_path), "--modes", "scratch", definition=definition
+    )
+    assert stages["shift"].after == ["clf"]
+    assert stages["shift"].commands == [
+        ["experiments/shift.py", "--run", f"{tmp_path}/clf-scratch", "--data", str(synth_folder.resolve())]
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--profile", "nope"], "no profile 'nope' (jobs/configs/nope.yaml); use full or smoke"),
+        (["--modes", "probe"], "--modes probe"),
+        (["--codec-recipe", "missing.yaml"], "codec recipe missing.yaml does not exist"),
+        (["epochs"], "override 'epochs' must look like key=value"),
+        (["--time", "4h"], "--time 4h: give minutes"),
+    ],
+)
+def test_bad_pipeline_arguments_are_one_line(synth_folder, argv, fragment):
+    with pytest.raises(UserError) as err:
+        plan_for("--data", str(synth_folder), *argv)
+    assert fragment in str(err.value)
+
+
+def test_time_limits_read_as_slurm_writes_them():
+    assert [pipeline.time_minutes(t) for t in ("90", "04:00:00", "1-00:30:00", "00:00:30")] == [90, 240, 1470, 1]
+
+
+def test_a_definition_that_names_a_later_stage_is_refused(synth_folder, tmp_path):
+    definition = tmp_path / "pipeline.yaml"
+    definition.write_text("stages:\n  a:\n    after: [b]\n    resources: single\n    time: 1\n    commands: [[x]]\n")
+    with pytest.raises(UserError, match="runs after \\['b'\\], defined after it"):
+        plan_for("--data", str(synth_folder), definition=definition)
+
+
+def test_pipeline_sh_outside_a_checkout_fails_in_one_line(tmp_path):
+    """Under sbatch the script runs as a copy in Slurm's spool directory: without CIFARAE_ROOT or a
+    submit directory that holds the project, it says so in one line."""
+    copy = tmp_path / "spool" / "slurm_script"
+    copy.parent.mkdir()
+    shutil.copy(REPO / "slurm" / "pipeline.sh", copy)
+    env = {k: v for k, v in script_env().items() if k != "CIFARAE_ROOT"}
+    env.update(SLURM_JOB_ID="7", SLURM_SUBMIT_DIR=str(tmp_path))
+    proc = subprocess.run(["bash", str(copy), "--data", "x"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert_one_line_error(proc, "no cifarae checkout", "CIFARAE_ROOT", str(tmp_path))
+    # From the repository root (the submit directory), the same copy finds the project.
+    env["SLURM_SUBMIT_DIR"] = str(REPO)
+    proc = subprocess.run(
+        ["bash", str(copy), "--data", "/no/such/data"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert_one_line_error(proc, "data path /no/such/data does not exist")
+
+
+# --------------------------------------------------------------------------- W&B identity
+def train_tiny(out: Path, data: Path, *extra: str, env_extra: dict | None = None):
+    env = {**script_env(), **(env_extra or {})}
+    cmd = [str(REPO / "src" / "train_ae.py"), "--data", str(data), "--out", str(out), *TINY, "wandb=true", *extra]
+    proc = subprocess.run([sys.executable, *cmd], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_wandb_ids_are_per_run_directory_and_survive_a_requeue(synth_cache, tmp_path):
+    first, second = tmp_path / "a" / "ae", tmp_path / "b" / "ae"  # the same leaf name
+    train_tiny(first, synth_cache, "epochs=1")
+    train_tiny(second, synth_cache, "epochs=1")
+    (a,), (b,) = wandb_runs(first / "wandb"), wandb_runs(second / "wandb")
+    assert a.run_id != b.run_id
+    assert a.run_id == (first / "wandb_id").read_text().strip()
+    assert (a.run_group, b.run_group) == ("a", "b")  # no pipeline: grouped by the parent folder
+
+    train_tiny(first, synth_cache, "epochs=1")  # the same job again, as a requeue runs it: it resumes
+    runs = wandb_runs(first / "wandb")
+    assert len(runs) == 2 and {r.run_id for r in runs} == {a.run_id}
+
+
+def test_evaluation_is_its_own_wandb_run_in_the_pipeline_group(synth_cache, tmp_path):
+    run = tmp_path / "pipe" / "ae"
+    group = {"WANDB_RUN_GROUP": "pipe-1234"}
+    train_tiny(run, synth_cache, "epochs=1", env_extra=group)
+    env = {**script_env(), **group}
+    proc = subprocess.run(
+        [sys.executable, "src/evaluate.py", "--run", str(run), "--data", str(synth_cache), "--splits", "test"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (train,), (evaluation,) = wandb_runs(run / "wandb"), wandb_runs(run / "eval" / "wandb")
+    assert (train.run_group, evaluation.run_group) == ("pipe-1234", "pipe-1234")
+    assert (train.job_type, evaluation.job_type) == ("ae", "eval")
+    assert evaluation.run_id != train.run_id and evaluation.display_name == "ae-eval"
+
+
+def test_train_codec_rejects_a_bad_recipe(synth_cache, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("train: {rd_lambda: 0.01}\nfitt: {}\n")
+    proc = run_script(
+        "train_codec.py",
+        "--data",
+        synth_cache,
+        "--ae",
+        tmp_path,
+        "--out",
+        tmp_path / "c",
+        "--recipe",
+        recipe,
+        check=False,
+    )
+    assert_one_line_error(proc, f"codec recipe {recipe} needs a train section")
+    assert not os.path.exists(tmp_path / "c")
