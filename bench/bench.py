@@ -48,16 +48,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from cifarae import data as data_lib
+from cifarae.config import Config, load_config
+from cifarae.data import MEAN, STD, DeviceLoader
+from cifarae.engine import make_optimizer
+from cifarae.losses import reconstruction_loss
+from cifarae.models import AutoEncoder, Classifier
+from cifarae.tasks import AutoencoderTask, ClassifierTask, quantize_8bit
 
-from cifarae import data as data_lib  # noqa: E402
-from cifarae.config import Config, load_config  # noqa: E402
-from cifarae.data import MEAN, STD, DeviceLoader  # noqa: E402
-from cifarae.engine import make_optimizer  # noqa: E402
-from cifarae.losses import reconstruction_loss  # noqa: E402
-from cifarae.models import AutoEncoder, Classifier  # noqa: E402
-from cifarae.tasks import AutoencoderTask, ClassifierTask, quantize_8bit  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_ROWS = ("loader", "ae", "clf", "eval", "codec", "startup", "ddp")
 ALL_ROWS = (*DEFAULT_ROWS, "sweep", "convs")

@@ -105,7 +105,7 @@ stream_probe() {
     step grid_linear "$PY" jobs/clf_grid.py --data "$DATA" --encoder "$R/ae" --out "$R/grid" \
         --grid jobs/configs/gpu_clf_grid.yaml --modes linear --no-wandb "${NO_WB[@]}" "${EXTRA[@]}"
     wait $finetune
-    step shift "$PY" jobs/shift_eval.py --data "$DATA" --ae "$R/ae" --clf "$R/grid/finetune-f1-s0" --out "$R/shift"
+    step shift "$PY" experiments/generalisation/shift_eval.py --data "$DATA" --ae "$R/ae" --clf "$R/grid/finetune-f1-s0" --out "$R/shift"
 }
 
 stream_budget() {

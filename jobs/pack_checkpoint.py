@@ -11,14 +11,12 @@ jobs/gpu_codec.sh call this with PACK=DIR.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+from cifarae import checkpoint
+from cifarae.errors import cli_main
 
-from cifarae import checkpoint  # noqa: E402
-from cifarae.errors import cli_main  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 @cli_main

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import yaml
 
+from cifarae.rd import interpolate
+
 REPO = Path(__file__).resolve().parents[1]
 OUTS = REPO / "outs"
-sys.path.insert(0, str(REPO / "src"))
 
-from cifarae.rd import interpolate  # noqa: E402
 
 SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}
 
@@ -282,7 +282,7 @@ def jpeg() -> str | None:
 
 
 def airbench_ref() -> str | None:
-    """airbench94 itself (jobs/airbench_reference.py) on the archive: one row per run, any seeds present."""
+    """airbench94 itself (experiments/classifier/airbench_reference.py) on the archive: one row per run."""
     runs = [json.loads(f.read_text()) for f in (OUTS / "airbench_ref").glob("e*_s*.json")]
     if not runs:
         return None
@@ -351,7 +351,7 @@ def codec_families() -> str | None:
 
 
 def quant_gap() -> str | None:
-    """One decoder fed the coder's latents and three stand-ins (jobs/quant_gap.py)."""
+    """One decoder fed the coder's latents and three stand-ins (experiments/codec/quant_gap.py)."""
     r = load("codec_skip_ste/quant_gap.json")
     if r is None:
         return None
@@ -446,7 +446,7 @@ def context_rate(split_names=("test", "val")) -> str | None:
 
 
 def refine_probe() -> str | None:
-    """Refinement variants on one validation subset (jobs/refine_probe.py), each against the shipped
+    """Refinement variants on one validation subset (experiments/codec/refine_probe.py), each against the shipped
     refinement's line through its two points (λ scale 0.7 and 1) at the same bpp."""
     r = load("codec_refine/probe.json")
     if r is None:

@@ -17,13 +17,13 @@ export WANDB_MODE=${WANDB_MODE:-offline}
 $PY src/train_ae.py --data "$DATA" --out "$RUNS/ae" --config jobs/configs/cpu_ae.yaml
 $PY src/evaluate.py --run "$RUNS/ae" --data "$DATA"
 # 2. design iterations at an equal small budget
-$PY jobs/ablations.py --data "$DATA" --out "$RUNS/ablations"
+$PY experiments/autoencoder/ablations.py --data "$DATA" --out "$RUNS/ablations"
 # 3. classifier grid {linear, finetune, scratch} x {1%, 10%, 100%} labels, evaluated on val + test
 $PY jobs/clf_grid.py --data "$DATA" --encoder "$RUNS/ae" --out "$RUNS/grid"
 $PY src/evaluate.py --run "$RUNS/grid/finetune-f1-s0" --data "$DATA" --splits val,test --precision bf16 \
     --out "$RUNS/grid/finetune-f1-s0/eval_full"
 # 4. generalisation under synthetic shifts (AE and the fine-tuned classifier)
-$PY jobs/shift_eval.py --data "$DATA" --ae "$RUNS/ae" --clf "$RUNS/grid/finetune-f1-s0" --out outs/shift --images 1000
+$PY experiments/generalisation/shift_eval.py --data "$DATA" --ae "$RUNS/ae" --clf "$RUNS/grid/finetune-f1-s0" --out outs/shift --images 1000
 # 5. benchmarks
 $PY bench/bench.py --data "$DATA"
 # (and once more on an idle machine, for the training-step and loader rows)
@@ -41,7 +41,7 @@ $PY jobs/report.py
 
 # 7. bottleneck sizes (added later): 3, 6, 12 and 24 latent channels at an equal budget (2 epochs on the
 #    whole training split), each scored on the test split
-$PY jobs/ablations.py --data "$DATA" --out "$RUNS/bottleneck" --only latent_3 latent_6 base latent_24 \
+$PY experiments/autoencoder/ablations.py --data "$DATA" --out "$RUNS/bottleneck" --only latent_3 latent_6 base latent_24 \
     --evaluate train_subset=0 val_subset=1000 epochs=2
 mkdir -p outs/bottleneck && cp "$RUNS"/bottleneck/ablations.* outs/bottleneck/
 # 8. classifier recipe iterations (added later): scratch, half width, 5 epochs on 100% labels, one
@@ -132,11 +132,11 @@ cpu_pair cpu_airbench "arch=airbench_whiten widths=[24,64,256,256] latent_size=4
     latent_channels=48 \
     "epochs=15 warmup_epochs=3 batch_size=1024 lr=1.5 momentum=0.85 weight_decay=0.00133 logit_scale=0.111"
 $PY jobs/report.py
-# 15. what JPEG loss costs this network: the archive re-encoded at quality 50 and 30 (jobs/jpeg_requality.py
+# 15. what JPEG loss costs this network: the archive re-encoded at quality 50 and 30 (experiments/classifier/jpeg_requality.py
 #     prints each copy's PSNR against the archive), and stage 13's whitening-stem scratch run on each copy,
 #     side by side; stage 13's run on the archive itself is the reference
 for q in 50 30; do
-    $PY jobs/jpeg_requality.py "$DATA" "$RUNS/jpeg_q$q" --quality $q >"$RUNS/jpeg_q$q.json"
+    $PY experiments/classifier/jpeg_requality.py "$DATA" "$RUNS/jpeg_q$q" --quality $q >"$RUNS/jpeg_q$q.json"
     OMP_NUM_THREADS=1 $PY src/train_clf.py --data "$RUNS/jpeg_q$q" --out "$RUNS/jpeg/q$q" --mode scratch \
         arch=airbench_whiten "widths=[24,64,256,256]" epochs=5 warmup_epochs=1 val_subset=2000 wandb=false &
 done
@@ -153,7 +153,7 @@ $PY jobs/report.py
 mkdir -p outs/airbench_ref
 for run in "9.9 e10" "20 e20"; do
     read -r epochs name <<<"$run"
-    OMP_NUM_THREADS=1 $PY jobs/airbench_reference.py "$DATA" --epochs "$epochs" --seed 0 --threads 1 \
+    OMP_NUM_THREADS=1 $PY experiments/classifier/airbench_reference.py "$DATA" --epochs "$epochs" --seed 0 --threads 1 \
         --out "outs/airbench_ref/${name}_s0.json" &
 done
 wait
@@ -191,10 +191,10 @@ OMP_NUM_THREADS=2 $PY src/train_ae.py --data "$DATA" --out "$RUNS/codec_skip_ste
 mkdir -p outs/codec_skip_ste/rd
 cp "$RUNS/codec_skip_noise/lambda0.04/history.json" outs/codec_skip_ste/control_noise_lambda0.04.json
 # shellcheck disable=SC2046
-$PY jobs/quant_gap.py --data "$DATA" --runs $(ls -d "$RUNS"/codec_skip/lambda* "$RUNS"/codec_skip_noise/lambda*) \
+$PY experiments/codec/quant_gap.py --data "$DATA" --runs $(ls -d "$RUNS"/codec_skip/lambda* "$RUNS"/codec_skip_noise/lambda*) \
     $(ls -d "$RUNS"/codec_skip_ste/lambda*) --out outs/codec_skip_ste/quant_gap.json --threads 2
 # shellcheck disable=SC2046
-$PY jobs/quant_gap.py --data "$DATA" --runs $(ls -d "$RUNS"/codec_skip/lambda*) --checkpoint last \
+$PY experiments/codec/quant_gap.py --data "$DATA" --runs $(ls -d "$RUNS"/codec_skip/lambda*) --checkpoint last \
     --out outs/codec_skip/quant_gap_last.json --threads 2
 for run in "$RUNS"/codec_skip_ste/lambda*; do $PY src/codec_fit.py --run "$run" --data "$DATA"; done
 # shellcheck disable=SC2046
@@ -229,7 +229,7 @@ cp "$RUNS"/codec_refine/rd/rd.json "$RUNS"/codec_refine/rd/*.png outs/codec_refi
 cp "$RUNS"/codec_refine/plain/rd.json outs/codec_refine/plain/
 $PY jobs/report.py
 # 20. what else moves the 2-bpp point (REPORT §9). Side by side, one thread each:
-#     (a) refinement variants on 100 validation images (jobs/refine_probe.py: stochastic Gumbel annealing,
+#     (a) refinement variants on 100 validation images (experiments/codec/refine_probe.py: stochastic Gumbel annealing,
 #     the rate at the coded latents, a mean-PSNR distortion, λ = 0.007 refined at up to 3 λ), the entropy
 #     coder's bytes over the ideal code length, and a prior refitted to refined latents;
 #     (b) λ = 0.015 trained 6 more epochs (lr 4e-4, cosine), its prior refitted, then refined at λ and 0.6 λ
@@ -257,7 +257,7 @@ refined_curve() {
     cp "$RUNS/$name"/rd/rd.json "$RUNS/$name"/rd/*.png "outs/$name/rd/"
     cp "$RUNS/$name"/plain/rd.json "outs/$name/plain/"
 }
-OMP_NUM_THREADS=1 $PY jobs/refine_probe.py --data "$DATA" --run "$R/lambda0.015" --far-run "$R/lambda0.007" \
+OMP_NUM_THREADS=1 $PY experiments/codec/refine_probe.py --data "$DATA" --run "$R/lambda0.015" --far-run "$R/lambda0.007" \
     --out outs/codec_refine/probe.json --threads 1 &
 OMP_NUM_THREADS=1 $PY src/train_ae.py --data "$DATA" --out "$L" --config jobs/configs/codec_skip.yaml \
     rd_lambda=0.015 init_from="$R/lambda0.015" epochs=6 lr=4e-4 warmup_epochs=0.1
@@ -321,7 +321,7 @@ cp "$C"/rd/rd.json "$C"/rd/*.png outs/codec_ctx/rd/
 cp "$C"/plain/rd.json outs/codec_ctx/plain/
 for name in lambda0.015 lambda0.04; do cp "$C/$name/context_fit.json" "outs/codec_ctx/context_fit_$name.json"; done
 # the floor's sampling uncertainty on the 1,000-image subsets: a paired bootstrap over images
-$PY jobs/floor_bootstrap.py --data "$DATA" --runs "$C/lambda0.015" "$C/lambda0.04" \
+$PY experiments/codec/floor_bootstrap.py --data "$DATA" --runs "$C/lambda0.015" "$C/lambda0.04" \
     --files "$C/a/files/lambda0.015-refine50x3" "$C/b/files/lambda0.04-refine50x0.4" \
     --out outs/codec_ctx/floor_bootstrap.json
 $PY jobs/report.py

@@ -14,7 +14,7 @@ from cifarae.tasks import AutoencoderTask
 
 @cli_main
 def main(argv=None):
-    args = cli.train_parser(__doc__.splitlines()[1]).parse_args(argv)
+    args = cli.train_parser(__doc__.splitlines()[1]).parse_intermixed_args(argv)
     cfg = load_config(args.config, args.overrides, task="ae")
     accelerator = engine.make_accelerator(cfg, args.out)
     dataset = cli.load_dataset(args.data, cfg, args.cache_dir, accelerator)

@@ -47,7 +47,7 @@ def parser():
 
 @cli_main
 def main(argv=None):
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)
     overrides = list(args.overrides)
     overrides += [f"mode={args.mode}"] if args.mode else []
     overrides += [f"label_fraction={args.label_fraction}"] if args.label_fraction is not None else []

@@ -33,6 +33,8 @@ from cifarae.tasks import reconstruct
 CODEC = [*TINY, "entropy_model=factorized", "precision=no", "epochs=1", "rd_lambda=0.01", "lr=0.01"]
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
+PROBES = "../experiments/codec/"  # run_script paths are relative to src/
+
 
 @pytest.fixture(scope="module")
 def codec_run(tmp_path_factory, synth_cache):
@@ -535,7 +537,7 @@ def test_quant_gap_feeds_the_decoder_the_coders_latents_and_the_others(tmp_path,
     from cifarae.tasks import quantize_8bit
 
     out = tmp_path / "gap.json"
-    run_script("../jobs/quant_gap.py", "--data", synth_cache, "--runs", codec_run, "--out", out, "--images", "40")
+    run_script(PROBES + "quant_gap.py", "--data", synth_cache, "--runs", codec_run, "--out", out, "--images", "40")
     result = json.loads(out.read_text())
     row = result["runs"][str(codec_run)]
     assert result["images"] == 40 and row["rd_lambda"] == 0.01
@@ -549,7 +551,7 @@ def test_quant_gap_feeds_the_decoder_the_coders_latents_and_the_others(tmp_path,
     assert len({round(row[f"psnr_{k}"], 6) for k in ("coded", "rounded", "noisy", "float")}) > 1
 
     missing = tmp_path / "nope"
-    proc = run_script("../jobs/quant_gap.py", "--data", synth_cache, "--runs", missing, "--out", out, check=False)
+    proc = run_script(PROBES + "quant_gap.py", "--data", synth_cache, "--runs", missing, "--out", out, check=False)
     assert_one_line_error(proc, "nope")
 
 
@@ -627,12 +629,12 @@ def test_rd_eval_refines_per_run_and_merges_parallel_jobs(tmp_path, synth_cache,
 
 
 def test_refine_probe_codes_real_files_for_every_variant(tmp_path, synth_cache, codec_run):
-    """jobs/refine_probe.py: its "ste" rows reproduce the shipped refinement (same loss, written per image),
+    """refine_probe.py: its "ste" rows reproduce the shipped refinement (same loss, written per image),
     the other variants change the files, and the coder-overhead figures count real streams."""
     from cifarae import data
 
     out = tmp_path / "probe.json"
-    run_script("../jobs/refine_probe.py", "--data", synth_cache, "--run", codec_run, "--far-run", codec_run,
+    run_script(PROBES + "refine_probe.py", "--data", synth_cache, "--run", codec_run, "--far-run", codec_run,
                "--out", out, "--images", "10", "--prior-images", "10", "--mse-refs", "0.01")  # fmt: skip
     r = json.loads(out.read_text())
     rows = {(p["run"], p["variant"], p.get("scale"), p.get("mse_ref")): p for p in r["points"]}
@@ -745,9 +747,10 @@ def test_codec_context_errors_are_one_line(tmp_path, synth_cache):
     assert_one_line_error(proc, "--epochs")
 
 
-def load_job(name: str):
-    """A script under jobs/ as a module (jobs/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "jobs" / f"{name}.py")
+def load_probe(name: str):
+    """A probe under experiments/codec/ as a module (experiments/ is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "experiments" / "codec" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -760,7 +763,7 @@ def test_floor_bootstrap_decodes_the_files_again_and_pairs_the_images(tmp_path, 
         "--refine-lambda-scales", "1", "0.1", "--out", out, "--splits", "test", "--limit", "20", "--no-wandb",
     )  # fmt: skip
     points = json.loads((out / "rd.json").read_text())["points"]["test"]
-    boot = load_job("floor_bootstrap")
+    boot = load_probe("floor_bootstrap")
     codec = lib.load_codec(codec_run)
     cfg = codec.cfg
     dataset = data_lib.load(synth_cache, cfg.val_size, cfg.split_seed)
@@ -781,7 +784,7 @@ def test_floor_bootstrap_decodes_the_files_again_and_pairs_the_images(tmp_path, 
         assert boot.gain_at(2.0, above, webp, 1024, idx) == pytest.approx(1.0)
     # The tiny codec's points sit below WebP's lowest rate: a one-line error, no JSON.
     proc = run_script(
-        "../jobs/floor_bootstrap.py", "--data", synth_cache, "--runs", codec_run, codec_run, "--files", *folders,
+        PROBES + "floor_bootstrap.py", "--data", synth_cache, "--runs", codec_run, codec_run, "--files", *folders,
         "--splits", "test", "--limit", "20", "--resamples", "20", "--out", tmp_path / "boot.json", check=False,
     )  # fmt: skip
     assert_one_line_error(proc, "do not both reach 2 bpp")

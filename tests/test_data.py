@@ -16,6 +16,8 @@ from conftest import REAL_ARCHIVE, REPO, assert_one_line_error, run_script, scri
 
 from cifarae import data
 
+CLASSIFIER_PROBES = REPO / "experiments" / "classifier"
+
 
 def test_all_layouts_decode_to_the_same_tensors(tmp_path, monkeypatch, synth_folder, synth_archive, synth_torchvision):
     # torchvision checks the official files' md5 before unpickling them; synthetic batches cannot pass it.
@@ -133,7 +135,6 @@ def test_two_process_torchrun_shards_do_not_overlap(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text(
         "import sys, torch\n"
-        f"sys.path.insert(0, {str(REPO / 'src')!r})\n"
         "from accelerate import Accelerator\n"
         "from cifarae.data import DeviceLoader\n"
         "acc = Accelerator(cpu=True)\n"
@@ -189,7 +190,14 @@ def test_jpeg_requality_rewrites_every_image_in_the_same_order(synth_cache, tmp_
     import json
 
     out = tmp_path / "q30"
-    cmd = [sys.executable, str(REPO / "jobs" / "jpeg_requality.py"), str(synth_cache), str(out), "--quality", "30"]
+    cmd = [
+        sys.executable,
+        str(CLASSIFIER_PROBES / "jpeg_requality.py"),
+        str(synth_cache),
+        str(out),
+        "--quality",
+        "30",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=script_env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     printed = json.loads(proc.stdout.strip().splitlines()[-1])["psnr_vs_source_db"]
@@ -213,7 +221,13 @@ def test_airbench_reference_trains_airbench94_on_our_data(tmp_path, synth_cache)
     folder = synth.write_folder(tmp_path / "cifar", n_train=110, n_test=20)  # 1,100 images: one step of 1,024 per epoch
     source = data.prepare(folder, tmp_path / "cache", verbose=False)
     out = tmp_path / "airbench.json"
-    cmd = [sys.executable, str(REPO / "jobs" / "airbench_reference.py"), str(source), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        str(CLASSIFIER_PROBES / "airbench_reference.py"),
+        str(source),
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run([*cmd, "--epochs", "6"], cwd=REPO, env=script_env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
@@ -229,7 +243,7 @@ def test_airbench_reference_trains_airbench94_on_our_data(tmp_path, synth_cache)
 
 
 def test_airbench_cpu_adapter_trains_and_undoes_its_patches():
-    sys.path.insert(0, str(REPO / "jobs"))
+    sys.path.insert(0, str(CLASSIFIER_PROBES))
     import airbench_reference as probe
     from airbench import utils
     from airbench.lib_airbench94 import make_net94

@@ -685,7 +685,3 @@ def load_codec(path: str | Path, which: str = "best", refine: Refinement = Refin
 
 def bits_per_pixel(num_bytes: int, height: int, width: int) -> float:
     return 8 * num_bytes / (height * width)
-
-
-def psnr_db(mse: float) -> float:
-    return 10 * math.log10(1 / max(mse, 1e-12))

@@ -30,16 +30,15 @@ def load_grid(path: Path, modes: list[str] | None = None) -> dict:
 def cells(grid: dict, out: Path):
     """Every cell as (mode, fraction, seed, run directory, its src/train_clf.py arguments).
 
-    The arguments hold the mode, fraction, seed and overrides in this order: the grid's, its
-    mode's, its fraction's; the caller appends its own after them.
+    The arguments hold the grid's config, the mode, fraction, seed and overrides in this order: the
+    grid's, its mode's, its fraction's; the caller appends its own after them.
     """
     for mode in grid["modes"]:
         for fraction, spec in grid["fractions"].items():
             for seed in spec.get("seeds", [0]):
                 cell = Path(out) / cell_name(mode, float(fraction), seed)
-                args = ["--mode", mode, "--label-fraction", str(fraction), f"seed={seed}"]
+                args = ["--config", str(REPO / grid["config"])] if grid.get("config") else []
+                args += ["--mode", mode, "--label-fraction", str(fraction), f"seed={seed}"]
                 args += [*grid.get("overrides", []), *grid.get("mode_overrides", {}).get(mode, [])]
                 args += spec.get("overrides", [])
-                if grid.get("config"):
-                    args += ["--config", str(REPO / grid["config"])]
                 yield mode, float(fraction), seed, cell, args

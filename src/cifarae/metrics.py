@@ -6,6 +6,8 @@ reduction, so DDP and single-process evaluation give identical numbers.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torchmetrics.functional as tmf
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
@@ -13,15 +15,22 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 PSNR_CAP_DB = 100.0  # a perfect reconstruction has infinite PSNR; cap it so JSON stays finite
 
 
+def psnr(mse, peak: float = 1.0):
+    """PSNR in dB of a mean squared error: a float, or a tensor of them (e.g. one per image)."""
+    if isinstance(mse, torch.Tensor):
+        return 10 * torch.log10(peak**2 / mse.clamp_min(1e-10))
+    return 10 * math.log10(peak**2 / max(mse, 1e-10))
+
+
 def per_image_reconstruction(x_hat: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """MSE, MAE, PSNR and SSIM of each image; inputs in [0, 1], x_hat already 8-bit-rounded."""
     x_hat, x = x_hat.float(), x.float()
     dims = (1, 2, 3)
-    psnr = peak_signal_noise_ratio(x_hat, x, data_range=1.0, reduction="none", dim=dims)
+    image_psnr = peak_signal_noise_ratio(x_hat, x, data_range=1.0, reduction="none", dim=dims)
     return {
         "mse": (x_hat - x).pow(2).mean(dims),
         "mae": (x_hat - x).abs().mean(dims),
-        "psnr": psnr.nan_to_num(posinf=PSNR_CAP_DB).clamp(max=PSNR_CAP_DB),
+        "psnr": image_psnr.nan_to_num(posinf=PSNR_CAP_DB).clamp(max=PSNR_CAP_DB),
         "ssim": structural_similarity_index_measure(x_hat, x, data_range=1.0, reduction="none"),
     }
 
@@ -46,17 +55,17 @@ def r_squared(hist: torch.Tensor) -> float:
 
 def summarize_reconstruction(per_image: dict, labels: torch.Tensor, classes: list[str], worst_k: int = 10) -> dict:
     mse = per_image["mse"].double()
-    psnr = per_image["psnr"].double()
-    worst = torch.argsort(psnr, stable=True)[:worst_k]
+    image_psnr = per_image["psnr"].double()
+    worst = torch.argsort(image_psnr, stable=True)[:worst_k]
     return {
         "mse": float(mse.mean()),
         "mae": float(per_image["mae"].double().mean()),
-        "psnr_mean": float(psnr.mean()),  # mean of per-image PSNR
-        "psnr_dataset": float(10 * torch.log10(1 / mse.mean())),  # PSNR of the pooled MSE
+        "psnr_mean": float(image_psnr.mean()),  # mean of per-image PSNR
+        "psnr_dataset": float(psnr(mse.mean())),  # PSNR of the pooled MSE
         "ssim": float(per_image["ssim"].double().mean()),
-        "psnr_per_class": {c: float(psnr[labels == i].mean()) for i, c in enumerate(classes)},
+        "psnr_per_class": {c: float(image_psnr[labels == i].mean()) for i, c in enumerate(classes)},
         "worst_indices": worst.tolist(),
-        "worst_psnr": psnr[worst].tolist(),
+        "worst_psnr": image_psnr[worst].tolist(),
         "num_images": len(labels),
     }
 

@@ -8,7 +8,6 @@ JPEG-decoded q75 pixels: see ../shared/data/README.md).
 from __future__ import annotations
 
 import io
-import math
 import os
 import resource
 import time
@@ -21,6 +20,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 
 from .codec import Codec
 from .errors import UserError
+from .metrics import psnr
 
 JPEG_QUALITIES = (5, 10, 15, 20, 25, 30, 35, 40, 45, 50)
 # 5-90 as asked; 0-3 as well, since WebP's lowest qualities are what reach 1 bpp on CIFAR-10.
@@ -34,7 +34,7 @@ def quality_metrics(originals: torch.Tensor, decoded: torch.Tensor) -> dict:
     """PSNR (mean of per-image PSNR, and PSNR of the mean MSE) and SSIM (mean) on uint8 images."""
     a, b = originals.double().div(255), decoded.double().div(255)
     mse = (a - b).pow(2).flatten(1).mean(1)
-    psnr = 10 * torch.log10(1 / mse.clamp_min(1e-10))
+    per_image = psnr(mse)
     ssim = []
     for i in range(0, len(a), 1000):
         ssim.append(
@@ -43,8 +43,8 @@ def quality_metrics(originals: torch.Tensor, decoded: torch.Tensor) -> dict:
             )
         )
     return {
-        "psnr": psnr.mean().item(),
-        "psnr_of_mean_mse": 10 * math.log10(1 / max(mse.mean().item(), 1e-10)),
+        "psnr": per_image.mean().item(),
+        "psnr_of_mean_mse": psnr(mse.mean().item()),
         "ssim": torch.cat(ssim).mean().item(),
         "mse": mse.mean().item(),
     }

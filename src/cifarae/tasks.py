@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid
 
 from .config import Config
 from .losses import bits_per_pixel, reconstruction_loss
+from .metrics import psnr
 
 
 def unwrap(model):
@@ -79,7 +78,7 @@ class AutoencoderTask:
         totals = accelerator.reduce(totals, reduction="sum") if accelerator.num_processes > 1 else totals
         loss, sq_err, n, bits = totals.tolist()
         mse = sq_err / (n * 3 * 32 * 32)
-        metrics = {"loss": loss / n, "mse": mse, "psnr": 10 * math.log10(1 / max(mse, 1e-12))}
+        metrics = {"loss": loss / n, "mse": mse, "psnr": psnr(mse)}
         if self.cfg.entropy_model != "none":
             metrics["bpp_estimate"] = bits / (n * 32 * 32)
         return metrics

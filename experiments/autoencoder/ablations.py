@@ -1,7 +1,7 @@
 """Autoencoder design iterations at a small, equal budget: loss, bottleneck size, upsampling.
 
-    python jobs/ablations.py --data PATH --out runs/ablations [--base jobs/configs/cpu_ae.yaml] [--only V ...]
-        [--evaluate] [key=value ...]
+    python experiments/autoencoder/ablations.py --data PATH --out runs/ablations [--base jobs/configs/cpu_ae.yaml]
+        [--only V ...] [--evaluate] [key=value ...]
 
 Every variant is an ordinary `src/train_ae.py` run (resumable) on the same training subset and
 budget (key=value overrides the budget too); the table compares their best validation PSNR, and
@@ -17,10 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+from cifarae.errors import UserError, cli_main
 
-from cifarae.errors import UserError, cli_main  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 BUDGET = ["train_subset=5000", "val_subset=1000", "epochs=3", "wandb=false"]
 VARIANTS = {  # name -> (what changed, overrides on top of the base config)

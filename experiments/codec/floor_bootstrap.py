@@ -1,6 +1,6 @@
 """How much a floor measured on an image subset could move with the sample: a paired bootstrap over images.
 
-    python jobs/floor_bootstrap.py --data PATH --runs RUN_A RUN_B --files DIR_A DIR_B --out OUT.json
+    python experiments/codec/floor_bootstrap.py --data PATH --runs RUN_A RUN_B --files DIR_A DIR_B --out OUT.json
         [--splits test val] [--limit 1000] [--bpp 2.0] [--resamples 2000]
 
 DIR_A, DIR_B: the files/<point> folders that src/rd_eval.py wrote for two of our points (one <split>/
@@ -15,22 +15,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from cifarae import data as data_lib  # noqa: E402
-from cifarae import rd  # noqa: E402
-from cifarae.codec import Codec, load_codec, psnr_db  # noqa: E402
-from cifarae.errors import UserError, cli_main  # noqa: E402
+from cifarae import data as data_lib
+from cifarae import rd
+from cifarae.codec import Codec, load_codec
+from cifarae.errors import UserError, cli_main
+from cifarae.metrics import psnr
 
 
 def per_image_psnr(images: torch.Tensor, decoded: torch.Tensor) -> np.ndarray:
     mse = (images.double() - decoded.double()).div(255).pow(2).flatten(1).mean(1)
-    return np.array([psnr_db(m) for m in mse.tolist()])
+    return np.array([psnr(m) for m in mse.tolist()])
 
 
 def our_point(codec: Codec, folder: Path, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,6 @@
 """How much a codec's decoder loses to the coder's rounding: PSNR of one decoder fed four kinds of latents.
 
-    python jobs/quant_gap.py --data PATH --runs RUN... --out outs/codec_skip/quant_gap.json [--images 2000]
+    python experiments/codec/quant_gap.py --data PATH --runs RUN... --out outs/codec_skip/quant_gap.json [--images 2000]
                              [--checkpoint best|last]
 
 For each codec run (its best.pt, or last.pt) and a stratified subset of the validation split, the decoder gets
@@ -17,18 +17,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+from cifarae import checkpoint, data
+from cifarae.errors import UserError, cli_main
+from cifarae.evaluation import load_model
+from cifarae.tasks import quantize_8bit
 
-from cifarae import checkpoint, data  # noqa: E402
-from cifarae.errors import UserError, cli_main  # noqa: E402
-from cifarae.evaluation import load_model  # noqa: E402
-from cifarae.tasks import quantize_8bit  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 
 @torch.no_grad()

@@ -1,6 +1,6 @@
 """Probes around encoder-side refinement (REPORT §9): what else might move the 2-bpp point.
 
-    python jobs/refine_probe.py --data PATH --run RUN [--far-run RUN] --out outs/codec_refine/probe.json
+    python experiments/codec/refine_probe.py --data PATH --run RUN [--far-run RUN] --out outs/codec_refine/probe.json
                                 [--images 100] [--prior-images 600]
 
 Every variant codes the same stratified validation subset to real files and decodes them again
@@ -25,19 +25,17 @@ import argparse
 import copy
 import json
 import math
-import sys
 import time
 import types
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+from cifarae import data, rd
+from cifarae.codec import Codec, Refinement, fit_densities, latent_bits, latent_rate, load_codec
+from cifarae.errors import cli_main
 
-from cifarae import data, rd  # noqa: E402
-from cifarae.codec import Codec, Refinement, fit_densities, latent_bits, latent_rate, load_codec  # noqa: E402
-from cifarae.errors import cli_main  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 
 def sga_sample(u: torch.Tensor, tau: float) -> torch.Tensor:

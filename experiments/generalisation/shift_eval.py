@@ -1,6 +1,7 @@
 """Generalisation under synthetic shifts: AE reconstruction PSNR and classifier accuracy vs severity.
 
-    python jobs/shift_eval.py --data PATH --ae runs/ae --clf runs/clf --out outs/shift [--images 2000]
+    python experiments/generalisation/shift_eval.py --data PATH --ae runs/ae --clf runs/clf --out outs/shift
+        [--images 2000]
 
 Uses a stratified subset of the CIFAR-10 test split, shifted by src/cifarae/shifts.py.
 Writes OUT/shift.json, OUT/shift_psnr.png and OUT/shift_accuracy.png.
@@ -10,18 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+from cifarae import checkpoint, data, metrics, plots, shifts
+from cifarae.errors import cli_main
+from cifarae.evaluation import load_model
+from cifarae.tasks import predict_logits, quantize_8bit
 
-from cifarae import checkpoint, data, metrics, plots, shifts  # noqa: E402
-from cifarae.errors import cli_main  # noqa: E402
-from cifarae.evaluation import load_model  # noqa: E402
-from cifarae.tasks import predict_logits, quantize_8bit  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """Calibration probe: Keller Jordan's airbench94, unchanged, trained and tested on a CIFAR-10 copy here.
 
     pip install airbench==0.1.8
-    python jobs/airbench_reference.py SOURCE --epochs 9.9 --seed 0 --out outs/airbench_ref/e10_s0.json
+    python experiments/classifier/airbench_reference.py SOURCE --epochs 9.9 --seed 0 --out outs/airbench_ref/e10_s0.json
 
 airbench94 reaches 94.0% (mean of 1,000 runs) on torchvision's CIFAR-10 in 9.9 epochs. Its accuracy
 on another copy of the data, such as the JPEG archive, is what a faithful implementation of the same
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,10 +27,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from cifarae.data import prepare  # noqa: E402
-from cifarae.errors import UserError, cli_main  # noqa: E402
+from cifarae.data import prepare
+from cifarae.errors import UserError, cli_main
 
 
 class WallClockEvent:

@@ -1,6 +1,6 @@
 """Re-encode CIFAR-10 at another JPEG quality: a probe of what JPEG loss costs the classifier.
 
-    python jobs/jpeg_requality.py SOURCE OUT --quality 50
+    python experiments/classifier/jpeg_requality.py SOURCE OUT --quality 50
 
 SOURCE is anything ``cifarae.data`` reads (archive, image folder, torchvision layout). OUT gets an
 image-folder tree, train/<class>/NNNNN.jpg and test/<class>/NNNNN.jpg, written by Pillow at
@@ -13,17 +13,14 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from cifarae.data import prepare  # noqa: E402
-from cifarae.errors import UserError, cli_main  # noqa: E402
+from cifarae.data import prepare
+from cifarae.errors import UserError, cli_main
 
 
 def reencode(image_chw: torch.Tensor, quality: int) -> tuple[bytes, np.ndarray]:
