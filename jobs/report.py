@@ -271,7 +271,7 @@ def whiten() -> str | None:
 
 
 def jpeg() -> str | None:
-    """Stage 13's whitening-stem scratch run on the archive and on copies re-encoded at lower quality."""
+    """The whitening-stem scratch run (outs/whiten) on the archive and on copies re-encoded at lower quality."""
     runs = {"the archive as is (Pillow JPEG q75 copies)": "whiten/airbench_whiten.json"}
     for q in (50, 30):
         psnr = load(f"jpeg/q{q}_psnr.json")
@@ -526,59 +526,59 @@ def pipeline_jobs() -> str | None:
 
 
 TABLES = {
-    "ae_metrics": (ae_metrics, "see Reproducing the report (ae)"),
-    "ae_per_class": (ae_per_class, "see Reproducing the report (ae)"),
-    "ae_history": (ae_history, "see Reproducing the report (ae)"),
-    "hyperparameters": (hyperparameters, "see Reproducing the report (ae)"),
-    "grid": (grid, "see Reproducing the report (grid)"),
-    "grid_margin": (grid_margin, "see Reproducing the report (grid)"),
-    "clf_metrics": (clf_metrics, "see Reproducing the report (grid)"),
-    "ablations": (ablations, "see Reproducing the report (ablations)"),
-    "shift": (shift, "see Reproducing the report (shift)"),
-    "bottleneck": (bottleneck, "see Reproducing the report (bottleneck)"),
+    "ae_metrics": (ae_metrics, "experiments/autoencoder/run.sh"),
+    "ae_per_class": (ae_per_class, "experiments/autoencoder/run.sh"),
+    "ae_history": (ae_history, "experiments/autoencoder/run.sh"),
+    "hyperparameters": (hyperparameters, "experiments/autoencoder/run.sh"),
+    "grid": (grid, "experiments/classifier/run.sh"),
+    "grid_margin": (grid_margin, "experiments/classifier/run.sh"),
+    "clf_metrics": (clf_metrics, "experiments/classifier/run.sh"),
+    "ablations": (ablations, "experiments/autoencoder/run.sh"),
+    "shift": (shift, "experiments/generalisation/run.sh"),
+    "bottleneck": (bottleneck, "experiments/autoencoder/run.sh"),
     "bench": (bench, "make bench"),
     "bench_idle": (lambda: bench("bench_idle.json"), "bench/bench.py --only loader,ae,clf --out outs/bench_idle.json"),
-    "bench_convs": (lambda: bench("bench_convs.json"), "see Reproducing the report (bench_convs)"),
-    "full_ae_metrics": (lambda: ae_metrics("full/"), "jobs/report_runs_gpu.sh"),
-    "full_hyperparameters": (lambda: hyperparameters("full/"), "jobs/report_runs_gpu.sh"),
-    "full_grid": (lambda: grid("full/"), "jobs/report_runs_gpu.sh"),
-    "full_grid_margin": (lambda: grid_margin("full/"), "jobs/report_runs_gpu.sh"),
-    "full_budget": (full_budget, "jobs/report_runs_gpu.sh"),
-    "full_codec_training": (full_codec_training, "jobs/report_runs_gpu.sh"),
-    "recipe": (recipe, "see Reproducing the report (recipe)"),
-    "cpu_recipe": (cpu_recipe, "see Reproducing the report (cpu_full)"),
-    "cpu_recipe_history": (cpu_recipe_history, "see Reproducing the report (cpu_full)"),
-    "whiten": (whiten, "see Reproducing the report (whiten)"),
-    "jpeg": (jpeg, "see Reproducing the report (jpeg)"),
-    "airbench_ref": (airbench_ref, "see Reproducing the report (airbench_ref)"),
-    "full_steps": (gpu_steps, "jobs/report_runs_gpu.sh"),
-    "rd_points": (rd_points, "jobs/report_runs_gpu.sh collect"),
-    "codec_families": (codec_families, "jobs/report_runs_gpu.sh codecs; jobs/report_runs.sh stages 17-18, 20-22"),
-    "ste_rd_points": (lambda: rd_points("codec_skip_ste/", baselines=False), "jobs/report_runs.sh stage 18"),
-    "ste_vs_webp": (lambda: against_webp("codec_skip_ste/"), "jobs/report_runs.sh stage 18"),
-    "quant_gap": (quant_gap, "jobs/report_runs.sh stage 18"),
-    "refine_vs_plain": (refine_vs_plain, "jobs/report_runs.sh stage 19"),
-    "refine_rd_points": (lambda: rd_points("codec_refine/", baselines=False), "jobs/report_runs.sh stage 19"),
-    "refine_floors": (lambda: rd_floors("codec_refine/"), "jobs/report_runs.sh stage 19"),
-    "refine_probe": (refine_probe, "jobs/report_runs.sh stage 20"),
+    "bench_convs": (lambda: bench("bench_convs.json"), "experiments/autoencoder/run.sh"),
+    "full_ae_metrics": (lambda: ae_metrics("full/"), "experiments/gpu/run.sh collect"),
+    "full_hyperparameters": (lambda: hyperparameters("full/"), "experiments/gpu/run.sh collect"),
+    "full_grid": (lambda: grid("full/"), "experiments/gpu/run.sh collect"),
+    "full_grid_margin": (lambda: grid_margin("full/"), "experiments/gpu/run.sh collect"),
+    "full_budget": (full_budget, "experiments/gpu/run.sh collect"),
+    "full_codec_training": (full_codec_training, "experiments/gpu/run.sh collect"),
+    "recipe": (recipe, "experiments/classifier/run.sh"),
+    "cpu_recipe": (cpu_recipe, "experiments/classifier/run.sh"),
+    "cpu_recipe_history": (cpu_recipe_history, "experiments/classifier/run.sh"),
+    "whiten": (whiten, "experiments/classifier/run.sh"),
+    "jpeg": (jpeg, "experiments/classifier/run.sh"),
+    "airbench_ref": (airbench_ref, "experiments/classifier/run.sh"),
+    "full_steps": (gpu_steps, "experiments/gpu/run.sh collect"),
+    "rd_points": (rd_points, "experiments/gpu/run.sh collect"),
+    "codec_families": (codec_families, "experiments/gpu/run.sh collect and collect-codecs; experiments/codec/run.sh"),
+    "ste_rd_points": (lambda: rd_points("codec_skip_ste/", baselines=False), "experiments/codec/run.sh"),
+    "ste_vs_webp": (lambda: against_webp("codec_skip_ste/"), "experiments/codec/run.sh"),
+    "quant_gap": (quant_gap, "experiments/codec/run.sh"),
+    "refine_vs_plain": (refine_vs_plain, "experiments/codec/run.sh"),
+    "refine_rd_points": (lambda: rd_points("codec_refine/", baselines=False), "experiments/codec/run.sh"),
+    "refine_floors": (lambda: rd_floors("codec_refine/"), "experiments/codec/run.sh"),
+    "refine_probe": (refine_probe, "experiments/codec/run.sh"),
     # the longer-trained codec after each continuation, then with context models: outs/codec_{long,long2,long3,ctx}/
     **{
-        f"{name}_{kind}": (partial(table, f"codec_{name}/"), f"jobs/report_runs.sh stage {stage}")
-        for name, stage in (("long", 20), ("long2", 21), ("long3", 22), ("ctx", 23))
+        f"{name}_{kind}": (partial(table, f"codec_{name}/"), "experiments/codec/run.sh")
+        for name in ("long", "long2", "long3", "ctx")
         for kind, table in (("refine_vs_plain", refine_vs_plain), ("floors", rd_floors))
     },
-    "ctx_rate": (context_rate, "jobs/report_runs.sh stage 23"),
-    "rd_floors": (rd_floors, "jobs/report_runs_gpu.sh collect"),
+    "ctx_rate": (context_rate, "experiments/codec/run.sh"),
+    "rd_floors": (rd_floors, "experiments/gpu/run.sh collect"),
     "gpu_bench": (lambda: bench("gpu/bench.json"), "bench/gpu_check.sh on a GPU"),
     "gpu_sweep": (lambda: bench("gpu/sweep.json"), "bench/gpu_check.sh on a GPU"),
-    "cpu_sweep": (lambda: bench("bench_cpu_sweep.json"), "see Reproducing the report (sweep)"),
-    "cpu_sweep_clf": (lambda: bench("bench_cpu_sweep_clf.json"), "see Reproducing the report (sweep)"),
-    "pipeline_ae_metrics": (lambda: ae_metrics("pipeline/"), "see Reproducing the report (pipeline)"),
-    "pipeline_grid": (lambda: grid("pipeline/"), "see Reproducing the report (pipeline)"),
-    "pipeline_grid_margin": (lambda: grid_margin("pipeline/"), "see Reproducing the report (pipeline)"),
-    "pipeline_rd_points": (lambda: rd_points("pipeline/"), "see Reproducing the report (pipeline)"),
-    "pipeline_rd_floors": (lambda: rd_floors("pipeline/"), "see Reproducing the report (pipeline)"),
-    "pipeline_jobs": (pipeline_jobs, "see Reproducing the report (pipeline)"),
+    "cpu_sweep": (lambda: bench("bench_cpu_sweep.json"), "experiments/autoencoder/run.sh"),
+    "cpu_sweep_clf": (lambda: bench("bench_cpu_sweep_clf.json"), "experiments/autoencoder/run.sh"),
+    "pipeline_ae_metrics": (lambda: ae_metrics("pipeline/"), "experiments/pipeline/run.sh"),
+    "pipeline_grid": (lambda: grid("pipeline/"), "experiments/pipeline/run.sh"),
+    "pipeline_grid_margin": (lambda: grid_margin("pipeline/"), "experiments/pipeline/run.sh"),
+    "pipeline_rd_points": (lambda: rd_points("pipeline/"), "experiments/pipeline/run.sh"),
+    "pipeline_rd_floors": (lambda: rd_floors("pipeline/"), "experiments/pipeline/run.sh"),
+    "pipeline_jobs": (pipeline_jobs, "experiments/pipeline/run.sh"),
 }
 
 

@@ -475,7 +475,7 @@ def test_a_skip_latent_keeps_the_classifiers_backbone_carries_detail_and_round_t
 
 def test_pack_checkpoint_ships_float16_transforms_that_still_code_and_a_backbone_alone(codec_run, tmp_path, images):
     packed, backbone = tmp_path / "packed.pt", tmp_path / "backbone.pt"
-    run_script("../jobs/pack_checkpoint.py", codec_run, packed, "--float16")
+    run_script("../experiments/gpu/pack_checkpoint.py", codec_run, packed, "--float16")
     ckpt = checkpoint.load(packed)
     assert set(ckpt) <= {*checkpoint.RUN_KEYS, "model", "ema_model", "packed_float16", "path"}
     for key, value in ckpt["model"].items():
@@ -487,9 +487,9 @@ def test_pack_checkpoint_ships_float16_transforms_that_still_code_and_a_backbone
     assert difference < 1.0  # mean 8-bit levels
     assert half.decompress(half.compress(images[:1])[0]).shape == (3, 32, 32)
 
-    run_script("../jobs/pack_checkpoint.py", codec_run, backbone, "--only-prefix", "backbone.")
+    run_script("../experiments/gpu/pack_checkpoint.py", codec_run, backbone, "--only-prefix", "backbone.")
     assert all(k.startswith("backbone.") for k in checkpoint.load(backbone)["model"])
-    proc = run_script("../jobs/pack_checkpoint.py", tmp_path / "missing", tmp_path / "x.pt", check=False)
+    proc = run_script("../experiments/gpu/pack_checkpoint.py", tmp_path / "missing", tmp_path / "x.pt", check=False)
     assert_one_line_error(proc, "does not exist")
 
 

@@ -1,11 +1,11 @@
 """Slim checkpoints for shipping off a device machine: run metadata and inference weights only.
 
-    python jobs/pack_checkpoint.py SRC DST [--only-prefix backbone.] [--float16]
+    python experiments/gpu/pack_checkpoint.py SRC DST [--only-prefix backbone.] [--float16]
 
 SRC is a run directory (its codec.pt when codec_fit.py wrote one, else best.pt) or a checkpoint
 file. --float16 halves the transforms (a 4.5M-parameter codec: 17.9 -> 9 MB, under what one
-device call may bring back); the entropy model stays float32. jobs/gpu_report.sh and
-jobs/gpu_codec.sh call this with PACK=DIR.
+device call may bring back); the entropy model stays float32. experiments/gpu/run.sh's report
+and codecs call this with PACK=DIR.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from pathlib import Path
 
 from cifarae import checkpoint
 from cifarae.errors import cli_main
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @cli_main
