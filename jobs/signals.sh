@@ -8,6 +8,7 @@
 #                                 "children", to its own children: a launcher's workers); returns
 #                                 its exit status. SIGNALLED holds the last signal passed on.
 
+# shellcheck disable=SC2034 # used by the scripts that source this file
 REQUEUE_EXIT_CODE=75 # src/cifarae/errors.py: the run saved last.pt after a stop signal
 
 SIGNALLED=""

@@ -5,36 +5,16 @@
 Same engine, flags and resume behaviour as train_ae.py.
 """
 
+from pathlib import Path
+
 from cifarae import checkpoint, cli, engine
-from cifarae.config import load_config
+from cifarae.config import load_config, read_values
 from cifarae.data import stratified_subset
 from cifarae.errors import UserError, cli_main
 from cifarae.models import Classifier, backbone_settings, check_backbone_compatible, init_stem
 from cifarae.tasks import ClassifierTask
 
-# Classifier recipe of the fast CIFAR-10 ResNet-9 (Page, "How to train your ResNet"), carried over
-# to this backbone: SGD + Nesterov at lr 0.4 (batch 512), weight decay 5e-4, a triangular one-cycle
-# with a 4-epoch warm-up, label smoothing 0.2, and logits scaled by 1/8. Without the scale the
-# max-pooled head's logits are large and full-network training diverged at lr 0.2.
-# From airbench: translations of at most 2 pixels (4 cost a point), BatchNorm biases at 64x the
-# learning rate, and test-time translation by 1 pixel on top of the flip (REPORT.md section 7).
-CLF_DEFAULTS = {
-    "task": "clf",
-    "epochs": 20,
-    "optimizer": "sgd",
-    "lr": 0.4,
-    "momentum": 0.9,
-    "weight_decay": 5e-4,
-    "schedule": "onecycle",
-    "warmup_epochs": 4.0,
-    "label_smoothing": 0.2,
-    "logit_scale": 0.125,
-    "crop_pad": 2,
-    "norm_bias_lr_mult": 64.0,
-    "tta_shift": 1,
-}
-# The linear probe trains one layer on BatchNorm-ed features: no logit scale, lr 0.2.
-PROBE_DEFAULTS = {"lr": 0.2, "logit_scale": 1.0}
+RECIPES = Path(__file__).resolve().parents[1] / "jobs" / "configs"
 
 
 def parser():
@@ -52,9 +32,10 @@ def main(argv=None):
     overrides += [f"mode={args.mode}"] if args.mode else []
     overrides += [f"label_fraction={args.label_fraction}"] if args.label_fraction is not None else []
     overrides += [f"encoder={args.encoder}"] if args.encoder else []
-    cfg = load_config(args.config, overrides, **CLF_DEFAULTS)
-    # A linear probe always has an encoder, so the reload below applies its defaults.
-    defaults = {**CLF_DEFAULTS, **(PROBE_DEFAULTS if cfg.mode == "linear" else {})}
+    recipe = read_values(RECIPES / "clf.yaml")  # under the --config file and the overrides
+    cfg = load_config(args.config, overrides, **recipe)
+    # A linear probe always has an encoder, so the reload below applies its recipe.
+    defaults = {**recipe, **(read_values(RECIPES / "clf_linear.yaml") if cfg.mode == "linear" else {})}
 
     encoder = None
     if cfg.encoder:

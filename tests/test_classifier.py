@@ -155,12 +155,11 @@ def test_translation_tta_averages_flipped_and_shifted_copies():
 
 def test_norm_bias_lr_mult_speeds_up_only_batchnorm_biases():
     from cifarae.config import load_config
-    from cifarae.engine import param_groups
     from cifarae.models import Classifier
 
     cfg = load_config(None, [*TINY, "task=clf", "lr=0.1", "norm_bias_lr_mult=64", "backbone_lr_mult=0.5"])
     model = Classifier(cfg)
-    lr_of = {id(p): g["lr"] for g in param_groups(model, cfg) for p in g["params"]}
+    lr_of = {id(p): g["lr"] for g in model.param_groups(cfg) for p in g["params"]}
     bn = model.backbone.stem[1]
     assert lr_of[id(bn.bias)] == pytest.approx(0.1 * 0.5 * 64)
     assert lr_of[id(bn.weight)] == pytest.approx(0.1 * 0.5)
@@ -272,3 +271,19 @@ def test_frozen_batchnorm_scales_stay_at_one_from_ae_to_classifier(synth_cache, 
     assert_one_line_error(proc, "encoder", "'bn_weight': False", "'bn_weight': True")
     # A checkpoint saved before the key existed trained its scales: it reads as bn_weight=True.
     assert backbone_settings({"arch": "airbench", "widths": [8, 8, 16, 16], "latent_size": 8})["bn_weight"] is True
+
+
+def test_the_codec_owns_its_entropy_models_optimizer_settings():
+    """The engine asks the model for its groups: the AE's entropy model at 10x lr, never decayed."""
+    from cifarae.config import load_config
+    from cifarae.models import AutoEncoder
+
+    cfg = load_config(None, [*TINY, "entropy_model=factorized", "lr=0.01", "weight_decay=0.1"])
+    model = AutoEncoder(cfg)
+    group_of = {id(p): g for g in model.param_groups(cfg) for p in g["params"]}
+    for name, p in model.named_parameters():
+        g = group_of[id(p)]
+        if name.startswith("entropy_bottleneck."):
+            assert (g["lr"], g["weight_decay"]) == (pytest.approx(0.1), 0.0), name
+        else:
+            assert g["lr"] == pytest.approx(0.01) and g["weight_decay"] == (0.1 if p.ndim > 1 else 0.0), name

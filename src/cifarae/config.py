@@ -161,20 +161,25 @@ def _coerce(key: str, value, source: str):
     return value
 
 
+def read_values(path: str | Path) -> dict:
+    """The checked ``key: value`` mapping of a YAML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(loaded, dict):
+        raise UserError(f"config file {path} must hold a mapping of key: value")
+    return {k: _coerce(k, v, str(path)) for k, v in loaded.items()}
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, **defaults) -> Config:
     """Config from defaults, then a YAML file, then ``key=value`` strings (YAML-typed values)."""
     values = dict(defaults)
     if path:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"config file {path} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise UserError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
-        if not isinstance(loaded, dict):
-            raise UserError(f"config file {path} must hold a mapping of key: value")
-        values.update({k: _coerce(k, v, str(path)) for k, v in loaded.items()})
+        values.update(read_values(path))
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep:

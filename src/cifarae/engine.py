@@ -83,32 +83,8 @@ def make_loaders(cfg: Config, data: Dataset, accelerator: Accelerator, train_idx
     return train, val
 
 
-def param_groups(model: torch.nn.Module, cfg: Config) -> list[dict]:
-    """No weight decay on norms and biases; the backbone can take a smaller learning rate.
-
-    BatchNorm biases can take a larger one (``norm_bias_lr_mult``; airbench uses 64x): they only
-    shift activations, so they tolerate large steps and settle early.
-    The codec's entropy model (its densities and quantiles) trains at 10x the learning rate, with
-    no weight decay: its densities start 10 units wide and must follow the latents within a short
-    run, or the rate term gives the encoder no useful gradient.
-    """
-    norm_biases = {
-        id(m.bias) for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.affine
-    }
-    groups: dict[tuple, list] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        entropy_model = name.startswith("entropy_bottleneck.")
-        lr_mult = cfg.backbone_lr_mult if name.startswith("backbone.") else 10.0 if entropy_model else 1.0
-        lr_mult *= cfg.norm_bias_lr_mult if id(p) in norm_biases else 1.0
-        decay = cfg.weight_decay if p.ndim > 1 and not entropy_model else 0.0
-        groups.setdefault((lr_mult, decay), []).append(p)
-    return [{"params": ps, "lr": cfg.lr * m, "weight_decay": d} for (m, d), ps in groups.items()]
-
-
 def make_optimizer(model, cfg: Config) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg)
+    groups = model.param_groups(cfg)  # the model knows which of its parameters need other settings
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))

@@ -159,7 +159,32 @@ class Decoder(nn.Module):
         return torch.sigmoid(z)
 
 
-class AutoEncoder(nn.Module):
+class OwnsParamGroups:
+    """The optimizer's parameter groups, which each model defines for its own parameters.
+
+    No weight decay on norms and biases; the backbone can take a smaller learning rate
+    (``backbone_lr_mult``), and BatchNorm biases a larger one (``norm_bias_lr_mult``; airbench uses
+    64x): they only shift activations, so they tolerate large steps and settle early.
+    """
+
+    def lr_mult_and_decay(self, name: str, param: nn.Parameter, cfg: Config) -> tuple[float, bool]:
+        return (cfg.backbone_lr_mult if name.startswith("backbone.") else 1.0), param.ndim > 1
+
+    def param_groups(self, cfg: Config) -> list[dict]:
+        norm_biases = {
+            id(m.bias) for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine
+        }
+        groups: dict[tuple, list] = {}
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            lr_mult, decay = self.lr_mult_and_decay(name, p, cfg)
+            lr_mult *= cfg.norm_bias_lr_mult if id(p) in norm_biases else 1.0
+            groups.setdefault((lr_mult, cfg.weight_decay if decay else 0.0), []).append(p)
+        return [{"params": ps, "lr": cfg.lr * m, "weight_decay": d} for (m, d), ps in groups.items()]
+
+
+class AutoEncoder(OwnsParamGroups, nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         self.backbone = Backbone(cfg.widths, cfg.latent_size, cfg.arch, cfg.bn_weight)
@@ -179,6 +204,14 @@ class AutoEncoder(nn.Module):
             self.entropy_bottleneck = EntropyBottleneck(coded_channels)
         self.latent_shape = (coded_channels, cfg.latent_size, cfg.latent_size)
         self.ste_decoder = cfg.ste_decoder
+
+    def lr_mult_and_decay(self, name: str, param: nn.Parameter, cfg: Config) -> tuple[float, bool]:
+        # The codec's entropy model (its densities and quantiles) trains at 10x the learning rate,
+        # with no weight decay: its densities start 10 units wide and must follow the latents within
+        # a short run, or the rate term gives the encoder no useful gradient.
+        if name.startswith("entropy_bottleneck."):
+            return 10.0, False
+        return super().lr_mult_and_decay(name, param, cfg)
 
     @property
     def compression_ratio(self) -> float:
@@ -217,7 +250,7 @@ class AutoEncoder(nn.Module):
         return self.decode(y_hat), likelihoods
 
 
-class Classifier(nn.Module):
+class Classifier(OwnsParamGroups, nn.Module):
     """Backbone -> global max-pool -> (probe BatchNorm) -> linear head."""
 
     def __init__(self, cfg: Config):
