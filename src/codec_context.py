@@ -4,7 +4,7 @@
 
 Encoder, decoder and prior stay frozen (the run's codec.pt when src/codec_fit.py wrote one, else
 best.pt), so the latents and the reconstructions do not change: only the code length of the
-non-anchor half of the latents does (src/cifarae/codec.py, CheckerboardContext). codec.py and
+non-anchor half of the latents does (src/cifarae/codec/context.py, CheckerboardContext). codec.py and
 rd_eval.py use RUN/context.pt in preference to codec.pt and best.pt when it exists; the fit's
 figures go to RUN/context_fit.json.
 """

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from cifarae import checkpoint
 from cifarae import data as data_lib
-from cifarae.codec import _latents, fit_entropy_model
+from cifarae.codec import encode_latents, fit_entropy_model
 from cifarae.errors import UserError, cli_main
 from cifarae.models import AutoEncoder
 
@@ -57,7 +57,7 @@ def widen(model: AutoEncoder, state: dict, source: str) -> list[str]:
 def rescale_latents(model: AutoEncoder, images: torch.Tensor, target_std: float, old: int) -> torch.Tensor:
     """Scale each latent channel to ``target_std`` (new channels: a tenth of it, so they start near
     zero rate); divide the decoder's input weights to match."""
-    y = _latents(model, images)
+    y = encode_latents(model, images)
     target = torch.full((y.shape[1],), target_std)
     target[old:] *= 0.1
     scale = target / y.std(dim=(0, 2, 3)).clamp_min(1e-6)
@@ -74,7 +74,7 @@ def center_prior(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
     The cumulative density is f(H0 x + b0, ...): b0 -= H0 * mean shifts it exactly by mean.
     """
     eb = model.entropy_bottleneck
-    mean = _latents(model, images).mean(dim=(0, 2, 3))
+    mean = encode_latents(model, images).mean(dim=(0, 2, 3))
     eb.biases[0] -= F.softplus(eb.matrices[0]) * mean.view(-1, 1, 1)
     eb.quantiles += mean.view(-1, 1, 1)
     return mean

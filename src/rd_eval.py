@@ -9,7 +9,7 @@ file (written under OUT/files/), the files are read back and decoded with the sa
 without it). Writes OUT/rd.json, OUT/rd_<split>.png and a W&B table; prints the floors.
 --reuse takes the points of models already measured in an earlier rd.json (same model id, split
 and image count) instead of coding those images again: adding one lambda costs one run.
---refine-steps N encodes with encoder-side latent refinement (src/cifarae/codec.py, Refinement),
+--refine-steps N encodes with encoder-side latent refinement (src/cifarae/codec/refinement.py),
 at rd_lambda times --refine-lambda-scales (one value for every run, or one per run; a run may be
 given twice with two scales). --reuse takes several rd.json files, so runs measured in parallel
 jobs merge into one curve.

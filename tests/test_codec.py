@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import math
+import re
 import shutil
 import struct
 import zlib
@@ -19,13 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import codec as codec_cli
 import codec_context
 import codec_fit
 import codec_init
 from cifarae import checkpoint, rd
 from cifarae import codec as lib
 from cifarae import data as data_lib
+from cifarae.codec import compressai_adapter
 from cifarae.errors import UserError
 from cifarae.models import AutoEncoder
 from cifarae.tasks import reconstruct
@@ -34,6 +36,19 @@ CODEC = [*TINY, "entropy_model=factorized", "precision=no", "epochs=1", "rd_lamb
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 PROBES = "../experiments/codec/"  # run_script paths are relative to src/
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(path: Path, name: str):
+    """A script (src/codec.py, a probe under experiments/) as a module named ``name``, loaded by path: src/ is on
+    pytest's pythonpath, where a bare ``import codec`` would be the entry script, not the library cifarae.codec."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+codec_cli = load_script(REPO / "src" / "codec.py", "codec_cli")
 
 
 @pytest.fixture(scope="module")
@@ -337,6 +352,18 @@ def test_jpeg_scan_bytes_and_floor_interpolation(images):
         rd.baseline_points(images[:1], "JPEG", (75,))
 
 
+def test_only_the_adapter_touches_compressai_private_names():
+    pattern = re.compile(r"\._(logits_cumulative|likelihood|quantized_cdf|CXX|cdf_length|offset)\b|compressai\._")
+    hits = [
+        f"{path.relative_to(REPO)}:{i}"
+        for top in ("src", "jobs", "bench", "experiments")
+        for path in sorted((REPO / top).rglob("*.py"))
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line) and path.name != "compressai_adapter.py"
+    ]
+    assert not hits, hits
+
+
 def test_rd_eval_script_writes_json_plot_and_wandb_table(tmp_path, synth_cache, codec_run, other_model):
     out = tmp_path / "rd"
     proc = run_script(
@@ -508,7 +535,7 @@ def test_the_decoder_trains_on_the_rounded_latents_the_coder_will_send(ste_decod
     model = AutoEncoder(load_config(None, [*TINY, "entropy_model=factorized", f"ste_decoder={ste_decoder}"]))
     with torch.no_grad():
         model.entropy_bottleneck.quantiles[:, :, 1] = torch.linspace(-0.3, 0.3, model.latent_shape[0])[:, None]
-    medians = model.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
+    medians = compressai_adapter.medians(model.entropy_bottleneck).detach().reshape(1, -1, 1, 1)
     seen, decode = {}, model.decode
 
     def spy(y_hat):
@@ -609,6 +636,33 @@ def test_cli_refine_steps_and_bad_refinement_settings(tmp_path, capsys, codec, c
     assert not (tmp_path / "b.cae").exists()
 
 
+def test_refinement_runs_a_pluggable_objective_in_the_librarys_loop(codec, codec_run, images):
+    seen = []
+
+    def shipped(s: lib.RefinementStep):  # the shipped objective, watched
+        seen.append((s.step, s.steps, s.height, s.width, s.lam, s.y.shape[0]))
+        return lib.rate_distortion(s)
+
+    x = images[:3, :, :29, :30]
+    plain = lib.load_codec(codec_run, refine=lib.Refinement(steps=4, lambda_scale=0.5))
+    watched = lib.load_codec(codec_run, refine=lib.Refinement(steps=4, lambda_scale=0.5, objective=shipped))
+    assert watched.compress(x) == plain.compress(x)
+    lam = codec.cfg.rd_lambda * 0.5 * 255**2
+    assert seen == [(k, 4, 29, 30, lam, 3) for k in range(4)]
+    assert watched.refine.tag == "refine4x0.5-shipped" and plain.refine.tag == "refine4x0.5"
+    assert repr(watched.refine) == "Refinement(steps=4, lr=0.02, lambda_scale=0.5)"
+
+    def distortion(s: lib.RefinementStep):  # another objective: distortion alone spends more bits
+        y_hat = s.y + (torch.round(s.y - s.medians) + s.medians - s.y).detach()
+        return (s.model.decode(y_hat)[:, :, : s.height, : s.width] - s.target).pow(2).sum()
+
+    greedy = lib.load_codec(codec_run, refine=lib.Refinement(steps=30, objective=distortion))
+    shipped30 = lib.load_codec(codec_run, refine=lib.Refinement(steps=30))
+    assert code_bits(greedy, greedy.symbols(images)).mean() > code_bits(shipped30, shipped30.symbols(images)).mean()
+    files = greedy.compress(images[:2])  # ordinary files of the same model
+    assert torch.equal(torch.stack([codec.decompress(f) for f in files]), greedy.reconstruct(images[:2]))
+
+
 def test_rd_eval_refines_per_run_and_merges_parallel_jobs(tmp_path, synth_cache, codec_run):
     common = ["--data", synth_cache, "--splits", "test", "--limit", "10", "--no-wandb", "--refine-steps", "3"]
     for name, scale in (("one", "1"), ("two", "0.5")):
@@ -690,7 +744,9 @@ def test_context_model_codes_the_same_latents_in_fewer_real_bytes(context_run, c
 def test_context_files_round_trip_across_stream_slices(context_codec, images, monkeypatch):
     odd = torch.randint(0, 256, (2, 3, 21, 38), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     for slice_symbols in (7, 64, lib.SLICE_SYMBOLS):  # slices that end inside the anchors, at and after them
-        monkeypatch.setattr(lib, "SLICE_SYMBOLS", slice_symbols)
+        monkeypatch.setattr(lib.format, "SLICE_SYMBOLS", slice_symbols)  # where the Codec reads it
+        latents = context_codec.model.latent_shape[0] * math.prod(context_codec.latent_hw(21, 38))
+        assert context_codec.num_streams(21, 38) == -(-latents // slice_symbols)
         for batch in (images[:3], odd):
             files = context_codec.compress(batch)
             decoded = torch.stack([context_codec.decompress(f) for f in files])
@@ -749,11 +805,7 @@ def test_codec_context_errors_are_one_line(tmp_path, synth_cache):
 
 def load_probe(name: str):
     """A probe under experiments/codec/ as a module (experiments/ is not a package)."""
-    path = Path(__file__).resolve().parents[1] / "experiments" / "codec" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO / "experiments" / "codec" / f"{name}.py", name)
 
 
 def test_floor_bootstrap_decodes_the_files_again_and_pairs_the_images(tmp_path, synth_cache, codec_run):

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from cifarae import checkpoint, data
+from cifarae.codec import compressai_adapter
 from cifarae.errors import UserError, cli_main
 from cifarae.evaluation import load_model
 from cifarae.tasks import quantize_8bit
@@ -33,7 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 def gap(model, x: torch.Tensor, batch: int = 500) -> dict:
     if model.entropy_bottleneck is None:
         raise UserError("quant_gap.py needs codec runs (entropy_model=factorized); this one is a plain autoencoder")
-    medians = model.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
+    medians = compressai_adapter.medians(model.entropy_bottleneck).reshape(1, -1, 1, 1)
     noise = torch.Generator().manual_seed(0)
     feeds = {
         "coded": lambda y: torch.round(y - medians) + medians,

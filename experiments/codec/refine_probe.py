@@ -5,7 +5,8 @@
 
 Every variant codes the same stratified validation subset to real files and decodes them again
 (rd.codec_point), so its bpp and PSNR are what a user gets. The variants change only how the
-encoder refines the latents (the shipped one is Refinement in src/cifarae/codec.py):
+encoder refines the latents, each an objective for Refinement (src/cifarae/codec/refinement.py; the
+shipped one is rate_distortion there):
   ste       the shipped refinement: the decoder sees the coded latents with a straight-through
             gradient; the rate is the prior's interval likelihood at the continuous latents
   sga       stochastic Gumbel annealing (Yang et al. 2020): rate and distortion both at a relaxed
@@ -26,13 +27,12 @@ import copy
 import json
 import math
 import time
-import types
 from pathlib import Path
 
 import torch
 
 from cifarae import data, rd
-from cifarae.codec import Codec, Refinement, fit_densities, latent_bits, latent_rate, load_codec
+from cifarae.codec import Codec, Refinement, RefinementStep, fit_densities, latent_bits, latent_rate, load_codec
 from cifarae.errors import cli_main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,43 +50,27 @@ def sga_sample(u: torch.Tensor, tau: float) -> torch.Tensor:
     return w[..., 0] * lo + w[..., 1] * (lo + 1)
 
 
-def variant_refined(codec: Codec, variant: str, mse_ref: float):
-    """Codec.refined with one change (see the module docstring); the rest is the shipped loop. "ste" is the
-    shipped loss written per image, so that all variants share one loop (equal to ~0.001 dB)."""
+def variant_objective(variant: str, mse_ref: float):
+    """The shipped objective with one change (see the module docstring), for Refinement(objective=...): the
+    library runs its own loop with it. "ste" is the shipped loss written per image, so that all variants share
+    one form (equal to ~0.001 dB); like every variant here it takes the rate under the factorized prior alone."""
 
-    def refined(self, x, y, height, width):
-        if self._model32 is None:
-            self._model32 = copy.deepcopy(self.model).float()
-        model, r = self._model32, self.refine
-        medians = self.medians.float().view(1, -1, 1, 1)
-        target = x.float()[:, :, :height, :width]
-        lam = self.cfg.rd_lambda * r.lambda_scale * 255**2
-        y = y.float().clone().requires_grad_(True)
-        opt = torch.optim.Adam([y], lr=r.lr)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, r.steps)
-        with torch.enable_grad():
-            for step in range(r.steps):
-                u = y - medians
-                if variant == "sga":
-                    u_hat = sga_sample(u, 0.5 * 0.1 ** (step / max(1, r.steps - 1)))
-                else:
-                    u_hat = u + (torch.round(u) - u).detach()
-                rate_at = y if variant in ("ste", "log_mse") else u_hat + medians
-                x_hat = model.decode(u_hat + medians)[:, :, :height, :width]
-                mse = (x_hat - target).pow(2).flatten(1).mean(1)
-                bpp = latent_rate(model.entropy_bottleneck, None, rate_at - medians) / (height * width)
-                if variant == "log_mse":  # d/dMSE of k*ln(MSE) equals lambda at MSE = mse_ref
-                    loss = (bpp + lam * mse_ref * torch.log(mse)).sum()
-                else:
-                    loss = (bpp + lam * mse).sum()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                schedule.step()
-        return y.detach().to(torch.float64)
+    def objective(s: RefinementStep) -> torch.Tensor:
+        u = s.y - s.medians
+        if variant == "sga":
+            u_hat = sga_sample(u, 0.5 * 0.1 ** (s.step / max(1, s.steps - 1)))
+        else:
+            u_hat = u + (torch.round(u) - u).detach()
+        rate_at = s.y if variant in ("ste", "log_mse") else u_hat + s.medians
+        x_hat = s.model.decode(u_hat + s.medians)[:, :, : s.height, : s.width]
+        mse = (x_hat - s.target).pow(2).flatten(1).mean(1)
+        bpp = latent_rate(s.model.entropy_bottleneck, None, rate_at - s.medians) / (s.height * s.width)
+        if variant == "log_mse":  # d/dMSE of k*ln(MSE) equals lambda at MSE = mse_ref
+            return (bpp + s.lam * mse_ref * torch.log(mse)).sum()
+        return (bpp + s.lam * mse).sum()
 
-    codec.refined = types.MethodType(refined, codec)
-    return codec
+    objective.__name__ = variant
+    return objective
 
 
 def point(codec: Codec, images: torch.Tensor, **label) -> dict:
@@ -104,7 +88,7 @@ def coder_overhead(codec: Codec, images: torch.Tensor) -> dict:
     ideal, actual = [], []
     for sym in symbols:
         bits = 0.0
-        for v, i in zip(*codec._coded(sym)):
+        for v, i in zip(*codec.coded(sym)):
             k = v - codec.offsets[i]
             bits -= math.log2((codec.cdf[i][k + 1] - codec.cdf[i][k]) / 2**16)
         ideal.append(bits / 8)
@@ -165,7 +149,7 @@ def main(argv=None):
     result = {"run": args.run, "images": len(val), "refine": {"steps": 50, "lr": Refinement.lr}, "points": []}
 
     def refine(run, variant, scale=1.0, mse_ref=0.0):
-        return variant_refined(load_codec(run, refine=Refinement(50, Refinement.lr, scale)), variant, mse_ref)
+        return load_codec(run, refine=Refinement(50, Refinement.lr, scale, variant_objective(variant, mse_ref)))
 
     rows = result["points"]
     rows.append(point(base, val, run="model", variant="none", scale=None))
