@@ -335,8 +335,10 @@ def test_varint_round_trip(value):
 
 # ---------------------------------------------------------------------------- evaluation
 def test_jpeg_scan_bytes_and_floor_interpolation(images):
-    data, _ = rd.pil_roundtrip(images[0].permute(1, 2, 0).numpy(), "JPEG", 30)
+    coded = rd.pillow_roundtrip(images[:1], "JPEG", 30)
+    data = coded.files[0]
     scan = rd.jpeg_scan_bytes(data)
+    assert coded.payload_bytes[0] == scan and coded.file_bytes[0] == len(data)
     sos = data.index(b"\xff\xda")
     header_len = int.from_bytes(data[sos + 2 : sos + 4], "big")
     assert scan == len(data) - (sos + 2 + header_len) - 2  # up to the EOI marker
@@ -350,6 +352,43 @@ def test_jpeg_scan_bytes_and_floor_interpolation(images):
     assert result["all_pass"]
     with pytest.raises(UserError, match="75"):
         rd.baseline_points(images[:1], "JPEG", (75,))
+
+
+def boxes(data: bytes) -> dict[bytes, int]:
+    """An ISO BMFF file's top-level boxes by hand: type -> total size (headers included; 32-bit sizes only)."""
+    out, pos = {}, 0
+    while pos < len(data):
+        size = struct.unpack(">I", data[pos : pos + 4])[0]
+        out[data[pos + 4 : pos + 8]] = out.get(data[pos + 4 : pos + 8], 0) + size
+        pos += size
+    assert pos == len(data)
+    return out
+
+
+def test_pillow_roundtrip_counts_whole_files_and_payloads(images):
+    for fmt, quality in (("JPEG", 30), ("WEBP", 50), ("AVIF", 50)):
+        coded = rd.pillow_roundtrip(images, fmt, quality)
+        assert coded.decoded.shape == images.shape and coded.decoded.dtype == torch.uint8, fmt
+        assert list(coded.file_bytes) == [len(f) for f in coded.files]
+        assert (0 < coded.payload_bytes).all() and (coded.payload_bytes < coded.file_bytes).all(), fmt
+        # What Pillow decodes the files to, and near the source at these qualities.
+        again = torch.stack([lib.read_image(io.BytesIO(f)) for f in coded.files])
+        assert torch.equal(coded.decoded, again), fmt
+        assert (coded.decoded.float() - images.float()).abs().mean() < 40, fmt
+    jpeg = rd.pillow_roundtrip(images, "JPEG", 30)
+    assert list(jpeg.payload_bytes) == [rd.jpeg_scan_bytes(f) for f in jpeg.files]
+    avif = rd.pillow_roundtrip(images, "AVIF", 50)
+    for data, payload in zip(avif.files, avif.payload_bytes):
+        found = boxes(data)
+        assert found[b"mdat"] - 8 == payload and {b"ftyp", b"meta"} <= set(found)
+    # The encoder settings: AVIF at 4:4:4 keeps chroma that 4:2:0 would blur away (a 1-pixel colour checkerboard).
+    checker = torch.zeros(1, 3, 16, 16, dtype=torch.uint8)
+    checker[0, 0, ::2, ::2] = checker[0, 0, 1::2, 1::2] = 255
+    checker[0, 2, 1::2, ::2] = checker[0, 2, ::2, 1::2] = 255
+    err = (rd.pillow_roundtrip(checker, "AVIF", 90).decoded.float() - checker.float()).abs().mean()
+    assert err < 20
+    with pytest.raises(ValueError, match="unsupported format"):
+        rd.pillow_roundtrip(images[:1], "PNG", 90)
 
 
 def test_only_the_adapter_touches_compressai_private_names():

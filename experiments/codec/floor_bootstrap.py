@@ -45,12 +45,10 @@ def our_point(codec: Codec, folder: Path, images: torch.Tensor) -> tuple[np.ndar
 def webp_points(images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """(qualities x images bytes, qualities x images PSNR) for Pillow's WebP at rd.WEBP_QUALITIES."""
     sizes, psnrs = [], []
-    arrays = images.permute(0, 2, 3, 1).numpy()
     for q in rd.WEBP_QUALITIES:
-        coded = [rd.pil_roundtrip(a, "WEBP", q) for a in arrays]
-        sizes.append([len(data) for data, _ in coded])
-        decoded = torch.from_numpy(np.stack([dec for _, dec in coded])).permute(0, 3, 1, 2)
-        psnrs.append(per_image_psnr(images, decoded))
+        coded = rd.pillow_roundtrip(images, "WEBP", q)
+        sizes.append(coded.file_bytes)
+        psnrs.append(per_image_psnr(images, coded.decoded))
     return np.array(sizes, dtype=np.float64), np.array(psnrs)
 
 

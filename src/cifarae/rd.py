@@ -1,4 +1,4 @@
-"""Rate-distortion measurement: our codec files, Pillow's JPEG and WebP, metrics and floors.
+"""Rate-distortion measurement: our codec files, Pillow's JPEG, WebP and AVIF, metrics and floors.
 
 Every bpp is 8 * (bytes) / (pixels) of the actual encoded files. Distortion is measured on the
 8-bit images each decoder returns, against the source pixels (for the CIFAR-10 archive, the
@@ -11,6 +11,7 @@ import io
 import os
 import resource
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-# ---------------------------------------------------------------------------- JPEG / WebP
+# ---------------------------------------------------------------------------- JPEG / WebP / AVIF
 def jpeg_scan_bytes(data: bytes) -> int:
     """Bytes of entropy-coded data: everything after each SOS header up to the next non-RST marker."""
     if data[:2] != b"\xff\xd8":
@@ -106,34 +107,88 @@ def jpeg_scan_bytes(data: bytes) -> int:
     return total
 
 
-def pil_roundtrip(image: np.ndarray, fmt: str, quality: int) -> tuple[bytes, np.ndarray]:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format=fmt, quality=quality)
-    data = buf.getvalue()
-    with Image.open(io.BytesIO(data)) as img:
-        decoded = np.asarray(img.convert("RGB"))
-    return data, decoded
+def avif_mdat_bytes(data: bytes) -> int:
+    """Bytes of coded image data in an AVIF (HEIF) file: the contents of its top-level ``mdat`` boxes
+    (the AV1 bitstream), without their 8- or 16-byte box headers."""
+    if data[4:8] != b"ftyp":
+        raise ValueError("not an ISO BMFF (HEIF/AVIF) file")
+    pos, total, n = 0, 0, len(data)
+    while pos + 8 <= n:
+        size, kind, header = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8], 8
+        if size == 1:  # a 64-bit size follows the type
+            size, header = int.from_bytes(data[pos + 8 : pos + 16], "big"), 16
+        elif size == 0:  # the last box runs to the end of the file
+            size = n - pos
+        if size < header or pos + size > n:
+            raise ValueError(f"corrupt box {kind!r} at {pos}")
+        if kind == b"mdat":
+            total += size - header
+        pos += size
+    return total
+
+
+def webp_bitstream_bytes(data: bytes) -> int:
+    """Bytes of coded image data in a WebP file: the data of its ``VP8 `` / ``VP8L`` RIFF chunks."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        raise ValueError("not a WebP file")
+    pos, total = 12, 0
+    while pos + 8 <= len(data):
+        kind, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        if kind in (b"VP8 ", b"VP8L"):
+            total += size
+        pos += 8 + size + (size & 1)  # chunks are padded to an even size
+    return total
+
+
+# Pillow's encoder settings beyond the quality (JPEG and WebP: Pillow's defaults, 4:2:0), and each format's
+# payload: its entropy-coded data without the container around it.
+PILLOW_SETTINGS = {"JPEG": {}, "WEBP": {}, "AVIF": {"speed": 0, "subsampling": "4:4:4"}}
+PAYLOAD_BYTES = {"JPEG": jpeg_scan_bytes, "WEBP": webp_bitstream_bytes, "AVIF": avif_mdat_bytes}
+
+
+@dataclass(frozen=True)
+class PillowCoded:
+    """A batch coded by Pillow and decoded again."""
+
+    files: list[bytes]  # each image's file
+    decoded: torch.Tensor  # N x 3 x H x W uint8: what Pillow decodes each file to (RGB)
+    file_bytes: np.ndarray  # N: whole files
+    payload_bytes: np.ndarray  # N: JPEG scan data, WebP VP8/VP8L chunks, AVIF mdat contents
+
+
+def pillow_roundtrip(images: torch.Tensor, fmt: str, quality: int) -> PillowCoded:
+    """Code N x 3 x H x W uint8 images one by one with Pillow's ``fmt`` (JPEG, WEBP or AVIF; settings in
+    PILLOW_SETTINGS) at ``quality``, and decode the files again. Every image round trip through Pillow in
+    the project goes through here, so that every baseline counts its bytes the same way."""
+    if fmt not in PILLOW_SETTINGS:
+        raise ValueError(f"unsupported format {fmt!r}; one of {', '.join(PILLOW_SETTINGS)}")
+    files, decoded = [], []
+    for arr in images.permute(0, 2, 3, 1).numpy():
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format=fmt, quality=quality, **PILLOW_SETTINGS[fmt])
+        files.append(buf.getvalue())
+        with Image.open(io.BytesIO(files[-1])) as img:
+            decoded.append(np.asarray(img.convert("RGB")))
+    return PillowCoded(
+        files=files,
+        decoded=torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2).contiguous(),
+        file_bytes=np.array([len(f) for f in files], dtype=np.int64),
+        payload_bytes=np.array([PAYLOAD_BYTES[fmt](f) for f in files], dtype=np.int64),
+    )
 
 
 def baseline_points(images: torch.Tensor, fmt: str, qualities: tuple[int, ...]) -> list[dict]:
     """One RD point per quality for Pillow's JPEG or WebP (default settings, 4:2:0)."""
     if fmt == "JPEG" and any(q >= 75 for q in qualities):
         raise UserError("JPEG quality >= 75 re-encodes the q75 archive copy to itself: not a fair comparison")
-    arrays = images.permute(0, 2, 3, 1).numpy()
     pixels = images.shape[2] * images.shape[3]
     points = []
     for q in qualities:
-        sizes, scans, decoded = [], [], []
-        for arr in arrays:
-            data, dec = pil_roundtrip(arr, fmt, q)
-            sizes.append(len(data))
-            scans.append(jpeg_scan_bytes(data) if fmt == "JPEG" else 0)
-            decoded.append(dec)
-        dec = torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2)
-        point = {"codec": fmt.lower(), "quality": q, "bpp": 8 * float(np.mean(sizes)) / pixels}
+        coded = pillow_roundtrip(images, fmt, q)
+        point = {"codec": fmt.lower(), "quality": q, "bpp": 8 * float(np.mean(coded.file_bytes)) / pixels}
         if fmt == "JPEG":
-            point["bpp_scan"] = 8 * float(np.mean(scans)) / pixels
-        points.append({**point, **quality_metrics(images, dec)})
+            point["bpp_scan"] = 8 * float(np.mean(coded.payload_bytes)) / pixels
+        points.append({**point, **quality_metrics(images, coded.decoded)})
     return points
 
 
