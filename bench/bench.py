@@ -46,12 +46,14 @@ from pathlib import Path
 import psutil
 import torch
 import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from PIL import Image
 
 from cifarae import data as data_lib
 from cifarae.config import Config, load_config
 from cifarae.data import MEAN, STD, DeviceLoader
-from cifarae.engine import make_optimizer
+from cifarae.engine import make_accelerator, make_optimizer, train_step
 from cifarae.losses import reconstruction_loss
 from cifarae.models import AutoEncoder, Classifier
 from cifarae.tasks import AutoencoderTask, ClassifierTask, quantize_8bit
@@ -160,11 +162,13 @@ def project_model(cfg: Config, device: torch.device) -> torch.nn.Module:
 
 # ---------------------------------------------------------------------------- training steps
 def project_step(cfg: Config, images, labels, device: torch.device):
-    """The engine's step: DeviceLoader batch -> channels_last -> autocast task loss -> backward -> step."""
+    """The engine's own step (engine.train_step) under Accelerate, fed by the DeviceLoader."""
+    accelerator = bench_accelerator(cfg)
     model = project_model(cfg, device)
     optimizer = make_optimizer(model, cfg)
     task = AutoencoderTask(cfg) if cfg.task == "ae" else ClassifierTask(cfg)
     forward_model = torch.compile(model) if cfg.compile else model
+    forward_model, optimizer = accelerator.prepare(forward_model, optimizer)
     loader = DeviceLoader(
         images, labels, cfg.batch_size, train=True, device=device, augment=cfg.augment, crop_pad=cfg.crop_pad
     )
@@ -177,17 +181,20 @@ def project_step(cfg: Config, images, labels, device: torch.device):
 
     def step() -> int:
         x, y = next(batches)
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(cfg, device):
-            loss, _ = task.loss(forward_model, x, y)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss, _ = train_step(cfg, task, forward_model, optimizer, accelerator, x, y)
         loss.item()  # the engine reads the loss every step (NaN guard, progress bar)
         return len(x)
 
     return step
+
+
+def bench_accelerator(cfg: Config) -> Accelerator:
+    """The engine's Accelerator for ``cfg``. Accelerate keeps one process-wide state, fixed at its first
+    precision; the sweep times several precisions in one process, so it starts that state afresh."""
+    precision = "no" if cfg.precision in ("fp32", "no") else cfg.precision
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != precision:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    return make_accelerator(dataclasses.replace(cfg, wandb=False))
 
 
 def baseline_step(cfg: Config, images, labels, device: torch.device, workers: int):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -179,3 +180,26 @@ def test_bad_checkpoints_and_configs_give_one_line_errors(tmp_path, synth_cache)
     assert_one_line_error(proc, "unknown config key 'epochz'", "epochs")
     proc = run_script("train_ae.py", "--data", synth_cache, "--out", tmp_path / "x", "precision=fp8", check=False)
     assert_one_line_error(proc, "precision")
+
+
+def test_bench_times_the_engines_own_step(tmp_path, monkeypatch):
+    """bench/bench.py's training rows call engine.train_step, at every precision of its sweep."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import bench
+    from accelerate.state import AcceleratorState
+
+    calls = []
+    real_step = engine.train_step
+
+    def counted(cfg, *args):
+        calls.append(cfg.precision)
+        return real_step(cfg, *args)
+
+    monkeypatch.setattr(bench, "train_step", counted)
+    cfg = load_config(None, [*TINY, "batch_size=16", "precision=no"])
+    images, labels = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8), torch.arange(64) % 10
+    for precision in ("no", "bf16", "no"):  # the sweep switches Accelerate's precision in one process
+        step = bench.project_step(dataclasses.replace(cfg, precision=precision), images, labels, torch.device("cpu"))
+        assert step() == 16
+        assert AcceleratorState().mixed_precision == precision
+    assert calls == ["no", "bf16", "no"]

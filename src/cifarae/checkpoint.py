@@ -79,8 +79,26 @@ def inference_state(ckpt: dict) -> dict:
     return ckpt.get("ema_model") or ckpt["model"]
 
 
-# What a slimmed checkpoint keeps besides the weights: no optimiser, scheduler or RNG state.
+# What a derived checkpoint keeps besides the weights: no optimiser, scheduler or RNG state.
 RUN_KEYS = ("format", "task", "config", "classes", "history", "epoch", "global_step", "best", "compression_ratio")
+
+
+def new(cfg: Config, classes: list[str] | None, model_state: dict, **extra) -> dict:
+    """A checkpoint dict of our format for ``model_state`` (e.g. a model built outside training)."""
+    return {
+        "format": FORMAT,
+        "task": cfg.task,
+        "config": cfg.to_dict(),
+        "classes": classes,
+        "model": model_state,
+        "ema_model": None,
+        **extra,
+    }
+
+
+def derived(ckpt: dict, model_state: dict, **extra) -> dict:
+    """``ckpt``'s run metadata with other weights (a refitted prior, a slimmed copy) and ``extra`` keys."""
+    return {**{k: ckpt[k] for k in RUN_KEYS if k in ckpt}, "model": model_state, "ema_model": None, **extra}
 
 
 def slim(ckpt: dict, only_prefix: str = "", float16: bool = False) -> dict:
@@ -96,8 +114,4 @@ def slim(ckpt: dict, only_prefix: str = "", float16: bool = False) -> dict:
             k: v.half() if v.is_floating_point() and not k.startswith("entropy_bottleneck.") else v
             for k, v in state.items()
         }
-    out = {k: ckpt[k] for k in RUN_KEYS if k in ckpt}
-    out.update(model=state, ema_model=None)
-    if float16:
-        out["packed_float16"] = True
-    return out
+    return derived(ckpt, state, **({"packed_float16": True} if float16 else {}))

@@ -29,8 +29,5 @@ def load_dataset(source: str, cfg: Config, cache_dir: Path | None, accelerator=N
     else:
         dataset = data_lib.load(source, cfg.val_size, cfg.split_seed, cache_dir)
     for split, count in (("train", cfg.train_subset), ("val", cfg.val_subset)):
-        if 0 < count < len(dataset.labels[split]):
-            keep = data_lib.stratified_subset(dataset.labels[split], count, cfg.split_seed)
-            dataset.images[split] = dataset.images[split][keep]
-            dataset.labels[split] = dataset.labels[split][keep]
+        dataset.images[split], dataset.labels[split] = dataset.subset(split, count)
     return dataset

@@ -224,6 +224,19 @@ class Dataset:
     labels: dict[str, torch.Tensor]  # split -> N int64
     classes: list[str]
     fingerprint: str
+    split_seed: int = 0
+
+    def subset(self, split: str, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images, labels) of ``count`` stratified images of ``split`` (all of it for 0 or more than it has).
+
+        The one subset convention: the split's seed picks them, so a count names the same images in
+        every script that loads the data set with the same split.
+        """
+        images, labels = self.images[split], self.labels[split]
+        if not 0 < count < len(labels):
+            return images, labels
+        keep = stratified_subset(labels, count, self.split_seed)
+        return images[keep], labels[keep]
 
 
 def load(source: str | Path, val_size: int = 5000, split_seed: int = 0, cache_dir: Path | None = None) -> Dataset:
@@ -250,6 +263,7 @@ def load(source: str | Path, val_size: int = 5000, split_seed: int = 0, cache_di
         labels={"train": train_labels[train_idx], "val": train_labels[val_idx], "test": data["test_labels"]},
         classes=list(data["classes"]),
         fingerprint=data["fingerprint"],
+        split_seed=split_seed,
     )
 
 

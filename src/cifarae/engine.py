@@ -123,6 +123,23 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def train_step(cfg: Config, task: Task, forward_model, optimizer, accelerator: Accelerator, x, y):
+    """One micro-step on a batch: loss, backward, clipping and (on the step's last micro-batch) the update.
+
+    Returns (loss, logs). bench/bench.py times this same function.
+    """
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with accelerator.accumulate(forward_model):
+        loss, logs = task.loss(forward_model, x, y)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and cfg.grad_clip:
+            accelerator.clip_grad_norm_(forward_model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return loss, logs
+
+
 def train(
     cfg: Config,
     task: Task,
@@ -186,25 +203,23 @@ def train(
     def state(epoch: int, step_in_epoch: int) -> dict:
         unwrapped = accelerator.unwrap_model(forward_model)
         unwrapped = getattr(unwrapped, "_orig_mod", unwrapped)
-        return {
-            "format": checkpoint.FORMAT,
-            "task": cfg.task,
-            "config": cfg.to_dict(),
-            "classes": data.classes,
-            "model": unwrapped.state_dict(),
-            "ema_model": ema.module.state_dict() if ema is not None else None,
-            "ema_n": ema.n_averaged if ema is not None else None,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
-            "rng": _rng_state(),
-            "epoch": epoch,
-            "step_in_epoch": step_in_epoch,
-            "global_step": global_step,
-            "history": history,
-            "best": best,
+        return checkpoint.new(
+            cfg,
+            data.classes,
+            unwrapped.state_dict(),
+            ema_model=ema.module.state_dict() if ema is not None else None,
+            ema_n=ema.n_averaged if ema is not None else None,
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            scaler=accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
+            rng=_rng_state(),
+            epoch=epoch,
+            step_in_epoch=step_in_epoch,
+            global_step=global_step,
+            history=history,
+            best=best,
             **(extra_state or {}),
-        }
+        )
 
     def save(name: str, epoch: int, step_in_epoch: int) -> None:
         accelerator.wait_for_everyone()
@@ -232,15 +247,7 @@ def train(
         t0, seen, loss_sum, loss_count = time.perf_counter(), 0, 0.0, 0
         step_in_epoch = start_step
         for x, y in train_loader:
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with accelerator.accumulate(forward_model):
-                loss, logs = task.loss(forward_model, x, y)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.grad_clip:
-                    accelerator.clip_grad_norm_(forward_model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+            loss, logs = train_step(cfg, task, forward_model, optimizer, accelerator, x, y)
             seen += len(x) * accelerator.num_processes
             loss_value = loss.detach().float().item()
             if not accelerator.sync_gradients:
