@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
-import importlib.util
 import io
 import json
 import math
@@ -40,7 +38,6 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import psutil
@@ -51,11 +48,13 @@ from accelerate.state import AcceleratorState
 from PIL import Image
 
 from cifarae import data as data_lib
+from cifarae.codec import Codec, load_codec
 from cifarae.config import Config, load_config
 from cifarae.data import MEAN, STD, DeviceLoader
 from cifarae.engine import make_accelerator, make_optimizer, train_step
 from cifarae.losses import reconstruction_loss
 from cifarae.models import AutoEncoder, Classifier
+from cifarae.rd import PILLOW_SETTINGS
 from cifarae.tasks import AutoencoderTask, ClassifierTask, quantize_8bit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -351,67 +350,60 @@ def row_eval(ctx: Ctx) -> list[dict]:
 
 def make_codec(ctx: Ctx):
     """cifarae.codec.Codec from --codec-model, else around a random-init factorized-prior AE."""
-    with warnings.catch_warnings():  # compressai's import warns about torch.jit.script
-        warnings.simplefilter("ignore", FutureWarning)
-        mod = importlib.import_module("cifarae.codec")
-        if ctx.args.codec_model:
-            return mod.load_codec(ctx.args.codec_model), f"codec {ctx.args.codec_model}"
-        cfg = dataclasses.replace(ctx.cfg, entropy_model="factorized")
-        torch.manual_seed(cfg.seed)
-        what = "random-init factorized-prior AE (--codec-model: a trained one)"
-        return mod.Codec(AutoEncoder(cfg), cfg, source="random-init"), what
+    if ctx.args.codec_model:
+        return load_codec(ctx.args.codec_model), f"codec {ctx.args.codec_model}"
+    cfg = dataclasses.replace(ctx.cfg, entropy_model="factorized")
+    torch.manual_seed(cfg.seed)
+    what = "random-init factorized-prior AE (--codec-model: a trained one)"
+    return Codec(AutoEncoder(cfg), cfg, source="random-init"), what
 
 
-def row_codec(ctx: Ctx) -> list[dict]:
-    a, dev = ctx.args, ctx.device
-    n = min(a.codec_images, len(ctx.data.labels["val"]))
-    imgs_u8 = ctx.data.images["val"][:n]
-    # Reference: PIL JPEG (quality 90) of the same images. Not the same work: a yardstick.
-    pil = [Image.fromarray(im) for im in imgs_u8.permute(0, 2, 3, 1).numpy()]
+def pillow_coder(images_u8: torch.Tensor, fmt: str, quality: int):
+    """(encode, decode) timing functions for Pillow's ``fmt`` at ``quality``, with rd.py's settings."""
+    pil = [Image.fromarray(im) for im in images_u8.permute(0, 2, 3, 1).numpy()]
 
-    def jpeg_encode():
+    def encode():
         out = []
         for im in pil:
             buf = io.BytesIO()
-            im.save(buf, "JPEG", quality=90)
+            im.save(buf, fmt, quality=quality, **PILLOW_SETTINGS[fmt])
             out.append(buf.getvalue())
         return out
 
-    blobs = jpeg_encode()
+    blobs = encode()
 
-    def jpeg_decode():
+    def decode():
         for b in blobs:
             Image.open(io.BytesIO(b)).convert("RGB").load()
-        return n
+        return len(blobs)
 
-    fns = {"jpeg_enc": lambda: len(jpeg_encode()), "jpeg_dec": jpeg_decode}
-    if importlib.util.find_spec("cifarae.codec") is None:
-        ref = side_by_side(fns, a.reps, dev, dict.fromkeys(fns, 1), 0)
-        msg = "src/cifarae/codec.py does not exist yet: codec not measured (PIL JPEG q90 reference only)"
-        return [
-            {"row": "codec encode", "unit": "images/s", "project": None, "baseline": ref["jpeg_enc"], "note": msg},
-            {"row": "codec decode", "unit": "images/s", "project": None, "baseline": ref["jpeg_dec"], "note": msg},
-        ]
-    try:
-        codec, what = make_codec(ctx)
-        files = codec.compress(imgs_u8)
-        codec.decompress(files[0])
-        fns["enc"] = lambda: len(codec.compress(imgs_u8))
-        fns["dec"] = lambda: len([codec.decompress(f) for f in files])
-        res = side_by_side(fns, a.reps, dev, dict.fromkeys(fns, 1), 0)
-    except Exception as err:  # another helper's module: report, never fail the bench
-        msg = f"cifarae.codec could not be driven ({type(err).__name__}: {str(err)[:120]}); see bench.py row_codec"
-        return [{"row": "codec encode/decode", "unit": "images/s", "project": None, "baseline": None, "note": msg}]
+    return (lambda: len(encode())), decode, sum(map(len, blobs)) / len(blobs)
+
+
+def row_codec(ctx: Ctx) -> list[dict]:
+    """The codec's encode and decode speed beside Pillow's JPEG (q90, a yardstick) and AVIF (AV1, q50), in one run."""
+    a, dev = ctx.args, ctx.device
+    n = min(a.codec_images, len(ctx.data.labels["val"]))
+    imgs_u8 = ctx.data.images["val"][:n]
+    codec, what = make_codec(ctx)
+    files = codec.compress(imgs_u8)
+    fns = {"enc": lambda: len(codec.compress(imgs_u8)), "dec": lambda: len([codec.decompress(f) for f in files])}
+    sizes = {}
+    for fmt, quality in (("JPEG", 90), ("AVIF", 50)):
+        fns[f"{fmt}_enc"], fns[f"{fmt}_dec"], sizes[fmt] = pillow_coder(imgs_u8, fmt, quality)
+    res = side_by_side(fns, a.reps, dev, dict.fromkeys(fns, 1), 0)
     size = sum(map(len, files)) / n
-    note = (
-        f"cifarae.codec.Codec, {n} val images, {what}, {size:.0f} bytes/image; CPU float64 by design "
-        f"(decode one image at a time); baseline = PIL JPEG q90 ({sum(map(len, blobs)) / n:.0f} bytes/image), "
-        "a yardstick, not the same work"
-    )
-    return [
-        ratio_row("codec encode", "images/s", {"project": res["enc"], "baseline": res["jpeg_enc"]}, None, note),
-        ratio_row("codec decode", "images/s", {"project": res["dec"], "baseline": res["jpeg_dec"]}, None, note),
-    ]
+    rows = []
+    for fmt, quality in (("JPEG", 90), ("AVIF", 50)):
+        note = (
+            f"cifarae.codec.Codec, {n} val images, {what}, {size:.0f} bytes/image; CPU float64 by design "
+            f"(decode one image at a time); baseline: Pillow {fmt} q{quality} ({sizes[fmt]:.0f} bytes/image, "
+            f"settings {PILLOW_SETTINGS[fmt] or 'default'}): speed only, not the same rate"
+        )
+        for step, label in (("enc", "encode"), ("dec", "decode")):
+            both = {"project": res[step], "baseline": res[f"{fmt}_{step}"]}
+            rows.append(ratio_row(f"codec {label} vs {fmt}", "images/s", both, None, note))
+    return rows
 
 
 # ---------------------------------------------------------------------------- subprocess runs

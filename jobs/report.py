@@ -525,7 +525,66 @@ def pipeline_jobs() -> str | None:
     return md_table(header, rows)
 
 
+def readme_results() -> str | None:
+    """The README's results at a glance: a few words and a number per row, each linking to its REPORT section."""
+    ae, grid_file = load("full/ae/metrics.json"), load("full/grid/grid.json")
+    rd, ctx, gpu = load("full/rd/rd.json"), load("codec_ctx/rd/rd.json"), load("gpu/bench.json")
+    refs = [json.loads(f.read_text()) for f in sorted((OUTS / "airbench_ref").glob("e20_s*.json"))]
+    if None in (ae, grid_file, rd, ctx, gpu) or not refs:
+        return None
+    acc = {m: {f: 100 * v["mean"] for f, v in s.items()} for m, s in grid_file["summary"].items()}
+    ref = sum(100 * r["test_accuracy"]["tta2"] for r in refs) / len(refs)
+    at1, at2 = rd["floors"]["test"]["vs_webp@1bpp"], ctx["floors"]["test"]["vs_webp@2bpp"]
+    ratio = {r["row"]: r["ratio"] for r in gpu["rows"]}
+    section = {
+        "ae": "[§6](REPORT.md#6-evaluation)",
+        "clf": "[§7](REPORT.md#7-classifier-ae-pretrained-vs-from-scratch)",
+        "codec": "[§9](REPORT.md#9-codec-ratedistortion-against-jpeg-and-webp)",
+        "speed": "[§10](REPORT.md#10-performance)",
+    }
+    rows = [
+        [
+            "AE reconstruction, test, GPU",
+            f"{ae['test']['psnr_dataset']:.2f} dB, SSIM {ae['test']['ssim']:.3f}",
+            section["ae"],
+        ],
+        [
+            "classifier, 20 epochs, GPU: fine-tune / scratch / linear",
+            f"{acc['finetune']['1.0']:.2f} / {acc['scratch']['1.0']:.2f} / {acc['linear']['1.0']:.1f} %",
+            section["clf"],
+        ],
+        [f"airbench94 on the same data, 20 epochs, {len(refs)} seeds", f"{ref:.2f} %", section["clf"]],
+        [
+            "fine-tune − scratch at 10% labels",
+            f"{acc['finetune']['0.1'] - acc['scratch']['0.1']:+.1f} points",
+            section["clf"],
+        ],
+        [
+            "codec at 1 bpp, test, whole files",
+            f"{at1['cae_psnr']:.2f} dB (WebP {at1['webp_psnr']:.2f})",
+            section["codec"],
+        ],
+        [
+            "codec at 2 bpp, refined, context model, 1,000 test images",
+            f"{at2['cae_psnr']:.2f} dB (WebP {at2['webp_psnr']:.2f})",
+            section["codec"],
+        ],
+        [
+            "speed vs plain PyTorch, H200: loader / AE step / clf step",
+            " / ".join(
+                f"{ratio[k]:.1f}×" for k in ("data loading, crop+flip", "AE training step", "classifier training step")
+            ),
+            section["speed"],
+        ],
+    ]
+    return md_table(["what", "result", "details"], rows)
+
+
 TABLES = {
+    "readme_results": (
+        readme_results,
+        "experiments/gpu/run.sh collect; experiments/classifier/run.sh; experiments/codec/run.sh",
+    ),
     "ae_metrics": (ae_metrics, "experiments/autoencoder/run.sh"),
     "ae_per_class": (ae_per_class, "experiments/autoencoder/run.sh"),
     "ae_history": (ae_history, "experiments/autoencoder/run.sh"),

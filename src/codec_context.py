@@ -47,10 +47,9 @@ def main(argv=None):
     t0 = time.perf_counter()
     context, stats = fit_context(model, images, args.hidden, args.epochs, args.batch_size, args.lr)
     stats.update(seconds=time.perf_counter() - t0, source=ckpt["path"])
-    out = {k: ckpt[k] for k in checkpoint.RUN_KEYS if k in ckpt}
-    out.update(model=model.state_dict(), ema_model=None, context=context.state_dict(), context_fit=stats)
     path = Path(ckpt["path"]).parent / "context.pt"
-    checkpoint.save_atomic(out, path)
+    saved = checkpoint.derived(ckpt, model.state_dict(), context=context.state_dict(), context_fit=stats)
+    checkpoint.save_atomic(saved, path)
     path.with_name("context_fit.json").write_text(json.dumps(stats, indent=1) + "\n")
     print(
         f"{ckpt['path']}: estimated rate on {stats['images']} training images "

@@ -33,10 +33,10 @@ def main(argv=None):
     t0 = time.perf_counter()
     stats = fit_entropy_model(model, images, steps=args.steps, lr=args.lr)
     stats["seconds"] = time.perf_counter() - t0
-    out = {k: ckpt[k] for k in checkpoint.RUN_KEYS if k in ckpt}
-    out.update(model=model.state_dict(), ema_model=None, codec_fit={**stats, "source": ckpt["path"]})
     path = Path(ckpt["path"]).parent / "codec.pt"
-    checkpoint.save_atomic(out, path)
+    checkpoint.save_atomic(
+        checkpoint.derived(ckpt, model.state_dict(), codec_fit={**stats, "source": ckpt["path"]}), path
+    )
     print(
         f"{ckpt['path']}: estimated rate on {stats['images']} training images "
         f"{stats['bpp_before']:.3f} -> {stats['bpp_after']:.3f} bpp ({stats['seconds']:.0f} s); wrote {path}"

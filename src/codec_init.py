@@ -106,26 +106,13 @@ def main(argv=None):
     info = {"source": ckpt["path"], "widened": widened, "latent_channels": channels}
     if args.data:
         dataset = data_lib.load(args.data, cfg.val_size, cfg.split_seed, args.cache_dir)
-        images = dataset.images["train"]
-        if 0 < args.images < len(images):
-            images = images[data_lib.stratified_subset(dataset.labels["train"], args.images, cfg.seed)]
+        images, _ = dataset.subset("train", args.images)
         if args.latent_std:
             info["latent_scale"] = rescale_latents(model, images, args.latent_std, ae_cfg.latent_channels).tolist()
         info["latent_mean"] = center_prior(model, images).tolist()
         info["prior_fit"] = fit_entropy_model(model, images, steps=args.fit_steps)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint.save_atomic(
-        {
-            "format": checkpoint.FORMAT,
-            "task": "ae",
-            "config": cfg.to_dict(),
-            "classes": ckpt.get("classes"),
-            "model": model.state_dict(),
-            "ema_model": None,
-            "codec_init": info,
-        },
-        args.out,
-    )
+    checkpoint.save_atomic(checkpoint.new(cfg, ckpt.get("classes"), model.state_dict(), codec_init=info), args.out)
     fit = info.get("prior_fit")
     rate = f", prior fitted: {fit['bpp_after']:.2f} bpp estimated at the start" if fit else ""
     print(f"{ckpt['path']} -> {args.out}: latent {channels}x{cfg.latent_size}x{cfg.latent_size}{rate}")

@@ -111,9 +111,7 @@ def main(argv=None):
     }
     rows, plots = [], []
     for split in args.splits:
-        images = dataset.images[split]
-        if 0 < args.limit < len(images):
-            images = images[data_lib.stratified_subset(dataset.labels[split], args.limit, split_seed)]
+        images, _ = dataset.subset(split, args.limit)
         print(f"[{split}] {len(images)} images")
         ours = []
         for run, codec in zip(runs, codecs):

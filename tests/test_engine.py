@@ -185,8 +185,9 @@ def test_bad_checkpoints_and_configs_give_one_line_errors(tmp_path, synth_cache)
 def test_bench_times_the_engines_own_step(tmp_path, monkeypatch):
     """bench/bench.py's training rows call engine.train_step, at every precision of its sweep."""
     sys.path.insert(0, str(REPO / "bench"))
-    import bench
     from accelerate.state import AcceleratorState
+
+    import bench
 
     calls = []
     real_step = engine.train_step

@@ -77,9 +77,10 @@ def test_end_to_end_files_and_determinism(ae_run, synth_cache, tmp_path):
     assert result["val"]["num_images"] == 100 and result["train"]["num_images"] == 500
     csv_lines = (ae_run / "eval" / "metrics.csv").read_text().splitlines()
     assert len(csv_lines) == 4 and csv_lines[0].startswith("split,")
-    # The W&B evaluation run holds the tables and plots.
-    eval_runs = list((ae_run / "wandb").glob("offline-run-*-eval/*.wandb"))
-    assert eval_runs and b"eval/test_metrics" in eval_runs[0].read_bytes()
+    # The W&B evaluation run (its own, kept in the evaluation's folder) holds the tables and plots.
+    eval_runs = list((ae_run / "eval" / "wandb").glob("offline-run-*/*.wandb"))
+    assert len(eval_runs) == 1 and b"eval/test_metrics" in eval_runs[0].read_bytes()
+    assert eval_runs[0].stem == f"run-{(ae_run / 'eval' / 'wandb_id').read_text().strip()}"
     # Same checkpoint, same numbers, byte for byte.
     run_script("evaluate.py", "--run", ae_run, "--data", synth_cache, "--out", tmp_path / "again", "--no-wandb")
     assert (tmp_path / "again" / "metrics.json").read_bytes() == (ae_run / "eval" / "metrics.json").read_bytes()

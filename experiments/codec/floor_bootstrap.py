@@ -81,9 +81,7 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     result = {"bpp": args.bpp, "resamples": args.resamples, "runs": [str(r) for r in args.runs], "splits": {}}
     for split in args.splits:
-        images = dataset.images[split]
-        if 0 < args.limit < len(images):
-            images = images[data_lib.stratified_subset(dataset.labels[split], args.limit, cfg.split_seed)]
+        images, _ = dataset.subset(split, args.limit)
         ours = [our_point(codec, folder / split, images) for codec, folder in zip(codecs, args.files)]
         webp = webp_points(images)
         pixels, n = images.shape[2] * images.shape[3], len(images)

@@ -66,9 +66,9 @@ def main(argv=None):
     models = [load_model(checkpoint.load(run, args.checkpoint)) for run in args.runs]
     split_cfg = models[0][1]  # the runs share the train/val split of the first one's config
     dataset = data.load(args.data, split_cfg.val_size, split_cfg.split_seed)
-    idx = data.stratified_subset(dataset.labels["val"], min(args.images, len(dataset.labels["val"])), seed=0)
-    x = dataset.images["val"][idx].float() / 255
-    result = {"images": len(idx), "split": "val", "checkpoint": args.checkpoint, "runs": {}}
+    images, _ = dataset.subset("val", args.images)
+    x = images.float() / 255
+    result = {"images": len(images), "split": "val", "checkpoint": args.checkpoint, "runs": {}}
     for run, (model, cfg) in zip(args.runs, models, strict=True):
         row = {"rd_lambda": cfg.rd_lambda, "skip_channels": cfg.skip_channels} | gap(model, x)
         result["runs"][str(run)] = row

@@ -145,7 +145,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     base = load_codec(args.run)
     ds = data.load(args.data, base.cfg.val_size, base.cfg.split_seed)
-    val = ds.images["val"][data.stratified_subset(ds.labels["val"], args.images, base.cfg.split_seed)]
+    val, _ = ds.subset("val", args.images)
     result = {"run": args.run, "images": len(val), "refine": {"steps": 50, "lr": Refinement.lr}, "points": []}
 
     def refine(run, variant, scale=1.0, mse_ref=0.0):
@@ -165,6 +165,7 @@ def main(argv=None):
             rows.append(point(refine(args.far_run, "ste", scale), val, run="far", variant="ste", scale=scale))
     result["coder_overhead"] = coder_overhead(base, val)
     if args.prior_images:
+        # Seed 1, not the split's (Dataset.subset): the sample outs/codec_refine/probe.json was measured on.
         train = ds.images["train"][data.stratified_subset(ds.labels["train"], args.prior_images, 1)]
         result["refitted_prior"] = refitted_prior_rate(refine(args.run, "ste"), train, val)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -48,8 +48,8 @@ def main(argv=None):
     ae, _ = load_model(checkpoint.load(args.ae))
     clf, clf_cfg = load_model(checkpoint.load(args.clf))
     ds = data.load(args.data)
-    keep = data.stratified_subset(ds.labels["test"], args.images, seed=0)
-    x, y = ds.images["test"][keep].float() / 255, ds.labels["test"][keep]
+    images, y = ds.subset("test", args.images)
+    x = images.float() / 255
 
     clean = measure(ae, clf, clf_cfg, x, y)
     print(f"clean: {clean}", flush=True)

@@ -242,10 +242,12 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
             if self.training and self.ste_decoder:
                 from compressai.ops import quantize_ste
 
+                from .codec.compressai_adapter import medians as prior_medians
+
                 # Noise trains the rate; the decoder trains on what the coder will hand it: latents
                 # rounded about the prior's medians (straight-through gradient). A decoder fitted to
                 # noise alone loses ~0.7 dB on those (REPORT §9, experiments/codec/quant_gap.py).
-                medians = self.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
+                medians = prior_medians(self.entropy_bottleneck).detach().reshape(1, -1, 1, 1)
                 y_hat = quantize_ste(y.float() - medians) + medians
         return self.decode(y_hat), likelihoods
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
-
-import numpy as np
 import torch
-from PIL import Image
 from torchvision.transforms.functional import gaussian_blur
+
+from .rd import pillow_roundtrip
 
 SEVERITIES = {
     "noise": [0.04, 0.08, 0.16],  # std of additive Gaussian noise on [0, 1] pixels
@@ -18,12 +16,7 @@ SEVERITIES = {
 
 
 def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
-    out = []
-    for img in (x * 255).round().byte().permute(0, 2, 3, 1).numpy():
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, format="JPEG", quality=quality)
-        out.append(np.asarray(Image.open(buf).convert("RGB")))
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255
+    return pillow_roundtrip((x * 255).round().byte(), "JPEG", quality).decoded.float() / 255
 
 
 def apply(x: torch.Tensor, kind: str, level: float, seed: int = 0) -> torch.Tensor:

@@ -59,5 +59,4 @@ def fit_context(
 def training_images(source: str | Path, cfg: Config, count: int, cache_dir: Path | None = None) -> torch.Tensor:
     """A stratified subset of ``count`` images of the run's training split (all of it for 0) to fit priors on."""
     dataset = data_lib.load(source, cfg.val_size, cfg.split_seed, cache_dir)
-    images, labels = dataset.images["train"], dataset.labels["train"]
-    return images[data_lib.stratified_subset(labels, count, cfg.seed)] if 0 < count < len(images) else images
+    return dataset.subset("train", count)[0]
