@@ -47,6 +47,12 @@ class Config:
     # that the later max-pools would lose. The backbone itself is unchanged (still the classifier's).
     skip_channels: int = 0
     loss: dict = field(default_factory=lambda: {"mse": 1.0})  # weights of mse / l1 / ssim
+    # pretraining objective: "reconstruct" the whole image, or "masked": random square patches are
+    # hidden from the encoder (set to the data mean) and the loss counts the hidden pixels only
+    # (masked-image modelling for convnets, as in SparK / ConvNeXt V2's FCMAE)
+    objective: str = "reconstruct"
+    mask_ratio: float = 0.6  # masked: the fraction of patches hidden in each image
+    mask_patch: int = 4  # masked: the patches' side in pixels (divides 32)
     # entropy-coded bottleneck for the codec: "none" or "factorized"
     entropy_model: str = "none"
     rd_lambda: float = 0.01  # rate + lambda * 255^2 * mse when entropy_model != none
@@ -101,6 +107,7 @@ class Config:
             "schedule": ("cosine", "onecycle"),
             "precision": ("bf16", "fp16", "fp32", "no"),
             "arch": ("airbench", "airbench_whiten"),
+            "objective": ("reconstruct", "masked"),
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -123,6 +130,13 @@ class Config:
         unknown_loss = set(self.loss) - {"mse", "l1", "ssim"}
         if unknown_loss:
             raise UserError(f"config loss has unknown terms {sorted(unknown_loss)}; use mse, l1, ssim")
+        if self.objective == "masked":
+            if not 0 < self.mask_ratio < 1:
+                raise UserError(f"config mask_ratio={self.mask_ratio} must be between 0 and 1 (e.g. 0.6)")
+            if self.mask_patch < 1 or 32 % self.mask_patch:
+                raise UserError(f"config mask_patch={self.mask_patch} must divide 32 (e.g. 4)")
+            if self.entropy_model != "none" or "ssim" in self.loss:
+                raise UserError("config objective=masked needs entropy_model=none and a loss of mse and/or l1")
         if not 0 < self.label_fraction <= 1:
             raise UserError(f"config label_fraction={self.label_fraction} must be in (0, 1]")
         if self.tta_shift < 0:

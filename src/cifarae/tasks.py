@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torchvision.utils import make_grid
 
 from .config import Config
-from .losses import bits_per_pixel, reconstruction_loss
+from .data import MEAN
+from .losses import bits_per_pixel, masked_reconstruction_loss, patch_mask, reconstruction_loss
 from .metrics import psnr
 
 
@@ -53,6 +54,8 @@ class AutoencoderTask:
         self.cfg = cfg
 
     def loss(self, model, x, y):
+        if self.cfg.objective == "masked":
+            return self.masked_loss(model, x)
         x_hat, likelihoods = model(x)
         distortion = reconstruction_loss(x_hat, x, self.cfg.loss)
         if likelihoods is None:
@@ -62,6 +65,15 @@ class AutoencoderTask:
         aux = unwrap(model).entropy_bottleneck.loss()  # fits the CDF quantiles used by the coder
         loss = bpp + self.cfg.rd_lambda * 255**2 * mse + aux
         return loss, {"train/bpp_estimate": bpp.item(), "train/mse": mse.item()}
+
+    def masked_loss(self, model, x):
+        """Hide random patches from the encoder (the data mean: zero after its normalisation); score the
+        reconstruction of the hidden pixels only, so the encoder must infer them from their context."""
+        cfg = self.cfg
+        mask = patch_mask(len(x), x.shape[-1], cfg.mask_ratio, cfg.mask_patch, x.device)
+        mean = torch.tensor(MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        x_hat, _ = model(torch.where(mask, mean, x))
+        return masked_reconstruction_loss(x_hat, x, mask, cfg.loss), {}
 
     @torch.no_grad()
     def validate(self, model, loader, accelerator):
