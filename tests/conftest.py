@@ -99,3 +99,14 @@ def wandb_runs(wandb_dir: Path) -> list:
                     runs.append(record.run)
                     break
     return runs
+
+
+# Tests that train, run scripts or start jobs: `pytest -m "not slow"` leaves them out for a quick loop.
+SLOW_FILES = {"test_slurm.py", "test_launch.py"}
+SLOW_FIXTURES = {"synth_folder", "synth_archive", "synth_torchvision", "synth_cache", "codec_run", "other_model"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.path.name in SLOW_FILES or SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
