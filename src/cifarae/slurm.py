@@ -20,8 +20,18 @@ from pathlib import Path
 from .errors import UserError
 from .pipeline import REPO, Stage, job_env, stage_gpus
 
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE"}
-TERMINAL |= {"PREEMPTED", "UNKNOWN"}
+TERMINAL = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "PREEMPTED",
+    "UNKNOWN",  # neither scontrol nor sacct knows the job any more
+}
 
 
 def submission_env(args: argparse.Namespace) -> dict[str, str]:
