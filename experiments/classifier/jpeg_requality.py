@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cifarae import rd
+from cifarae import metrics, rd
 from cifarae.data import prepare
 from cifarae.errors import UserError, cli_main
 
@@ -49,7 +49,7 @@ def main(argv=None):
             (folder / f"{i:05d}.jpg").write_bytes(raw)
             diff = decoded.astype(np.float64) - image.permute(1, 2, 0).numpy()
             errors.append(np.mean(diff**2))
-        psnr[split] = float(np.mean(10 * np.log10(255**2 / np.maximum(errors, 1e-10))))
+        psnr[split] = float(metrics.psnr(torch.tensor(errors, dtype=torch.float64), peak=255).mean())
     print(json.dumps({"quality": args.quality, "psnr_vs_source_db": psnr}))
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import torch
@@ -25,6 +24,7 @@ from cifarae import checkpoint, data
 from cifarae.codec import compressai_adapter
 from cifarae.errors import UserError, cli_main
 from cifarae.evaluation import load_model
+from cifarae.metrics import psnr
 from cifarae.tasks import quantize_8bit
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,7 +48,7 @@ def gap(model, x: torch.Tensor, batch: int = 500) -> dict:
         y = model.encode(xb)
         for name, feed in feeds.items():
             sq_err[name] += float((quantize_8bit(model.decode(feed(y))) - xb).double().pow(2).sum())
-    return {f"psnr_{k}": 10 * math.log10(x.numel() / v) for k, v in sq_err.items()}
+    return {f"psnr_{k}": psnr(v / x.numel()) for k, v in sq_err.items()}
 
 
 @cli_main

@@ -32,7 +32,7 @@ def measure(ae, clf, clf_cfg, x: torch.Tensor, y: torch.Tensor, batch: int = 500
         sq_err += float(metrics.per_image_reconstruction(x_hat, xb)["mse"].double().sum())
         correct += int((predict_logits(clf, xb, clf_cfg).argmax(1) == yb).sum())
     mse = sq_err / len(x)
-    return {"psnr": float(10 * torch.log10(torch.tensor(1 / mse))), "accuracy": correct / len(x)}
+    return {"psnr": metrics.psnr(mse), "accuracy": correct / len(x)}
 
 
 @cli_main
