@@ -98,6 +98,9 @@ def test_a_definition_that_names_a_later_stage_is_refused(synth_folder, tmp_path
     definition.write_text("stages:\n  a:\n    after: [b]\n    resources: single\n    time: 1\n    commands: [[x]]\n")
     with pytest.raises(UserError, match="runs after \\['b'\\], defined after it"):
         plan_for("--data", str(synth_folder), definition=definition)
+    definition.write_text("stages:\n  a:\n    resources: single\n    time: 1\n    commands: [[x, '{dta}']]\n")
+    with pytest.raises(UserError, match="unknown placeholder\\(s\\) \\['dta'\\]"):
+        plan_for("--data", str(synth_folder), definition=definition)
 
 
 def test_pipeline_sh_outside_a_checkout_fails_in_one_line(tmp_path):

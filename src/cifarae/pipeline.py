@@ -160,7 +160,11 @@ def load_definition(path: Path) -> dict:
 
 def expand(template: list[str], values: dict, clf: list[dict]) -> list[list[str]]:
     """One command per classifier run when the template names {clf.*}, else one command."""
-    per_run = any(name.startswith("clf.") for token in template for name in PLACEHOLDER.findall(token))
+    names = {name for token in template for name in PLACEHOLDER.findall(token)}
+    unknown = names - set(values) - {"clf.dir", "clf.args"}
+    if unknown:
+        raise UserError(f"pipeline definition: unknown placeholder(s) {sorted(unknown)} in {template}")
+    per_run = any(name.startswith("clf.") for name in names)
     commands = []
     for record in clf if per_run else [{}]:
         scope = {**values, **{f"clf.{k}": v for k, v in record.items()}}
