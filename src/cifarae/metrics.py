@@ -48,7 +48,9 @@ def r_squared(hist: torch.Tensor) -> float:
     v = torch.arange(256, dtype=torch.float64) / 255
     n = h.sum()
     mean_orig = (h.sum(1) * v).sum() / n
-    ss_res = (h * (v.view(-1, 1) - v.view(1, -1)).pow(2)).sum()
+    # Row sums first: reductions this small run on one thread, so the result does not depend on the
+    # thread count (a DDP rank under torchrun has one, a single process several).
+    ss_res = (h * (v.view(-1, 1) - v.view(1, -1)).pow(2)).sum(1).sum()
     ss_tot = (h.sum(1) * (v - mean_orig).pow(2)).sum()
     return float(1 - ss_res / ss_tot)
 
