@@ -1,7 +1,7 @@
-"""Regenerate the README's result tables from the files under outs/, so the two cannot drift.
+"""Regenerate the tables of README.md, REPORT.md and docs/*.md from the files under outs/, so they cannot drift.
 
     python jobs/report.py            # rewrites the blocks between <!-- table:NAME --> markers
-    python jobs/report.py --check    # exit 1 if README.md / REPORT.md are out of date
+    python jobs/report.py --check    # exit 1 if README.md / REPORT.md / docs/*.md are out of date
 
 Each table reads one file under outs/; a missing file leaves a note saying which command makes it.
 """
@@ -525,10 +525,318 @@ def pipeline_jobs() -> str | None:
     return md_table(header, rows)
 
 
+# --- The report's own tables (REPORT.md follows the exercise's skeleton; docs/ keeps the research log) ---
+
+# Where each product's figures and numbers come from: one place, so that a new run (a full-size pipeline
+# run, codec v2, a new classifier recipe) is a change of these paths and the report's tables follow.
+PRODUCT_RUNS = {
+    "autoencoder": "full/",  # outs/full/ae: full width, 24 epochs, one H200 (experiments/gpu/run.sh report)
+    "classifier_grid": "full/",  # outs/full/grid: the label-efficiency grid, 2 seeds, same GPU job
+    "classifier": "cpu_full/",  # outs/cpu_full/{finetune,scratch}: clf.yaml's recipe, full width, 20 epochs, CPU
+}
+CODEC = {  # the codec the report describes (v1): its two families and the files behind them
+    "low": "full/",  # the λ sweep from the AE (latent 48x8x8, factorized prior), GPU-trained: every test/val image
+    "high": "codec_ctx/",  # skip latent + rounded-latent decoder + checkerboard context, refined: 1,000-image subsets
+    "high_plain": "codec_ctx/plain/",  # the same models and images without refinement
+    "bootstrap": "codec_ctx/floor_bootstrap.json",
+    "lineage": {  # the training runs behind the high-rate family's λ = 0.015 codec, in order
+        "skip latent, from scratch, λ = 0.04 (decoder on noise)": "codec_skip/lambda0.04.json",
+        "rounded-latent decoder, λ = 0.015 (from the run above)": "codec_skip_ste/lambda0.015.json",
+        "λ = 0.015 continued (lr 4e-4)": "codec_skip_long/lambda0.015.json",
+        "λ = 0.015 continued again (lr 3e-4)": "codec_skip_long/lambda0.015-more.json",
+        "λ = 0.015 continued a third time (lr 3e-4)": "codec_skip_long/lambda0.015-more2.json",
+    },
+}
+
+
+def cell(v, digits=2):
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def recipe_hyperparameters() -> str | None:
+    """The settings of the runs the report shows: the AE, the GPU grid's fine-tune, the shipped classifier recipe."""
+    ae = load(f"{PRODUCT_RUNS['autoencoder']}ae/config.yaml")
+    grid_cfg = load(f"{PRODUCT_RUNS['classifier_grid']}grid/config_finetune.yaml")
+    clf = load(f"{PRODUCT_RUNS['classifier']}finetune/config.yaml")
+    if None in (ae, grid_cfg, clf):
+        return None
+    keys = [
+        "widths",
+        "latent_channels",
+        "epochs",
+        "batch_size",
+        "optimizer",
+        "lr",
+        "weight_decay",
+        "schedule",
+        "warmup_epochs",
+        "label_smoothing",
+        "logit_scale",
+        "crop_pad",
+        "norm_bias_lr_mult",
+        "tta_shift",
+    ]
+    header = ["key", "autoencoder (GPU)", "classifier fine-tune, GPU grid", "classifier, shipped recipe (CPU run)"]
+    return md_table(header, [[k, *(c.get(k, "-") for c in (ae, grid_cfg, clf))] for k in keys])
+
+
+def ae_per_class_full() -> str | None:
+    m = load(f"{PRODUCT_RUNS['autoencoder']}ae/metrics.json")
+    if m is None:
+        return None
+    classes = list(m["test"]["psnr_per_class"])
+    return md_table(
+        ["split", *classes], [[SPLIT_NAMES[s], *(r["psnr_per_class"][c] for c in classes)] for s, r in m.items()]
+    )
+
+
+def grid_rows(prefix: str) -> dict | None:
+    """(mode, label fraction) -> the grid's rows (one per seed)."""
+    g = load(f"{prefix}grid/grid.json")
+    if g is None:
+        return None
+    out: dict = {}
+    for r in g["rows"]:
+        out.setdefault((r["mode"], r["label_fraction"]), []).append(r)
+    return out
+
+
+def mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def label_efficiency() -> str | None:
+    """Test accuracy and calibration per mode and label fraction (GPU grid), fine-tune − scratch."""
+    rows = grid_rows(PRODUCT_RUNS["classifier_grid"])
+    if rows is None:
+        return None
+    out = []
+    for f in sorted({f for _, f in rows}):
+        acc = {m: 100 * mean(r["test_accuracy"] for r in rows[(m, f)]) for m in ("finetune", "scratch", "linear")}
+        ece = {m: mean(r["test_ece"] for r in rows[(m, f)]) for m in ("finetune", "scratch")}
+        seeds = "/".join(str(len(rows[(m, f)])) for m in ("finetune", "scratch", "linear"))
+        out.append([f"{f:.0%}", seeds, acc["finetune"], acc["scratch"], acc["linear"],
+                    f"{acc['finetune'] - acc['scratch']:+.2f}", ece["finetune"], ece["scratch"]])  # fmt: skip
+    header = ["labels", "seeds (ft/sc/lin)", "fine-tune acc (%)", "scratch acc (%)", "linear probe acc (%)"]
+    return md_table([*header, "fine-tune − scratch (points)", "ECE fine-tune", "ECE scratch"], out)
+
+
+def clf_curves(epochs=(1, 3, 5, 10, 15, 20)) -> str | None:
+    """Validation accuracy by epoch at 100% labels, fine-tune against scratch, mean of the grid's seeds."""
+    h = {}
+    for mode in ("finetune", "scratch"):
+        runs = sorted((OUTS / f"{PRODUCT_RUNS['classifier_grid']}grid/histories").glob(f"{mode}-f1-s*.json"))
+        if not runs:
+            return None
+        h[mode] = [json.loads(p.read_text()) for p in runs]
+    rows = []
+    for e in epochs:
+        ft, sc = (mean(100 * r[e - 1]["val_acc"] for r in h[m]) for m in ("finetune", "scratch"))
+        rows.append([e, ft, sc, f"{ft - sc:+.1f}"])
+    last = {m: mean(r[-1]["train_loss"] for r in h[m]) for m in h}
+    rows.append(["train loss, last epoch", last["finetune"], last["scratch"], ""])
+    return md_table(["epoch", "fine-tune val acc (%)", "scratch val acc (%)", "difference (points)"], rows)
+
+
+def clf_shipped() -> str | None:
+    """The shipped classifier recipe at full width: fine-tune and scratch, validation and test."""
+    rows = []
+    for mode in ("finetune", "scratch"):
+        m = load(f"{PRODUCT_RUNS['classifier']}{mode}/metrics.json")
+        if m is None:
+            return None
+        for split, r in m.items():
+            rows.append([mode, SPLIT_NAMES[split], 100 * r["accuracy"], 100 * r["top2_accuracy"], r["macro_f1"],
+                         r["ece"], r["num_images"]])  # fmt: skip
+    return md_table(["mode", "split", "accuracy (%)", "top-2 (%)", "macro F1", "ECE", "images"], rows)
+
+
+def codec_points(split: str = "test") -> str | None:
+    """Every point of the codec's two families on one split, against WebP at the same whole-file bpp."""
+    low, high, plain = (
+        load(f"{CODEC['low']}rd/rd.json"),
+        load(f"{CODEC['high']}rd/rd.json"),
+        load(f"{CODEC['high_plain']}rd.json"),
+    )
+    if None in (low, high, plain):
+        return None
+    rows = []
+    families = (("low rate, every image (GPU-trained)", low), ("high rate, unrefined, 1,000 images", plain),
+                ("high rate, refined, 1,000 images", high))  # fmt: skip
+    for family, r in families:
+        curves = r["points"][split]
+        for p in sorted(curves["cae"], key=lambda p: p["bpp"]):
+            webp = interpolate(curves["webp"], p["bpp"])
+            rows.append([family, point_name(p), p["bpp"], p["psnr"], p["ssim"], cell(webp),
+                         "-" if webp is None else f"{p['psnr'] - webp:+.2f}", p["encode_img_per_s"],
+                         p["decode_img_per_s"]])  # fmt: skip
+    header = ["family", "ours", "bpp (whole file)", "PSNR (dB)", "SSIM", "WebP PSNR at that bpp", "gain (dB)"]
+    return md_table([*header, "encode img/s", "decode img/s"], rows)
+
+
+def codec_floors() -> str | None:
+    """The codec's floors, each read on the family whose curve spans it; the 2-bpp one with its bootstrap interval."""
+    low, high, boot = load(f"{CODEC['low']}rd/rd.json"), load(f"{CODEC['high']}rd/rd.json"), load(CODEC["bootstrap"])
+    if None in (low, high, boot):
+        return None
+    rows = []
+    for split in ("test", "val"):
+        for name, r, images in (("vs_webp@1bpp", low, "all"), ("vs_jpeg_scan_only@1bpp", low, "all"),
+                                ("vs_webp@2bpp", high, "1,000")):  # fmt: skip
+            f = r["floors"][split][name]
+            ref = next(v for k, v in f.items() if k.endswith("_psnr") and not k.startswith("cae"))
+            ci = boot["splits"][split]["ci95_db"] if name.endswith("2bpp") else None
+            ci = "-" if ci is None else f"{ci[0]:+.2f} to {ci[1]:+.2f}"
+            rows.append([SPLIT_NAMES[split], name, images, f["cae_psnr"], ref, f"{f['gain_db']:+.2f}", ci,
+                         "pass" if f["pass"] else "FAIL"])  # fmt: skip
+    header = ["split", "floor (ours vs reference at the rate)", "images", "ours PSNR (dB)", "reference PSNR (dB)"]
+    return md_table([*header, "gain (dB)", "95% bootstrap interval", "result"], rows)
+
+
+def codec_lineage() -> str | None:
+    rows = []
+    for label, path in CODEC["lineage"].items():
+        h = load(path)
+        if h is None:
+            return None
+        best = max(h, key=lambda r: r["val_psnr"])
+        rows.append([label, len(h), best["val_psnr"], best["val_bpp_estimate"], sum(r["epoch_time_s"] for r in h) / 60])
+    ctx = load(f"{CODEC['high']}context_fit_lambda0.015.json")
+    if ctx is None:
+        return None
+    rows.append([f"checkerboard context model fitted to it ({ctx['epochs']} epochs, transforms frozen)", ctx["epochs"],
+                 "unchanged", ctx["bpp_after"], ctx["seconds"] / 60])  # fmt: skip
+    header = ["run (CPU)", "epochs", "best val PSNR (dB, pooled, coded latents)", "its estimated bpp", "minutes"]
+    return md_table(header, rows)
+
+
+def generalisation_gaps() -> str | None:
+    """Each product on the data it trained on (where measured), validation and test."""
+    ae = load(f"{PRODUCT_RUNS['autoencoder']}ae/metrics.json")
+    grid_r = grid_rows(PRODUCT_RUNS["classifier_grid"])
+    low, high = load(f"{CODEC['low']}rd/rd.json"), load(f"{CODEC['high']}rd/rd.json")
+    shipped = {m: load(f"{PRODUCT_RUNS['classifier']}{m}/metrics.json") for m in ("finetune", "scratch")}
+    if None in (ae, grid_r, low, high, *shipped.values()):
+        return None
+    rows = [["autoencoder (GPU)", "PSNR, pooled (dB)", *(ae[s]["psnr_dataset"] for s in ("train", "val", "test"))]]
+    for mode in ("finetune", "scratch"):
+        r = grid_r[(mode, 1.0)]
+        rows.append(
+            [
+                f"classifier {mode}, 100% labels (GPU grid)",
+                "accuracy (%), best epoch on val",
+                "-",
+                100 * mean(x["best_val_accuracy"] for x in r),
+                100 * mean(x["test_accuracy"] for x in r),
+            ]
+        )
+    for mode, m in shipped.items():
+        rows.append([f"classifier {mode}, shipped recipe (CPU)", "accuracy (%)", "-", 100 * m["val"]["accuracy"],
+                     100 * m["test"]["accuracy"]])  # fmt: skip
+    for name, r, floor in (
+        ("codec, low rate", low, "vs_webp@1bpp"),
+        ("codec, high rate, refined", high, "vs_webp@2bpp"),
+    ):
+        rows.append(
+            [name, f"PSNR at {floor[-4]} bpp (dB)", "-", *(r["floors"][s][floor]["cae_psnr"] for s in ("val", "test"))]
+        )
+    return md_table(["product", "metric", "train", "validation", "test"], rows)
+
+
+def shift_compact() -> str | None:
+    s = load("shift/shift.json")
+    if s is None:
+        return None
+    rows = [["none (clean)", "-", cell(s["clean"]["psnr"], 1), cell(100 * s["clean"]["accuracy"], 1)]]
+    for kind, levels in s["shifts"].items():
+        rows.append([kind, " / ".join(f"{r['level']:g}" for r in levels),
+                     " / ".join(cell(r["psnr"], 1) for r in levels),
+                     " / ".join(cell(100 * r["accuracy"], 1) for r in levels)])  # fmt: skip
+    return md_table(["shift", "levels", "AE PSNR against its shifted input (dB)", "classifier accuracy (%)"], rows)
+
+
+def design_loop() -> str | None:
+    """The iterations that changed the shipped recipe: what changed, measured before -> after, the files."""
+    try:
+        ae0, ae1 = load("ae/metrics.json")["test"], load("full/ae/metrics.json")["test"]
+        neck = {round(48 / r["compression_ratio"]): r for r in load("bottleneck/ablations.json")["rows"]}
+        cpu_grid, gpu_grid = load("grid/grid.json")["summary"], load("full/grid/grid.json")["summary"]
+        budget = {k: load(f"full/budget/{k}-e10.json")[-1]["val_acc"] for k in ("scratch", "finetune")}
+        e20 = {k: load(f"full/grid/histories/{k}-f1-s0.json")[-1]["val_acc"] for k in ("scratch", "finetune")}
+        pad = {k: load(f"recipe/{k}.json")[-1]["val_acc"] for k in ("base", "crop_pad-2")}
+        airb = {k: load(f"cpu_full/{k}/metrics.json")["test"]["accuracy"] for k in ("scratch", "finetune")}
+        low = load("full/rd/rd.json")["floors"]["test"]["vs_webp@1bpp"]
+        wide = max(r["val_psnr"] for r in load("full/codec_wide/lambda0.3.json"))
+        skip = max(load("codec_skip/lambda0.04.json"), key=lambda r: r["val_psnr"])
+        qg = {r["rd_lambda"]: r for k, r in load("codec_skip_ste/quant_gap.json")["runs"].items() if "noise" in k}
+        ste = next(r for k, r in load("codec_skip_ste/quant_gap.json")["runs"].items()
+                   if "skip_ste" in k and r["rd_lambda"] == 0.04)  # fmt: skip
+        gain = {p: load(f"{p}/rd.json")["floors"]["test"]["vs_webp@2bpp"]["gain_db"]
+                for p in ("codec_refine/plain", "codec_refine/rd", "codec_long3/rd", "codec_ctx/rd")}  # fmt: skip
+    except (TypeError, KeyError, StopIteration):
+        return None
+    ctl = qg[0.04]
+    pct = lambda v: f"{100 * v:.2f}%"  # noqa: E731
+    psnr = {
+        k: f"{m['psnr_dataset']:.2f}" for k, m in (("cpu", ae0), ("gpu", ae1), *((c, neck[c]) for c in (3, 12, 24)))
+    }
+    acc = {(m, "shipped"): f"{100 * v:.2f}" for m, v in airb.items()}
+    for d, g in (("cpu", cpu_grid), ("gpu", gpu_grid)):
+        acc |= {(m, d): f"{100 * g[m]['1.0']['mean']:.2f}" for m in ("scratch", "finetune")}
+    rows = [
+        ["autoencoder", "half width, 8 epochs (CPU) → full width `[32, 64, 256, 256]`, 24 epochs (GPU)",
+         f"test PSNR {psnr['cpu']} → {psnr['gpu']} dB, SSIM {ae0['ssim']:.3f} → {ae1['ssim']:.3f}",
+         "`outs/ae/metrics.json` → `outs/full/ae/metrics.json`"],
+        ["autoencoder", "bottleneck kept at 12×8×8 (4×), not 3×8×8 (16×); 6 and 24 channels equal (CPU, 2 epochs)",
+         f"test PSNR {psnr[3]} → {psnr[12]} dB (24 ch: {psnr[24]})",
+         "`outs/bottleneck/ablations.json`"],
+        ["classifier", "ResNet-9 recipe (lr 0.4, logits × 1/8, 4-epoch warm-up), full width, 20 epochs (GPU) vs "
+         "half width, lr 0.02, 3 epochs (CPU)",
+         f"scratch, 100% labels: {acc['scratch', 'cpu']} → {acc['scratch', 'gpu']}% test",
+         "`outs/grid/grid.json` → `outs/full/grid/grid.json`"],
+        ["classifier", "budget 10 → 20 epochs (GPU, 100% labels)",
+         f"val acc scratch {pct(budget['scratch'])} → {pct(e20['scratch'])}, "
+         f"fine-tune {pct(budget['finetune'])} → {pct(e20['finetune'])}",
+         "`outs/full/budget/`, `outs/full/grid/histories/`"],
+        ["classifier", "crop padding 4 → 2 pixels (CPU, half width, 5 epochs)",
+         f"val acc {pct(pad['base'])} → {pct(pad['crop_pad-2'])}", "`outs/recipe/`"],
+        ["classifier", "+ BatchNorm biases at 64× lr, 1-pixel shift TTA (airbench's; full width, 20 epochs, CPU)",
+         f"test acc scratch {acc['scratch', 'gpu']} → {acc['scratch', 'shipped']}%, "
+         f"fine-tune {acc['finetune', 'gpu']} → {acc['finetune', 'shipped']}% (kept: level, and airbench's)",
+         "`outs/full/grid/grid.json` → `outs/cpu_full/*/metrics.json`"],
+        ["codec", "entropy-coded bottleneck: latent 48×8×8, factorized prior, λ sweep, 10 epochs from the AE (GPU)",
+         f"at 1 bpp: {low['cae_psnr']:.2f} dB vs WebP {low['webp_psnr']:.2f} ({low['gain_db']:+.2f} dB)",
+         "`outs/full/rd/rd.json`"],
+        ["codec", "16 channels of block 1's 16×16 features coded beside the latent (skip latent), from scratch (CPU)",
+         f"best val PSNR {wide:.2f} dB (wide decoder, λ = 0.3, GPU) → {skip['val_psnr']:.2f} dB at "
+         f"{skip['val_bpp_estimate']:.2f} bpp",
+         "`outs/full/codec_wide/` → `outs/codec_skip/`"],
+        ["codec", "decoder trained on the coded (rounded) latents instead of noisy ones, 2 epochs each (CPU, λ = 0.04)",
+         f"coded-latent PSNR {ctl['psnr_coded']:.2f} → {ste['psnr_coded']:.2f} dB (control: decoder still on noise)",
+         "`outs/codec_skip_ste/quant_gap.json`"],
+        ["codec", "encoder-side refinement, 50 Adam steps per image (CPU, same images)",
+         f"gain over WebP at 2 bpp {gain['codec_refine/plain']:+.2f} → {gain['codec_refine/rd']:+.2f} dB",
+         "`outs/codec_refine/{plain,rd}/rd.json`"],
+        ["codec", "λ = 0.015 codec trained 25 more epochs (6 + 5 + 14, CPU)",
+         f"gain over WebP at 2 bpp {gain['codec_refine/rd']:+.2f} → {gain['codec_long3/rd']:+.2f} dB",
+         "`outs/codec_long3/rd/rd.json`"],
+        ["codec", "checkerboard context model on the frozen codecs (6 epochs, ~9 min each, CPU)",
+         f"gain over WebP at 2 bpp {gain['codec_long3/rd']:+.2f} → {gain['codec_ctx/rd']:+.2f} dB",
+         "`outs/codec_ctx/rd/rd.json`"],
+    ]  # fmt: skip
+    return md_table(
+        ["#", "product", "what changed", "measured before → after", "source"], [[i + 1, *r] for i, r in enumerate(rows)]
+    )
+
+
 def readme_results() -> str | None:
     """The README's results at a glance: a few words and a number per row, each linking to its REPORT section."""
-    ae, grid_file = load("full/ae/metrics.json"), load("full/grid/grid.json")
-    rd, ctx, gpu = load("full/rd/rd.json"), load("codec_ctx/rd/rd.json"), load("gpu/bench.json")
+    ae, grid_file = (
+        load(f"{PRODUCT_RUNS['autoencoder']}ae/metrics.json"),
+        load(f"{PRODUCT_RUNS['classifier_grid']}grid/grid.json"),
+    )
+    rd, ctx, gpu = load(f"{CODEC['low']}rd/rd.json"), load(f"{CODEC['high']}rd/rd.json"), load("gpu/bench.json")
     refs = [json.loads(f.read_text()) for f in sorted((OUTS / "airbench_ref").glob("e20_s*.json"))]
     if None in (ae, grid_file, rd, ctx, gpu) or not refs:
         return None
@@ -536,11 +844,11 @@ def readme_results() -> str | None:
     ref = sum(100 * r["test_accuracy"]["tta2"] for r in refs) / len(refs)
     at1, at2 = rd["floors"]["test"]["vs_webp@1bpp"], ctx["floors"]["test"]["vs_webp@2bpp"]
     ratio = {r["row"]: r["ratio"] for r in gpu["rows"]}
-    section = {
-        "ae": "[§6](REPORT.md#6-evaluation)",
-        "clf": "[§7](REPORT.md#7-classifier-ae-pretrained-vs-from-scratch)",
-        "codec": "[§9](REPORT.md#9-codec-ratedistortion-against-jpeg-and-webp)",
-        "speed": "[§10](REPORT.md#10-performance)",
+    section = {  # REPORT.md's headings (GitHub anchors), and the research log for the speed figures
+        "ae": "[Evaluation](REPORT.md#evaluation)",
+        "clf": "[Questions](REPORT.md#which-are-the-differences-you-found-between-previous-model-and-this-one)",
+        "codec": "[Evaluation](REPORT.md#evaluation)",
+        "speed": "[pipeline log](docs/pipeline-log.md#10-performance)",
     }
     rows = [
         [
@@ -581,6 +889,17 @@ def readme_results() -> str | None:
 
 
 TABLES = {
+    "recipe_hyperparameters": (recipe_hyperparameters, "experiments/gpu/run.sh collect; experiments/classifier/run.sh"),
+    "ae_per_class_full": (ae_per_class_full, "experiments/gpu/run.sh collect"),
+    "label_efficiency": (label_efficiency, "experiments/gpu/run.sh collect"),
+    "clf_curves": (clf_curves, "experiments/gpu/run.sh collect"),
+    "clf_shipped": (clf_shipped, "experiments/classifier/run.sh"),
+    "codec_points": (codec_points, "experiments/gpu/run.sh collect; experiments/codec/run.sh"),
+    "codec_floors": (codec_floors, "experiments/gpu/run.sh collect; experiments/codec/run.sh"),
+    "codec_lineage": (codec_lineage, "experiments/codec/run.sh"),
+    "generalisation_gaps": (generalisation_gaps, "experiments/gpu/run.sh collect; experiments/classifier/run.sh"),
+    "shift_compact": (shift_compact, "experiments/generalisation/run.sh"),
+    "design_loop": (design_loop, "the run.sh of each experiments/ topic"),
     "readme_results": (
         readme_results,
         "experiments/gpu/run.sh collect; experiments/classifier/run.sh; experiments/codec/run.sh",
@@ -651,9 +970,13 @@ def render(text: str) -> str:
     return re.sub(r"<!-- table:(\w+) -->.*?<!-- /table:\1 -->", fill, text, flags=re.S)
 
 
+# every file with generated tables: the README, the report, and the research log under docs/
+DOCUMENTS = [REPO / "README.md", REPO / "REPORT.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("files", nargs="*", type=Path, default=[REPO / "README.md", REPO / "REPORT.md"])
+    p.add_argument("files", nargs="*", type=Path, default=DOCUMENTS)
     p.add_argument("--check", action="store_true")
     args = p.parse_args()
     stale = []
