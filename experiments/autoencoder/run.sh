@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The autoencoder's CPU figures in REPORT.md (half width): §5-§6 (the report AE, its evaluation, the
-# design iterations and bottleneck sizes) and §10's CPU benchmarks.
+# The autoencoder's CPU figures (half width) of docs/autoencoder-log.md §5-§6 (the report AE, its evaluation,
+# the design iterations and bottleneck sizes) and docs/pipeline-log.md §10's CPU benchmarks.
 #
 #   bash experiments/autoencoder/run.sh DATA [RUNS]    DATA: CIFAR-10 source (e.g. the JPEG archive); RUNS: default runs/report
 #

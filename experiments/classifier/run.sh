@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The classifier's CPU figures in REPORT.md §7: the half-width grid, the recipe iterations, airbench's
+# The classifier's CPU figures in docs/classifier-log.md (§7): the half-width grid, the recipe iterations, airbench's
 # additions at full width, and airbench94 itself as the reference.
 #
 #   bash experiments/classifier/run.sh DATA [RUNS]    DATA: CIFAR-10 source (e.g. the JPEG archive); RUNS: default runs/report

@@ -1,4 +1,4 @@
-"""Probes around encoder-side refinement (REPORT §9): what else might move the 2-bpp point.
+"""Probes around encoder-side refinement (docs/codec-log.md §9): what else might move the 2-bpp point.
 
     python experiments/codec/refine_probe.py --data PATH --run RUN [--far-run RUN] --out outs/codec_refine/probe.json
                                 [--images 100] [--prior-images 600]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The codec's CPU figures in REPORT.md §9, in order: the skip-latent codecs and the rounded-latent
+# The codec's CPU figures in docs/codec-log.md (§9), in order: the skip-latent codecs and the rounded-latent
 # decoder, encoder-side refinement, the longer-trained λ = 0.015 codec, and the context models that
 # meet the 2-bpp floor. (The GPU codecs of §9 are experiments/gpu/run.sh.)
 #

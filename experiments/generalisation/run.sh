@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# REPORT.md §8 on the CPU: the report AE and the fine-tuned classifier under synthetic shifts.
+# REPORT.md's generalisation question (docs/autoencoder-log.md §8) on the CPU: the report AE and the fine-tuned classifier under synthetic shifts.
 #
 #   bash experiments/generalisation/run.sh DATA [RUNS]    DATA: CIFAR-10 source (e.g. the JPEG archive); RUNS: default runs/report
 #

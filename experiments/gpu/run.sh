@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The full-size (GPU) figures in REPORT.md: outs/full/ (§5-§7 "Full size, one H200 GPU", §9's GPU
+# The full-size (GPU) figures in REPORT.md and docs/ (§: the logs' sections): outs/full/ (§5-§7 "Full size, one H200 GPU", §9's GPU
 # codecs, §10's wall-clock table) and outs/gpu/ (§10's GPU profile).
 #
 #   experiments/gpu/run.sh report DATA OUT [key=value ...]    ONE GPU: every full-size report run, then the profile

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# REPORT.md §11: the whole chain through the project's own launcher on the CPU: jobs/pipeline.py
+# docs/pipeline-log.md §11: the whole chain through the project's own launcher on the CPU: jobs/pipeline.py
 # (submitit) on the local Slurm cluster (slurm/local/start.sh: 2 CPUs, one CPU per job), then the
 # codec branch from the pipeline's autoencoder.
 #
