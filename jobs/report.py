@@ -580,16 +580,6 @@ def recipe_hyperparameters() -> str | None:
     return md_table(header, [[k, *(c.get(k, "-") for c in (ae, grid_cfg, clf))] for k in keys])
 
 
-def ae_per_class_full() -> str | None:
-    m = load(f"{PRODUCT_RUNS['autoencoder']}ae/metrics.json")
-    if m is None:
-        return None
-    classes = list(m["test"]["psnr_per_class"])
-    return md_table(
-        ["split", *classes], [[SPLIT_NAMES[s], *(r["psnr_per_class"][c] for c in classes)] for s, r in m.items()]
-    )
-
-
 def grid_rows(prefix: str) -> dict | None:
     """(mode, label fraction) -> the grid's rows (one per seed)."""
     g = load(f"{prefix}grid/grid.json")
@@ -890,7 +880,6 @@ def readme_results() -> str | None:
 
 TABLES = {
     "recipe_hyperparameters": (recipe_hyperparameters, "experiments/gpu/run.sh collect; experiments/classifier/run.sh"),
-    "ae_per_class_full": (ae_per_class_full, "experiments/gpu/run.sh collect"),
     "label_efficiency": (label_efficiency, "experiments/gpu/run.sh collect"),
     "clf_curves": (clf_curves, "experiments/gpu/run.sh collect"),
     "clf_shipped": (clf_shipped, "experiments/classifier/run.sh"),
@@ -936,7 +925,6 @@ TABLES = {
     "ste_vs_webp": (lambda: against_webp("codec_skip_ste/"), "experiments/codec/run.sh"),
     "quant_gap": (quant_gap, "experiments/codec/run.sh"),
     "refine_vs_plain": (refine_vs_plain, "experiments/codec/run.sh"),
-    "refine_rd_points": (lambda: rd_points("codec_refine/", baselines=False), "experiments/codec/run.sh"),
     "refine_floors": (lambda: rd_floors("codec_refine/"), "experiments/codec/run.sh"),
     "refine_probe": (refine_probe, "experiments/codec/run.sh"),
     # the longer-trained codec after each continuation, then with context models: outs/codec_{long,long2,long3,ctx}/
@@ -949,8 +937,6 @@ TABLES = {
     "rd_floors": (rd_floors, "experiments/gpu/run.sh collect"),
     "gpu_bench": (lambda: bench("gpu/bench.json"), "bench/gpu_check.sh on a GPU"),
     "gpu_sweep": (lambda: bench("gpu/sweep.json"), "bench/gpu_check.sh on a GPU"),
-    "cpu_sweep": (lambda: bench("bench_cpu_sweep.json"), "experiments/autoencoder/run.sh"),
-    "cpu_sweep_clf": (lambda: bench("bench_cpu_sweep_clf.json"), "experiments/autoencoder/run.sh"),
     "pipeline_ae_metrics": (lambda: ae_metrics("pipeline/"), "experiments/pipeline/run.sh"),
     "pipeline_grid": (lambda: grid("pipeline/"), "experiments/pipeline/run.sh"),
     "pipeline_grid_margin": (lambda: grid_margin("pipeline/"), "experiments/pipeline/run.sh"),

@@ -60,6 +60,15 @@ def is_subsequence(wanted: list, have: list) -> bool:
     return all(any(h == w for h in it) for w in wanted)
 
 
+def test_every_generated_table_is_used():
+    sys.path.insert(0, str(REPO / "jobs"))
+    import report
+
+    text = "".join(p.read_text() for p in report.DOCUMENTS)
+    unused = [name for name in report.TABLES if f"<!-- table:{name} -->" not in text]
+    assert not unused, f"generators whose tables appear in no document: {unused}"
+
+
 def test_report_tables_match_outs():
     proc = subprocess.run([sys.executable, "jobs/report.py", "--check"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr + proc.stdout
