@@ -11,7 +11,7 @@ from cifarae import checkpoint, cli, engine
 from cifarae.config import load_config, read_values
 from cifarae.data import stratified_subset
 from cifarae.errors import UserError, cli_main
-from cifarae.models import Classifier, backbone_settings, check_backbone_compatible, init_stem
+from cifarae.models import Classifier, backbone_settings, check_backbone_compatible, dirac_init, init_stem
 from cifarae.tasks import ClassifierTask
 
 RECIPES = Path(__file__).resolve().parents[1] / "jobs" / "configs"
@@ -63,6 +63,8 @@ def main(argv=None):
         checkpoint.load_weights(model.backbone, backbone_state, encoder["path"])
     else:
         init_stem(model, dataset.images["train"])
+        if cfg.dirac_init:
+            dirac_init(model)
 
     labels = dataset.labels["train"]
     train_idx = None
@@ -74,6 +76,8 @@ def main(argv=None):
         f"classifier ({cfg.mode}): {trainable / 1e6:.2f}M trainable parameters, {n_train} labelled images "
         f"({cfg.label_fraction:.0%}), {accelerator.num_processes} process(es) on {accelerator.device}"
     )
+    if not len(dataset.labels["val"]):
+        accelerator.print("val_size=0: the final fit on every training image; no selection, the last epoch is kept")
     engine.train(cfg, ClassifierTask(cfg), model, dataset, args.out, accelerator, train_idx=train_idx)
 
 

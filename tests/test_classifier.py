@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +11,8 @@ from conftest import TINY, assert_one_line_error, run_script
 
 from cifarae import checkpoint
 from cifarae.data import stratified_subset
+
+REPO_CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +138,7 @@ def test_logit_scale_multiplies_the_logits_and_is_the_recipe_default(synth_cache
         assert torch.allclose(scaled(x), 0.125 * plain(x))
     run = tmp_path / "scratch"
     run_script("train_clf.py", "--data", synth_cache, "--out", run, "--mode", "scratch", *TINY, "epochs=1")
-    assert checkpoint.load(run / "last.pt")["config"]["logit_scale"] == 0.125
+    assert checkpoint.load(run / "last.pt")["config"]["logit_scale"] == 0.111  # airbench's 1/9
 
 
 def test_translation_tta_averages_flipped_and_shifted_copies():
@@ -287,3 +290,237 @@ def test_the_codec_owns_its_entropy_models_optimizer_settings():
             assert (g["lr"], g["weight_decay"]) == (pytest.approx(0.1), 0.0), name
         else:
             assert g["lr"] == pytest.approx(0.01) and g["weight_decay"] == (0.1 if p.ndim > 1 else 0.0), name
+
+
+# ---------------------------------------------------------------------------- airbench parity (issue #28)
+def test_val_size_0_fits_every_training_image_keeps_the_last_epoch_and_evaluates_test(synth_cache, tmp_path):
+    from cifarae.data import load
+
+    assert len(load(synth_cache, val_size=100).labels["train"]) == 500
+    full = load(synth_cache, val_size=0)
+    assert len(full.labels["train"]) == 600 and len(full.labels["val"]) == 0
+    run = tmp_path / "refit"
+    proc = run_script(
+        "train_clf.py", "--data", synth_cache, "--out", run, "--mode", "scratch", *TINY, "val_size=0", "epochs=2"
+    )
+    assert "600 labelled images" in proc.stdout and "val_size=0" in proc.stdout
+    history = json.loads((run / "history.json").read_text())
+    assert len(history) == 2 and not any(k.startswith("val_") for h in history for k in h)
+    best, last = checkpoint.load(run, "best"), checkpoint.load(run, "last")
+    assert all(torch.equal(best["model"][k], v) for k, v in last["model"].items())  # no selection: the last epoch
+    proc = run_script(
+        "evaluate.py", "--run", run, "--data", synth_cache, "--no-wandb"
+    )  # default splits: train,val,test
+    assert "val: no images" in proc.stdout
+    assert set(json.loads((run / "eval" / "metrics.json").read_text())) == {"train", "test"}
+
+
+def test_the_recipe_carries_airbench_parity_settings_and_clf_sgd_switches_them_off():
+    from cifarae.config import load_config, read_values
+
+    recipe = read_values(REPO_CONFIGS / "clf.yaml")
+    parity = load_config(None, ["task=clf"], **recipe)
+    assert (parity.val_size, parity.lookahead_every, parity.schedule, parity.whiten_bias_epochs) == (
+        0,
+        5,
+        "airbench",
+        3,
+    )
+    assert (parity.batch_size, parity.momentum, parity.augment, parity.dirac_init) == (
+        1024,
+        0.85,
+        ["crop", "altflip"],
+        True,
+    )
+    old = load_config(REPO_CONFIGS / "clf_sgd.yaml", [], **recipe)
+    assert (old.val_size, old.lookahead_every, old.schedule, old.whiten_bias_epochs) == (5000, 0, "onecycle", 0)
+    assert (old.batch_size, old.augment, old.dirac_init) == (512, ["crop", "flip"], False)
+    for name in ("airbench_net.yaml", "clf_10ep.yaml"):  # airbench's layout on the same Backbone class
+        net = load_config(REPO_CONFIGS / name, [], **recipe)
+        assert (net.arch, net.widths, net.latent_size, net.bn_weight) == (
+            "airbench_whiten",
+            [24, 64, 256, 256],
+            4,
+            False,
+        )
+    assert load_config(REPO_CONFIGS / "clf_10ep.yaml", [], **recipe).epochs == 10
+
+
+def test_airbench_schedule_is_its_triangle():
+    from cifarae.engine import lr_factor
+
+    total = 1000
+    assert lr_factor(0, total, 0, "airbench") == pytest.approx(0.2)
+    assert lr_factor(230, total, 0, "airbench") == pytest.approx(1.0)
+    assert lr_factor(115, total, 0, "airbench") == pytest.approx(0.6)
+    assert lr_factor(total, total, 0, "airbench") == pytest.approx(0.07)
+    assert lr_factor(615, total, 0, "airbench") == pytest.approx(1 - 0.93 * 0.5)
+
+
+def test_lookahead_pulls_every_k_steps_and_ends_on_the_slow_weights():
+    from cifarae.engine import Lookahead
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    la = Lookahead(model, every=5, total_steps=20)
+    assert "1.num_batches_tracked" not in la.slow  # integer buffers are left alone, as airbench does
+
+    def move(delta):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(delta)
+            model[1].running_mean.add_(delta)
+
+    move(1.0)
+    la.step(model, 4)  # not a multiple of 5: nothing happens
+    assert torch.equal(model[0].bias, start["0.bias"] + 1)
+    la.step(model, 10)  # decay 0.95^5 * (10/20)^3: the slow copy moves by 1 - decay, the model restarts from it
+    decay = 0.95**5 * 0.5**3
+    assert torch.allclose(la.slow["0.bias"], start["0.bias"] + (1 - decay))
+    assert torch.equal(model[0].bias, la.slow["0.bias"])
+    assert torch.allclose(model[1].running_mean, start["1.running_mean"] + (1 - decay))  # BatchNorm statistics too
+    slow = {k: v.clone() for k, v in la.slow.items()}
+    move(3.0)
+    la.step(model, 20)  # the last step: the model becomes the slow copy, its last moves dropped
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in slow.items())
+
+
+def test_a_lookahead_run_saves_its_slow_weights_and_ends_on_them(synth_cache, tmp_path):
+    run = tmp_path / "la"
+    args = ["--data", synth_cache, "--out", run, "--mode", "scratch", *TINY, "epochs=2", "lookahead_every=3"]
+    run_script("train_clf.py", *args, "lr=0.05", "logit_scale=1.0")
+    ckpt = checkpoint.load(run / "last.pt")
+    assert ckpt["lookahead"] and all(torch.equal(ckpt["model"][k], v) for k, v in ckpt["lookahead"].items())
+
+
+def test_whitening_bias_trains_for_its_epochs_then_stays():
+    from cifarae.config import load_config
+    from cifarae.engine import group_lr_lambda, make_optimizer
+    from cifarae.models import Classifier
+
+    cfg = load_config(
+        None,
+        [*TINY, "task=clf", "arch=airbench_whiten", "widths=[24,8,16,16]", "whiten_bias_epochs=2"],
+        optimizer="sgd",
+        lr=0.1,
+    )
+    model = Classifier(cfg)
+    bias = model.backbone.stem.conv.bias
+    optimizer = make_optimizer(model, cfg)
+    (own,) = [g for g in optimizer.param_groups if any(p is bias for p in g["params"])]
+    assert own["params"] == [bias] and own["train_epochs"] == 2
+    steps_per_epoch = 3
+    lambdas = [group_lr_lambda(g, 12, 0, "cosine", steps_per_epoch) for g in optimizer.param_groups]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
+    values, heads = [], []
+    for _ in range(12):  # four epochs of constant gradients (momentum keeps a velocity after the stop)
+        for p in model.parameters():
+            if p.requires_grad:
+                p.grad = torch.ones_like(p)
+        optimizer.step()
+        scheduler.step()
+        values.append(bias.detach().clone())
+        heads.append(model.head.weight.detach().clone())
+    moved = [not torch.equal(a, b) for a, b in zip(values, values[1:])]
+    assert all(moved[: 2 * steps_per_epoch - 1]) and not any(moved[2 * steps_per_epoch - 1 :])
+    assert not torch.equal(heads[6], heads[9])  # the other groups train on
+    # Without a whitening stem, or with whiten_bias_epochs=0, there is no such group.
+    plain = load_config(None, [*TINY, "task=clf", "whiten_bias_epochs=2"])
+    assert not any("train_epochs" in g for g in Classifier(plain).param_groups(plain))
+
+
+def test_dirac_init_makes_each_block_conv_pass_its_input_through():
+    from cifarae.config import load_config
+    from cifarae.models import Classifier, dirac_init
+
+    model = Classifier(load_config(None, [*TINY, "task=clf", "widths=[8,8,16,16]"]))
+    dirac_init(model)
+    conv = model.backbone.blocks[1].conv1  # 8 -> 16 channels: the first 8 filters are the identity
+    x = torch.randn(2, 8, 6, 6)
+    with torch.no_grad():
+        y = conv(x)
+    assert torch.allclose(y[:, :8], x)
+    assert y[:, 8:].abs().sum() > 0  # the others stay random
+    assert torch.allclose(model.backbone.blocks[2].conv2[0](y[:, :16]).detach(), y[:, :16].detach())
+
+
+def test_alternating_flip_mirrors_each_image_every_other_epoch():
+    from cifarae.data import DeviceLoader
+
+    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.arange(64)
+
+    def epoch(e, seed=0):
+        loader = DeviceLoader(images, labels, 16, train=True, augment=["altflip"], seed=seed)
+        loader.set_epoch(e)
+        out = torch.empty(64, 3, 8, 8)
+        for x, y in loader:
+            out[y] = x
+        return out
+
+    plain = images.float() / 255
+    e0, e1, e2 = epoch(0), epoch(1), epoch(2)
+    flipped0 = (e0 == plain.flip(-1)).flatten(1).all(1) & ~(e0 == plain).flatten(1).all(1)
+    assert 16 < int(flipped0.sum()) < 48  # about half in the first epoch
+    assert torch.equal(e1, e0.flip(-1))  # every image the other way round in the next
+    assert torch.equal(e2, e0)  # and back again
+    assert not torch.equal(epoch(0, seed=1), e0)  # the seed draws the half
+
+
+def test_grid_names_each_cells_objective_and_merges_grids_side_by_side(synth_cache, tmp_path):
+    """One grid per pretraining objective (here a masked AE's), then --merge: one table and plot."""
+    import subprocess
+    import sys
+
+    from conftest import REPO, script_env
+
+    masked_ae = tmp_path / "ae_masked"
+    run_script("train_ae.py", "--data", synth_cache, "--out", masked_ae, *TINY, "epochs=1", "objective=masked")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("modes: [linear, scratch]\nfractions:\n  0.5: {seeds: [0]}\n")
+    out = tmp_path / "grid_masked"
+    cmd = [sys.executable, str(REPO / "jobs" / "clf_grid.py"), "--data", str(synth_cache), "--out", str(out)]
+    cmd += ["--grid", str(grid), "--encoder", str(masked_ae), "--no-wandb", *TINY, "epochs=1"]
+    proc = subprocess.run(cmd, cwd=REPO, env=script_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads((out / "grid.json").read_text())["rows"]
+    assert {(r["mode"], r["objective"]) for r in rows} == {("linear", "masked"), ("scratch", "none")}
+    # A grid of the reconstruction objective, as grids wrote them before the objective column.
+    old = tmp_path / "grid_reconstruct"
+    old.mkdir()
+    base = {"label_fraction": 0.5, "seed": 0, "epochs": 1, "best_val_accuracy": 0.5, "test_macro_f1": 0.5}
+    base |= {"test_ece": 0.1, "train_time_s": 1.0}
+    old_rows = [{"mode": "linear", **base, "test_accuracy": 0.25}, {"mode": "scratch", **base, "test_accuracy": 0.9}]
+    (old / "grid.json").write_text(json.dumps({"rows": old_rows, "summary": {}}))
+    merged = tmp_path / "merged"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "jobs" / "clf_grid.py"), "--merge", str(out), str(old), "--out", str(merged)]
+        + ["--no-wandb"],
+        cwd=REPO,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((merged / "grid.json").read_text())
+    assert result["objectives"] == ["masked", "reconstruct"]
+    assert list(result["summary"]) == ["linear (masked)", "linear (reconstruct)", "scratch"]
+    assert result["summary"]["linear (reconstruct)"]["0.5"]["mean"] == 0.25
+    scratch = [r for r in result["rows"] if r["mode"] == "scratch"]
+    assert len(scratch) == 1 and scratch[0]["test_accuracy"] != 0.9  # once, from the first grid
+    assert (merged / "grid.png").is_file() and "objective" in (merged / "grid.csv").read_text().splitlines()[0]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "jobs" / "clf_grid.py"),
+            "--merge",
+            str(tmp_path / "nowhere"),
+            "--out",
+            str(merged),
+        ],
+        cwd=REPO,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert_one_line_error(proc, "no grid.json")

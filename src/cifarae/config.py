@@ -23,11 +23,15 @@ class Config:
     seed: int = 0
 
     # --- data ---
-    val_size: int = 5000  # stratified validation split carved out of the training set
+    # stratified validation split carved out of the training set; 0: none, train on all of it (the
+    # final fit once a recipe is chosen on the 5,000; no epoch selection, the last epoch is the model)
+    val_size: int = 5000
     split_seed: int = 0
     train_subset: int = 0  # >0: stratified subset of the training split (smoke runs)
     val_subset: int = 0  # >0: stratified subset of the validation split (smoke runs)
     label_fraction: float = 1.0  # classifier: stratified fraction of labelled training images
+    # crop (random translation), flip (a random half of each batch), altflip (airbench: a random half
+    # of the images flipped once, then all of them flipped every other epoch)
     augment: list[str] = field(default_factory=lambda: ["crop", "flip"])
     crop_pad: int = 4
 
@@ -69,6 +73,9 @@ class Config:
     tta_shift: int = 0
     # multiplies the logits; airbench's 1/9 keeps a max-pooled head's logits small at high lr
     logit_scale: float = 1.0
+    # >0: the whitening stem's bias trains for this many epochs, then stays (airbench: 3)
+    whiten_bias_epochs: int = 0
+    dirac_init: bool = False  # scratch: each 3x3 conv starts as identity on its first channels (airbench)
 
     # --- optimisation ---
     epochs: int = 10
@@ -78,11 +85,16 @@ class Config:
     lr: float = 2e-3
     weight_decay: float = 5e-4
     momentum: float = 0.9
-    schedule: str = "cosine"  # cosine (linear warm-up, cosine decay) | onecycle
+    # cosine (linear warm-up, cosine decay) | onecycle (linear warm-up, linear decay to 0) | airbench
+    # (a triangle from 0.2 up to 1 at 23% of the steps, down to 0.07; warmup_epochs is unused)
+    schedule: str = "cosine"
     warmup_epochs: float = 0.5
     grad_accum: int = 1
     grad_clip: float = 0.0
     ema_decay: float = 0.0  # >0 keeps an EMA of the weights and evaluates it
+    # >0: Lookahead (airbench's): every this many steps the slow weights (BatchNorm statistics too)
+    # move towards the fast ones, which restart from them; the slow ones are the final model
+    lookahead_every: int = 0
     # learning-rate multiplier on BatchNorm biases (airbench trains them 64x faster)
     norm_bias_lr_mult: float = 1.0
 
@@ -104,7 +116,7 @@ class Config:
             "entropy_model": ("none", "factorized"),
             "mode": ("linear", "finetune", "scratch"),
             "optimizer": ("adamw", "sgd"),
-            "schedule": ("cosine", "onecycle"),
+            "schedule": ("cosine", "onecycle", "airbench"),
             "precision": ("bf16", "fp16", "fp32", "no"),
             "arch": ("airbench", "airbench_whiten"),
             "objective": ("reconstruct", "masked"),
@@ -124,9 +136,11 @@ class Config:
             )
         if self.arch == "airbench_whiten" and self.widths[0] != 24:
             raise UserError(f"config arch=airbench_whiten has a 24-channel stem; set widths[0]={self.widths[0]} to 24")
-        unknown_aug = set(self.augment) - {"crop", "flip"}
+        unknown_aug = set(self.augment) - {"crop", "flip", "altflip"}
         if unknown_aug:
-            raise UserError(f"config augment has unknown entries {sorted(unknown_aug)}; use crop, flip")
+            raise UserError(f"config augment has unknown entries {sorted(unknown_aug)}; use crop, flip, altflip")
+        if {"flip", "altflip"} <= set(self.augment):
+            raise UserError("config augment has both flip and altflip; choose one")
         unknown_loss = set(self.loss) - {"mse", "l1", "ssim"}
         if unknown_loss:
             raise UserError(f"config loss has unknown terms {sorted(unknown_loss)}; use mse, l1, ssim")
@@ -141,6 +155,9 @@ class Config:
             raise UserError(f"config label_fraction={self.label_fraction} must be in (0, 1]")
         if self.tta_shift < 0:
             raise UserError(f"config tta_shift={self.tta_shift} must be 0 (off) or a number of pixels")
+        for key in ("val_size", "lookahead_every", "whiten_bias_epochs"):
+            if getattr(self, key) < 0:
+                raise UserError(f"config {key}={getattr(self, key)} must be 0 (off) or more")
         for key in ("epochs", "batch_size", "eval_batch_size", "grad_accum"):
             if getattr(self, key) < 1:
                 raise UserError(f"config {key}={getattr(self, key)} must be at least 1")

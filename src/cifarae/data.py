@@ -255,8 +255,8 @@ def load(source: str | Path, val_size: int = 5000, split_seed: int = 0, cache_di
         train_all.dtype == torch.uint8 and train_all.shape[1:] == (3, 32, 32) and len(train_all) == len(train_labels)
     ):
         raise UserError(f"cache {cache} holds tensors of the wrong shape or type; delete it and rerun make data")
-    if not 0 < val_size < len(train_all):
-        raise UserError(f"val_size={val_size} must be between 1 and {len(train_all) - 1}")
+    if not 0 <= val_size < len(train_all):
+        raise UserError(f"val_size={val_size} must be between 0 (no validation split) and {len(train_all) - 1}")
     train_idx, val_idx = split_train_val(train_labels, val_size, split_seed)
     return Dataset(
         images={"train": train_all[train_idx], "val": train_all[val_idx], "test": data["test_images"]},
@@ -272,6 +272,13 @@ def batch_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Flip a random half of the batch horizontally."""
     mask = torch.rand(len(x), generator=gen, device=gen.device) < 0.5
     return torch.where(mask.view(-1, 1, 1, 1).to(x.device), x.flip(-1), x)
+
+
+def alternating_flip(n: int, seed: int) -> torch.Tensor:
+    """airbench's flip, as n booleans for even epochs (odd epochs flip the others): a fixed random half
+    of the images is mirrored in even epochs, the other half in odd ones, so every image is seen both
+    ways in every two epochs."""
+    return torch.rand(n, generator=torch.Generator().manual_seed(seed)) < 0.5
 
 
 def batch_crop(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
@@ -318,6 +325,7 @@ class DeviceLoader:
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
         self.start_step = 0
+        self.flip_phase = alternating_flip(len(labels), seed).to(self.device) if "altflip" in self.augment else None
 
     def set_epoch(self, epoch: int, start_step: int = 0) -> None:
         self.epoch, self.start_step = epoch, start_step
@@ -348,5 +356,8 @@ class DeviceLoader:
                     x = batch_crop(x, self.crop_pad, gen)
                 if "flip" in self.augment:
                     x = batch_flip(x, gen)
+            if self.train and self.flip_phase is not None:
+                flip = self.flip_phase[batch] ^ bool(self.epoch % 2)
+                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
             yield x, self.labels[batch]
         self.start_step = 0

@@ -91,11 +91,51 @@ def make_optimizer(model, cfg: Config) -> torch.optim.Optimizer:
 
 
 def lr_factor(step: int, total: int, warmup: int, kind: str) -> float:
-    """Linear warm-up, then cosine decay to 0 or ('onecycle') linear decay to 0."""
+    """Linear warm-up, then cosine decay to 0 or ('onecycle') linear decay to 0; 'airbench' is
+    airbench94's triangle: 0.2 of the peak at the start, the peak at 23% of the steps, 0.07 at the end."""
+    if kind == "airbench":
+        peak = int(0.23 * total)
+        if step < peak:
+            return 0.2 + 0.8 * step / peak
+        return 1.0 - 0.93 * (step - peak) / max(1, total - peak)
     if step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1 + math.cos(math.pi * progress)) if kind == "cosine" else max(0.0, 1 - progress)
+
+
+def group_lr_lambda(group: dict, total: int, warmup: int, kind: str, steps_per_epoch: int):
+    """The schedule of one parameter group; a group with ``train_epochs`` stops (lr 0) after them."""
+    stop = group.get("train_epochs")
+    stop_step = math.inf if stop is None else stop * steps_per_epoch
+    return lambda s: lr_factor(s, total, warmup, kind) if s < stop_step else 0.0
+
+
+class Lookahead:
+    """airbench94's Lookahead, on every floating-point entry of the state dict (BatchNorm statistics too).
+
+    Every ``every`` steps the slow copy moves towards the model by ``1 - decay`` and the model restarts
+    from it; ``decay`` = 0.95^every x (step / total)^3 grows from 0 (no averaging early on) to 0.77.
+    After the last step the model is the slow copy.
+    """
+
+    def __init__(self, model: torch.nn.Module, every: int, total_steps: int):
+        self.every, self.total = every, total_steps
+        self.slow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def step(self, model: torch.nn.Module, global_step: int) -> None:
+        """Call after each optimizer step, with the number of steps done."""
+        if global_step >= self.total:
+            decay = 1.0  # the end: the model becomes the slow copy
+        elif global_step % self.every == 0:
+            decay = 0.95**self.every * (global_step / self.total) ** 3
+        else:
+            return
+        state = model.state_dict()
+        for key, slow in self.slow.items():
+            slow.lerp_(state[key].to(slow.dtype), 1 - decay)
+            state[key].copy_(slow)
 
 
 class StopRequest:
@@ -166,7 +206,9 @@ def train(
     model = model.to(accelerator.device)
     optimizer = make_optimizer(model, cfg)
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, warmup, cfg.schedule))
+    lambdas = [group_lr_lambda(g, total_steps, warmup, cfg.schedule, steps_per_epoch) for g in optimizer.param_groups]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
+    lookahead = Lookahead(model, cfg.lookahead_every, total_steps) if cfg.lookahead_every else None
     ema = (
         AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
         if cfg.ema_decay
@@ -193,6 +235,8 @@ def train(
         if ema is not None:
             ema.module.load_state_dict(ckpt["ema_model"])
             ema.n_averaged.copy_(ckpt["ema_n"])
+        if lookahead is not None:
+            lookahead.slow = {k: v.to(accelerator.device) for k, v in ckpt["lookahead"].items()}
         _set_rng_state(ckpt["rng"])
         start_epoch, start_step, global_step = ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]
         history, best = ckpt["history"], ckpt["best"]
@@ -218,6 +262,7 @@ def train(
             global_step=global_step,
             history=history,
             best=best,
+            **({"lookahead": lookahead.slow} if lookahead is not None else {}),
             **(extra_state or {}),
         )
 
@@ -260,9 +305,11 @@ def train(
                     f"the last good checkpoint is kept in {run_dir}; lower lr or use precision=fp32"
                 )
             scheduler.step()
+            global_step += 1
+            if lookahead is not None:
+                lookahead.step(accelerator.unwrap_model(forward_model), global_step)
             if ema is not None:
                 ema.update_parameters(accelerator.unwrap_model(forward_model))
-            global_step += 1
             step_in_epoch += 1
             loss_sum, loss_count = loss_sum + loss_value, loss_count + 1
             rate = seen / (time.perf_counter() - t0)
@@ -288,7 +335,9 @@ def train(
             totals = accelerator.reduce(torch.tensor([loss_sum, loss_count], device=accelerator.device), "sum")
             loss_sum, loss_count = totals.tolist()
         eval_model = ema.module if ema is not None else accelerator.unwrap_model(forward_model)
-        val = task.validate(eval_model, val_loader, accelerator)
+        # Without a validation split (val_size=0: the final fit on every training image) nothing is
+        # selected: each epoch's model is the best so far, and the last one is the result.
+        val = task.validate(eval_model, val_loader, accelerator) if len(data.labels["val"]) else {}
         record = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / max(1, loss_count),
@@ -298,9 +347,9 @@ def train(
             "epoch_time_s": epoch_time,
         }
         history.append(record)
-        metric = record[f"val_{task.monitor}"]
-        improved = metric < best if task.monitor_mode == "min" else metric > best
-        if improved:
+        metric = record.get(f"val_{task.monitor}")
+        improved = metric is None or (metric < best if task.monitor_mode == "min" else metric > best)
+        if improved and metric is not None:
             best = metric
         save("last.pt", epoch + 1, 0)
         if improved and main:
@@ -313,7 +362,7 @@ def train(
             accelerator.print(f"[{task.name}] epoch {epoch + 1}/{cfg.epochs} " + " ".join(parts))
         if tracking_on:
             accelerator.log({f"epoch/{k}": v for k, v in record.items()}, step=global_step)
-            if cfg.image_every and (epoch + 1) % cfg.image_every == 0:
+            if cfg.image_every and (epoch + 1) % cfg.image_every == 0 and len(data.labels["val"]):
                 for key, image in task.media(eval_model, data.images["val"][:16]).items():
                     tracking.log_images(accelerator, key, image, step=global_step)
     accelerator.end_training()

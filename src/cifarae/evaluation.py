@@ -107,6 +107,9 @@ def evaluate(
     results, figures = {}, {}
     for split in splits:
         images, labels = dataset.images[split], dataset.labels[split]
+        if not len(labels):  # val_size=0: a run fitted on every training image has no validation split
+            accelerator.print(f"{split}: no images (val_size={cfg.val_size}), skipped")
+            continue
         outputs = collect(model, cfg, images, labels, accelerator, batch_size, bf16)
         if not main:
             continue

@@ -272,6 +272,19 @@ class Classifier(OwnsParamGroups, nn.Module):
             self.backbone.eval()
         return self
 
+    def param_groups(self, cfg: Config) -> list[dict]:
+        """The shared groups; with ``whiten_bias_epochs`` the whitening stem's bias gets a group of its
+        own that the engine stops after that many epochs (``train_epochs``), as airbench does."""
+        groups = super().param_groups(cfg)
+        stem = self.backbone.stem
+        if not (cfg.whiten_bias_epochs and isinstance(stem, WhiteningStem) and stem.conv.bias.requires_grad):
+            return groups
+        bias = stem.conv.bias
+        for g in groups:
+            g["params"] = [p for p in g["params"] if p is not bias]
+        own = {"params": [bias], "lr": cfg.lr * cfg.backbone_lr_mult, "weight_decay": 0.0}
+        return [g for g in groups if g["params"]] + [{**own, "train_epochs": cfg.whiten_bias_epochs}]
+
     def features(self, x):
         return torch.amax(self.backbone(x), dim=(2, 3))
 
@@ -291,6 +304,16 @@ def init_stem(model: nn.Module, images_u8: torch.Tensor, n: int = 5000) -> None:
     backbone = model.backbone
     if isinstance(backbone.stem, WhiteningStem):
         backbone.stem.fit(backbone.normalize(images_u8[:n].float() / 255))
+
+
+@torch.no_grad()
+def dirac_init(model: nn.Module) -> None:
+    """airbench's initialisation of a fresh network: each 3x3 convolution of the backbone's blocks
+    passes its input through on its first ``in_channels`` filters (identity), the rest stay random."""
+    for m in model.backbone.blocks.modules():
+        if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3):
+            n = min(m.in_channels, m.out_channels)
+            nn.init.dirac_(m.weight[:n])
 
 
 BACKBONE_KEYS = ("arch", "widths", "latent_size", "bn_weight")

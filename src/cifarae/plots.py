@@ -25,10 +25,11 @@ def loss_plot(history: list[dict], path: Path) -> Path:
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     axes[0].plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
-    axes[0].plot(epochs, [h["val_loss"] for h in history], "s-", label="validation")
+    if "val_loss" in history[0]:  # a run without a validation split (val_size=0) has the training loss only
+        axes[0].plot(epochs, [h["val_loss"] for h in history], "s-", label="validation")
     axes[0].set(xlabel="epoch", ylabel="loss", title="loss per epoch")
     axes[0].legend()
-    metric = "val_psnr" if "val_psnr" in history[0] else "val_acc"
+    metric = "val_psnr" if "val_psnr" in history[0] else "val_acc" if "val_acc" in history[0] else "lr"
     axes[1].plot(epochs, [h[metric] for h in history], "s-", color="C1")
     axes[1].set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch")
     for ax in axes:
