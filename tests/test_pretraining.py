@@ -79,3 +79,37 @@ def test_a_bad_masking_ratio_is_one_line(tmp_path, synth_cache):
         "train_ae.py", "--data", synth_cache, "--out", tmp_path / "y", *MASKED, "mask_patch=5", check=False
     )
     assert_one_line_error(proc, "mask_patch=5 must divide 32")
+
+
+def test_the_training_loss_masks_under_objective_masked_only():
+    """What the engine calls (task.loss) hides patches for objective=masked and nothing otherwise."""
+    x = torch.rand(8, 3, 32, 32)
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1).expand_as(x)
+    for objective, hidden_share in (("masked", 0.5), ("reconstruct", 0.0)):
+        cfg = load_config(None, [*MASKED, f"objective={objective}"])
+        seen = []
+
+        def model(inputs, seen=seen):
+            seen.append(inputs)
+            return inputs, None
+
+        AutoencoderTask(cfg).loss(model, x, None)
+        hidden = (seen[0] == mean).all(dim=1).float().mean()
+        assert torch.isclose(hidden, torch.tensor(hidden_share)), objective
+
+
+def test_a_masked_encoder_fine_tunes_from_its_own_weights(tmp_path, synth_cache):
+    """finetune (not only the frozen probe): the classifier starts from the masked AE's backbone, tensor for tensor."""
+    from cifarae import checkpoint
+
+    ae = tmp_path / "ae"
+    run_script("train_ae.py", "--data", synth_cache, "--out", ae, *MASKED)
+    clf = tmp_path / "clf"
+    args = ["--data", synth_cache, "--out", clf, "--encoder", ae, "--mode", "finetune", *TINY, "epochs=1", "lr=0"]
+    run_script("train_clf.py", *args, "augment=[]")
+    trained = checkpoint.load(clf / "last.pt")["model"]
+    encoder = checkpoint.inference_state(checkpoint.load(ae))
+    backbone = {
+        k: v for k, v in encoder.items() if k.startswith("backbone.") and "running" not in k and "num_b" not in k
+    }
+    assert backbone and all(torch.equal(trained[k], v) for k, v in backbone.items())
