@@ -1,4 +1,10 @@
-"""Rate-distortion evaluation of codec runs against Pillow's JPEG and WebP.
+"""Rate-distortion evaluation of codec runs against Pillow's JPEG, WebP and AVIF.
+
+A hyperprior (v2) codec, a run or a shipped model folder, is measured at each of its quality levels
+against AVIF (Pillow, speed 0, 4:4:4: whole files and its mdat payload alone), WebP and JPEG, with
+the PSNR gaps at 0.5/1/2/3 bpp and BD-rates, each with a paired bootstrap interval over the images:
+
+    python src/rd_eval.py --data PATH --runs models/codec-v2 --out outs/codec/rd --splits test --limit 2000
 
     python src/rd_eval.py --data PATH --runs RUN [RUN ...] --out outs/rd [--splits test val] [--limit N]
         [--reuse OLD/rd.json] [--refine-steps 50 --refine-lambda-scales 1 0.6]
@@ -28,6 +34,7 @@ import torch
 from cifarae import data as data_lib
 from cifarae import rd, tracking
 from cifarae.codec import Refinement, load_codec
+from cifarae.codec.hyperprior_codec import HyperpriorCodec
 from cifarae.errors import UserError, cli_main
 
 
@@ -68,6 +75,7 @@ def main(argv=None):
     p.add_argument(
         "--refine-lambda-scales", type=float, nargs="+", default=[1.0], help="refine at rd_lambda times this, per run"
     )
+    p.add_argument("--resamples", type=int, default=1000, help="hyperprior codecs: bootstrap resamples")
     p.add_argument("--reuse", type=Path, nargs="+", default=[], help="earlier rd.json files whose points to keep")
     args = p.parse_args(argv)
     previous = {}
@@ -89,6 +97,10 @@ def main(argv=None):
     if len(scales) != len(args.runs):
         raise UserError(f"--refine-lambda-scales needs one value, or one per run ({len(args.runs)}); got {len(scales)}")
     runs = args.runs
+    if len(runs) == 1 and not args.refine_steps:
+        codec = load_codec(runs[0])
+        if isinstance(codec, HyperpriorCodec):
+            return evaluate_hyperprior(args, codec)
     codecs = [load_codec(r, refine=Refinement(args.refine_steps, args.refine_lr, s)) for r, s in zip(runs, scales)]
     ids = [(c.model_id, c.refine) for c in codecs]
     if len(set(ids)) != len(ids):
@@ -152,6 +164,77 @@ def main(argv=None):
         rows += [{"split": split, **pt} for pt in ours + jpeg + webp]
     (args.out / "rd.json").write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out / 'rd.json'} and {', '.join(str(p) for p in plots)}")
+    log_wandb(args, result, rows, plots)
+
+
+def evaluate_hyperprior(args, codec: HyperpriorCodec) -> None:
+    """Every quality level of one v2 codec against AVIF, WebP and JPEG, with bootstrap intervals."""
+    dataset = data_lib.load(args.data, codec.cfg.val_size, codec.cfg.split_seed, args.cache_dir)
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = {
+        "source": str(args.data),
+        "model": codec.describe(),
+        "psnr": "mean over images of 10*log10(1/MSE) on 8-bit outputs",
+        "bpp": "8 * bytes / pixels; ours: whole .cae files, header included",
+        "avif_settings": rd.PILLOW_SETTINGS["AVIF"],
+        "bootstrap": {"resamples": args.resamples, "interval": "2.5-97.5 percentiles, images resampled in pairs"},
+        "machine": {"platform": platform.platform(), "threads": torch.get_num_threads()},
+        "splits": {},
+    }
+    rows, plots = [], []
+    for split in args.splits:
+        images, _ = dataset.subset(split, args.limit)
+        print(f"[{split}] {len(images)} images")
+        file_dir = None if args.no_files else args.out / "files" / split
+        ours, stats = rd.hyperprior_curve(codec, images, file_dir)
+        cache = args.out / "baselines"  # Pillow's curves, kept: a rerun (or a new model) codes them again for free
+        avif = rd.pillow_curve(images, "AVIF", rd.AVIF_QUALITIES, cache)
+        webp = rd.pillow_curve(images, "WEBP", rd.WEBP_QUALITIES, cache)
+        jpeg = rd.pillow_curve(images, "JPEG", rd.JPEG_QUALITIES, cache)
+        for s, pt in zip(stats, ours.points()):
+            print(
+                f"  cae q{s['level']}: {pt['bpp']:.3f} bpp, PSNR {pt['psnr']:.2f} dB, "
+                f"encode {s['encode_img_per_s']:.0f} img/s, decode {s['decode_img_per_s']:.0f} img/s"
+            )
+        comparisons = {
+            "avif_payload": rd.compare(ours, avif, payload=True, resamples=args.resamples),
+            "avif_file": rd.compare(ours, avif, payload=False, resamples=args.resamples),
+            "webp": rd.compare(ours, webp, payload=False, resamples=args.resamples),
+            "jpeg_scan": rd.compare(ours, jpeg, payload=True, resamples=args.resamples),
+        }
+        for name, comp in comparisons.items():
+            text = ", ".join(
+                f"{k} {v['value']:+.2f} [{v['ci95'][0]:+.2f}, {v['ci95'][1]:+.2f}]"
+                for k, v in comp.items()
+                if v["value"] is not None and v["ci95"]
+            )
+            print(f"  vs {name}: {text}")
+        curves = {
+            "cae": [{**p, **s} for p, s in zip(ours.points(), stats)],
+            "avif_file": [{"quality": q, **p} for q, p in zip(avif.settings, avif.points())],
+            "avif_payload": [{"quality": q, **p} for q, p in zip(avif.settings, avif.points(payload=True))],
+            "webp": [{"quality": q, **p} for q, p in zip(webp.settings, webp.points())],
+            "jpeg_file": [{"quality": q, **p} for q, p in zip(jpeg.settings, jpeg.points())],
+            "jpeg_scan": [{"quality": q, **p} for q, p in zip(jpeg.settings, jpeg.points(payload=True))],
+        }
+        result["splits"][split] = {"num_images": len(images), "curves": curves, "comparisons": comparisons}
+        path = args.out / f"rd_{split}.png"
+        rd.plot_curves(
+            [
+                ("CAE v2 (ours), whole file", curves["cae"], "o-"),
+                ("AVIF (AV1), payload only", curves["avif_payload"], "d--"),
+                ("AVIF, whole file", curves["avif_file"], "d-"),
+                ("WebP, whole file", curves["webp"], "s-"),
+                ("JPEG, scan data only", curves["jpeg_scan"], "^--"),
+            ],
+            path,
+            f"CIFAR-10 {split} ({len(images)} images)",
+        )
+        plots.append(path)
+        rows += [{"split": split, "codec": name, **pt} for name, pts in curves.items() for pt in pts]
+    (args.out / "rd.json").write_text(json.dumps(result, indent=1))
+    print(f"wrote {args.out / 'rd.json'} and {', '.join(str(p) for p in plots)}")
+    result["floors"] = {}
     log_wandb(args, result, rows, plots)
 
 

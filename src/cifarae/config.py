@@ -57,9 +57,13 @@ class Config:
     objective: str = "reconstruct"
     mask_ratio: float = 0.6  # masked: the fraction of patches hidden in each image
     mask_patch: int = 4  # masked: the patches' side in pixels (divides 32)
-    # entropy-coded bottleneck for the codec: "none" or "factorized"
+    # entropy-coded bottleneck for the codec: "none", "factorized" (v1) or "hyperprior" (v2: mean-scale
+    # hyperprior with gain units, codec/hyperprior.py)
     entropy_model: str = "none"
     rd_lambda: float = 0.01  # rate + lambda * 255^2 * mse when entropy_model != none
+    # hyperprior: one quality level per lambda (a variable-rate model); empty: one level at rd_lambda
+    rd_lambdas: list[float] = field(default_factory=list)
+    hyper_channels: int = 128  # hyperprior: channels of the hyper-latent z
     # codec: the decoder trains on rounded latents (straight-through) instead of noisy ones
     ste_decoder: bool = True
     init_from: str = ""  # AE run dir or checkpoint to start from (e.g. a codec from a plain AE)
@@ -113,7 +117,7 @@ class Config:
         choices = {
             "task": ("ae", "clf"),
             "upsample": ("resize_conv", "pixel_shuffle", "transposed"),
-            "entropy_model": ("none", "factorized"),
+            "entropy_model": ("none", "factorized", "hyperprior"),
             "mode": ("linear", "finetune", "scratch"),
             "optimizer": ("adamw", "sgd"),
             "schedule": ("cosine", "onecycle", "airbench"),
@@ -134,6 +138,8 @@ class Config:
             raise UserError(
                 f"config skip_channels={self.skip_channels} needs entropy_model=factorized (a codec) and must be >= 0"
             )
+        if any(lam <= 0 for lam in self.rd_lambdas) or len(self.rd_lambdas) > 255:
+            raise UserError(f"config rd_lambdas={self.rd_lambdas} must be at most 255 positive numbers")
         if self.arch == "airbench_whiten" and self.widths[0] != 24:
             raise UserError(f"config arch=airbench_whiten has a 24-channel stem; set widths[0]={self.widths[0]} to 24")
         unknown_aug = set(self.augment) - {"crop", "flip", "altflip"}

@@ -197,11 +197,16 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
         self.to_skip = nn.Conv2d(cfg.widths[1], cfg.skip_channels, 1) if cfg.skip_channels else None
         self.skip_fold = (32 >> pools_for(cfg.latent_size)[0]) // cfg.latent_size
         coded_channels = cfg.latent_channels + cfg.skip_channels * self.skip_fold**2
-        self.entropy_bottleneck = None
+        self.entropy_bottleneck = self.latent_codec = None
         if cfg.entropy_model == "factorized":
             from compressai.entropy_models import EntropyBottleneck
 
             self.entropy_bottleneck = EntropyBottleneck(coded_channels)
+        elif cfg.entropy_model == "hyperprior":
+            from .codec.hyperprior import HyperpriorLatentCodec
+
+            lambdas = cfg.rd_lambdas or [cfg.rd_lambda]
+            self.latent_codec = HyperpriorLatentCodec(coded_channels, cfg.hyper_channels, len(lambdas), lambdas)
         self.latent_shape = (coded_channels, cfg.latent_size, cfg.latent_size)
         self.ste_decoder = cfg.ste_decoder
 
@@ -209,9 +214,16 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
         # The codec's entropy model (its densities and quantiles) trains at 10x the learning rate,
         # with no weight decay: its densities start 10 units wide and must follow the latents within
         # a short run, or the rate term gives the encoder no useful gradient.
-        if name.startswith("entropy_bottleneck."):
+        if name.startswith(("entropy_bottleneck.", "latent_codec.entropy_bottleneck.")):
             return 10.0, False
+        if name == "latent_codec.log_gains":  # gains set the rate: decay would pull them all to 1
+            return 1.0, False
         return super().lr_mult_and_decay(name, param, cfg)
+
+    def aux_loss(self) -> torch.Tensor:
+        """The entropy model's own loss: it fits the CDF quantiles the coder uses."""
+        eb = self.entropy_bottleneck if self.latent_codec is None else self.latent_codec.entropy_bottleneck
+        return eb.loss()
 
     @property
     def compression_ratio(self) -> float:
@@ -230,9 +242,16 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
         c = self.to_latent.out_channels
         return self.decoder(y[:, :c], F.pixel_shuffle(y[:, c:], self.skip_fold))
 
-    def forward(self, x):
-        """Returns (reconstruction in [0, 1], latent likelihoods or None)."""
+    def forward(self, x, quality: torch.Tensor | None = None):
+        """Returns (reconstruction in [0, 1], latent likelihoods or None). ``quality``: each image's rate
+        level for the hyperprior (default: the middle one)."""
         y = self.encode(x)
+        if self.latent_codec is not None:
+            if quality is None:
+                quality = torch.full((len(x),), (self.latent_codec.levels - 1) // 2, device=x.device)
+            with torch.autocast(device_type=y.device.type, enabled=False):  # fp32: see below
+                y_hat, likelihoods = self.latent_codec(y.float(), quality)
+            return self.decode(y_hat), likelihoods
         if self.entropy_bottleneck is None:
             return self.decode(y), None
         # The entropy model runs in fp32 even under autocast: its likelihoods are differences of

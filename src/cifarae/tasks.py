@@ -56,15 +56,22 @@ class AutoencoderTask:
     def loss(self, model, x, y):
         if self.cfg.objective == "masked":
             return self.masked_loss(model, x)
-        x_hat, likelihoods = model(x)
+        lambdas = self.cfg.rd_lambdas
+        if lambdas:  # a variable-rate codec: each image trains one quality level, at its lambda
+            quality = torch.randint(len(lambdas), (len(x),), device=x.device)
+            x_hat, likelihoods = model(x, quality)
+            lam = torch.tensor(lambdas, device=x.device)[quality]
+        else:
+            x_hat, likelihoods = model(x)
+            lam = torch.full((len(x),), self.cfg.rd_lambda, device=x.device)
         distortion = reconstruction_loss(x_hat, x, self.cfg.loss)
         if likelihoods is None:
             return distortion, {}
-        mse = F.mse_loss(x_hat.float(), x.float())
+        mse_per_image = (x_hat.float() - x.float()).pow(2).mean(dim=(1, 2, 3))
         bpp = bits_per_pixel(likelihoods, x.shape[0] * x.shape[2] * x.shape[3])
-        aux = unwrap(model).entropy_bottleneck.loss()  # fits the CDF quantiles used by the coder
-        loss = bpp + self.cfg.rd_lambda * 255**2 * mse + aux
-        return loss, {"train/bpp_estimate": bpp.item(), "train/mse": mse.item()}
+        aux = unwrap(model).aux_loss()  # fits the CDF quantiles used by the coder
+        loss = bpp + 255**2 * (lam * mse_per_image).mean() + aux
+        return loss, {"train/bpp_estimate": bpp.item(), "train/mse": mse_per_image.mean().item()}
 
     def masked_loss(self, model, x):
         """Hide random patches from the encoder (the data mean: zero after its normalisation); score the

@@ -14,7 +14,10 @@ File format, version 1 (integers big-endian; varints are unsigned LEB128):
     crc32        4      zlib CRC-32 of every byte before it
 
 A 32 x 32 image with one stream has a 16-byte header + checksum (0.125 bpp at 32 x 32).
-This module knows bytes only; what the streams hold is the Codec's business (facade.py).
+
+Version 2 (the hyperprior codec, hyperprior_codec.py) adds one byte after the model id: the
+quality level the image was coded at. Its streams are the hyper-latent's slices, then the latent's.
+This module knows bytes only; what the streams hold is the codecs' business.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from dataclasses import dataclass
 from ..errors import UserError
 
 MAGIC = b"CAE"
-VERSION = 1
+VERSION = 1  # the factorized-prior codec (facade.py)
+VERSION_HYPERPRIOR = 2  # the hyperprior codec (hyperprior_codec.py)
+VERSIONS = {VERSION: "the factorized-prior codec (v1)", VERSION_HYPERPRIOR: "the hyperprior codec (v2)"}
 MODEL_ID_BYTES = 6
 CRC_BYTES = 4
 MAX_SIDE = 65535
@@ -74,26 +79,39 @@ class Parsed:
     model_id: bytes
     streams: list[bytes]
     header_bytes: int  # everything that is not stream payload: header + checksum
+    quality: int = 0  # version 2: the quality level
 
 
-def pack(width: int, height: int, model_id: bytes, streams: list[bytes]) -> bytes:
-    head = MAGIC + bytes([VERSION]) + put_varint(width) + put_varint(height) + model_id
+def pack(width: int, height: int, model_id: bytes, streams: list[bytes], quality: int | None = None) -> bytes:
+    """Version 1 without ``quality``, version 2 with it."""
+    version = VERSION if quality is None else VERSION_HYPERPRIOR
+    head = MAGIC + bytes([version]) + put_varint(width) + put_varint(height) + model_id
+    head += b"" if quality is None else bytes([quality])
     head += b"".join(put_varint(len(s)) for s in streams[:-1])
     body = head + b"".join(streams)
     return body + struct.pack(">I", zlib.crc32(body))
 
 
-def parse(data: bytes, num_streams: int | None = None) -> Parsed:
-    """Check and split a file. ``num_streams``: how many the model expects (None: one)."""
+def version_of(data: bytes) -> int:
+    """The format version of a file (after checking its magic)."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise UserError("not a byte string")
-    data = bytes(data)
-    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+    if len(data) < len(MAGIC) or bytes(data[: len(MAGIC)]) != MAGIC:
         raise UserError("not a cifarae codec file (bad magic; foreign file?)")
     if len(data) < len(MAGIC) + 1:
         raise UserError("truncated file (no format version)")
-    if data[len(MAGIC)] != VERSION:
-        raise UserError(f"unsupported format version {data[len(MAGIC)]} (this decoder reads version {VERSION})")
+    return data[len(MAGIC)]
+
+
+def parse(data: bytes, num_streams: int | None = None, version: int = VERSION) -> Parsed:
+    """Check and split a file of format ``version``. ``num_streams``: how many the model expects (None: one)."""
+    found = version_of(data)
+    data = bytes(data)
+    if found != version:
+        made = VERSIONS.get(found)
+        if made and found < version:
+            raise UserError(f"made by an older format: version {found}, {made}; decode it with that codec's --model")
+        raise UserError(f"unsupported format version {found} (this decoder reads version {version})")
     if len(data) < len(MAGIC) + 1 + 2 + MODEL_ID_BYTES + CRC_BYTES:
         raise UserError(f"truncated file ({len(data)} bytes is shorter than any header)")
     body, (crc,) = data[:-CRC_BYTES], struct.unpack(">I", data[-CRC_BYTES:])
@@ -107,6 +125,11 @@ def parse(data: bytes, num_streams: int | None = None) -> Parsed:
     model_id, pos = body[pos : pos + MODEL_ID_BYTES], pos + MODEL_ID_BYTES
     if len(model_id) != MODEL_ID_BYTES:
         raise UserError("truncated header (model id)")
+    quality = 0
+    if version == VERSION_HYPERPRIOR:
+        if pos >= len(body):
+            raise UserError("truncated header (quality)")
+        quality, pos = body[pos], pos + 1
     sizes = []
     for i in range((num_streams or 1) - 1):
         size, pos = get_varint(body, pos, f"stream {i} size", len(body))
@@ -120,7 +143,7 @@ def parse(data: bytes, num_streams: int | None = None) -> Parsed:
     streams.append(body[pos:])
     if any(len(s) < 8 for s in streams):  # a flushed rANS stream holds at least its 8-byte state
         raise UserError("corrupt file: empty or short entropy-coded stream")
-    return Parsed(width, height, model_id, streams, len(data) - sum(map(len, streams)))
+    return Parsed(width, height, model_id, streams, len(data) - sum(map(len, streams)), quality)
 
 
 def check_size(height: int, width: int) -> None:

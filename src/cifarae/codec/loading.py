@@ -10,7 +10,9 @@ from ..errors import UserError
 from ..models import AutoEncoder
 from .context import CheckerboardContext
 from .facade import Codec
+from .hyperprior_codec import HyperpriorCodec
 from .refinement import NO_REFINEMENT, Refinement
+from .shipped import MANIFEST, load_shipped
 
 
 def load_codec_checkpoint(path: str | Path, which: str = "best") -> tuple[dict, Config, AutoEncoder]:
@@ -26,15 +28,24 @@ def load_codec_checkpoint(path: str | Path, which: str = "best") -> tuple[dict, 
     return ckpt, cfg, model
 
 
-def load_codec(path: str | Path, which: str = "best", refine: Refinement = NO_REFINEMENT) -> Codec:
-    """A codec from a run directory or checkpoint file (EMA weights when the run kept them).
+def load_codec(path: str | Path, which: str = "best", refine: Refinement = NO_REFINEMENT) -> Codec | HyperpriorCodec:
+    """A codec from a shipped model folder (models/), a run directory or a checkpoint file (EMA weights
+    when the run kept them). Hyperprior (v2) runs come back as a HyperpriorCodec, their coder tables
+    built here; factorized-prior (v1) runs as a Codec.
 
     A run directory with a ``context.pt`` (written by src/codec_context.py: a refitted prior and a
     context model) uses it, else one with a ``codec.pt`` (src/codec_fit.py: the refitted prior).
     """
+    if Path(path, MANIFEST).is_file():
+        return load_shipped(path)
     if which == "best" and Path(path).is_dir():
         which = next((n for n in ("context", "codec") if (Path(path) / f"{n}.pt").is_file()), which)
     ckpt, cfg, model = load_codec_checkpoint(path, which)
+    if cfg.entropy_model == "hyperprior":
+        if refine.steps:
+            raise UserError("refinement is implemented for the factorized-prior (v1) codec only")
+        model.latent_codec.export()
+        return HyperpriorCodec(model, cfg, source=str(ckpt["path"]))
     context = None
     if "context" in ckpt:
         hidden = (ckpt.get("context_fit") or {}).get("hidden")

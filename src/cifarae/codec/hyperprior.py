@@ -1,0 +1,166 @@
+"""The codec's entropy model, v2: a mean-scale hyperprior with gain units (one model, many rates).
+
+Built from CompressAI's public entropy models (Ballé et al. 2018, Minnen et al. 2018):
+
+    y  (the AutoEncoder's latent) --x gain[q]--> y_g --h_a--> z --EntropyBottleneck--> z_hat
+    z_hat --h_s--> (mean, scale) of each y_g value --GaussianConditional--> y_g_hat --/ gain[q]--> decoder
+
+``gain[q]`` is a learned per-channel gain for each quality level q (Cui et al. 2021, "asymmetric
+gained" units): a larger gain quantises the latent more finely, so one set of transforms covers the
+whole rate range, trained with a rate-distortion weight ``rd_lambdas[q]`` per level.
+
+Exact decoding. The decoder must rebuild exactly the (mean, scale index) the encoder used, or rANS
+decodes garbage. Floats computed by h_s differ with thread count, batch size and device, so coding
+never uses them: ``ExactHyperSynthesis`` runs h_s in fixed point (integer weights and activations,
+held in float64, whose sums of integers below 2**53 are exact in any order), and the scale index is
+an integer comparison of its output against integer thresholds. The entropy coder's tables are
+built once when a model is exported (``export``) and shipped in its state dict, never recomputed
+on the machine that decodes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# GaussianConditional's scale table: 64 log-spaced scales from 0.11 to 256 (CompressAI's defaults),
+# defined by integer codes of log(scale) at ``FRACTION_BITS`` so that indexes are integer comparisons.
+SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64
+WEIGHT_BITS = 12  # fixed-point fraction bits of h_s's weights
+FRACTION_BITS = 12  # ... and of its activations and outputs
+TABLES = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")  # sized by export()
+EXACT_LIMIT = 2.0**52  # |integer| sums below this are exact in float64
+
+
+def log_scale_codes() -> list[int]:
+    """The scale table as integer codes round(log(scale) * 2**FRACTION_BITS), ascending."""
+    lo, hi = math.log(SCALE_MIN), math.log(SCALE_MAX)
+    return [round((lo + (hi - lo) * i / (SCALE_LEVELS - 1)) * 2**FRACTION_BITS) for i in range(SCALE_LEVELS)]
+
+
+def conv3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
+
+
+class HyperpriorLatentCodec(nn.Module):
+    """Codes a C x h x w latent (any h, w) at one of ``levels`` qualities; hyper-latent at half its side."""
+
+    def __init__(self, channels: int, hyper_channels: int, levels: int, lambdas: list[float]):
+        super().__init__()
+        from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+
+        n = hyper_channels
+        self.channels, self.levels = channels, levels
+        self.h_a = nn.Sequential(conv3(channels, n), nn.ReLU(), conv3(n, n, stride=2), nn.ReLU(), conv3(n, n))
+        # h_s uses only what fixed point reproduces exactly: convolutions, ReLU and pixel shuffles.
+        self.h_s = nn.Sequential(
+            conv3(n, n), nn.ReLU(), nn.Conv2d(n, 4 * n, 1), nn.PixelShuffle(2), nn.ReLU(), conv3(n, 2 * channels)
+        )
+        # Gains start spread as sqrt(lambda): the MSE of uniform quantisation falls as 1/gain^2.
+        ref = math.sqrt(max(lambdas) * min(lambdas))
+        init = torch.tensor([0.5 * math.log(lam / ref) for lam in lambdas]).view(levels, 1).expand(levels, channels)
+        self.log_gains = nn.Parameter(init.clone())
+        self.entropy_bottleneck = EntropyBottleneck(n)
+        self.gaussian_conditional = GaussianConditional(None, scale_bound=SCALE_MIN)
+        self.register_buffer("scale_codes", torch.tensor(log_scale_codes(), dtype=torch.int64))
+        self.register_load_state_dict_pre_hook(self._size_coder_tables)
+
+    def gains(self, quality: torch.Tensor) -> torch.Tensor:
+        """N x C x 1 x 1 gains of each image's quality level."""
+        return torch.exp(self.log_gains[quality])[:, :, None, None]
+
+    def hyper_medians(self) -> torch.Tensor:
+        """The hyper-prior's medians (1 x N x 1 x 1): h_s reads z_hat minus them, integers when coded."""
+        return self.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)
+
+    def parameters_from(self, z_centered: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(means, log-scales) of y_g from the centred hyper-latent, in float (coding: ExactHyperSynthesis)."""
+        means, log_scales = self.h_s(z_centered)[:, :, :height, :width].chunk(2, dim=1)
+        return means, log_scales
+
+    def forward(self, y: torch.Tensor, quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y_hat for the decoder, likelihoods of every coded value, flat). Training adds noise for the rate
+        and feeds the decoder rounded values (straight-through); eval rounds both."""
+        from compressai.ops import quantize_ste
+
+        gain = self.gains(quality)
+        y_g = y * gain
+        z = self.h_a(y_g)
+        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        means, log_scales = self.parameters_from(z_hat - self.hyper_medians(), *y.shape[-2:])
+        _, y_likelihoods = self.gaussian_conditional(y_g, torch.exp(log_scales), means)
+        y_g_hat = quantize_ste(y_g - means) + means
+        return y_g_hat / gain, torch.cat([y_likelihoods.reshape(-1), z_likelihoods.reshape(-1)])
+
+    def aux_loss(self) -> torch.Tensor:
+        return self.entropy_bottleneck.loss()
+
+    @torch.no_grad()
+    def export(self) -> None:
+        """Build the coder's tables (stored in the state dict from then on): the hyper-prior's CDFs and
+        the Gaussian tables of the integer scale table."""
+        self.entropy_bottleneck.update(force=True)
+        scales = torch.exp(self.scale_codes.double() / 2**FRACTION_BITS).tolist()
+        self.gaussian_conditional.update_scale_table(scales, force=True)
+
+    @staticmethod
+    def _size_coder_tables(module, state_dict, prefix, *args) -> None:
+        """Load-time hook: the coder's tables are buffers whose sizes export() set; size ours to the file's."""
+        for name, buf in module.named_buffers():
+            saved = state_dict.get(prefix + name)
+            if saved is not None and buf.shape != saved.shape and "." in name and name.rsplit(".", 1)[1] in TABLES:
+                owner, leaf = name.rsplit(".", 1)
+                module.get_submodule(owner).register_buffer(leaf, torch.empty_like(saved, dtype=buf.dtype))
+
+
+class ExactHyperSynthesis:
+    """h_s in fixed point: the same integers on every machine, thread count and batch size.
+
+    Weights become integers round(w * 2**WEIGHT_BITS), activations integers at 2**FRACTION_BITS. Every
+    product and sum is of integers below 2**52, held in float64, hence exact whatever the order of
+    summation; rescaling is a floor of a division by a power of two, also exact. Convolutions are
+    unfold + matrix product, so no device-specific algorithm (Winograd, FFT) can round anything.
+    """
+
+    def __init__(self, h_s: nn.Sequential):
+        self.layers = []
+        for layer in h_s:
+            if isinstance(layer, nn.Conv2d):
+                w = torch.round(layer.weight.detach().double() * 2**WEIGHT_BITS)
+                b = layer.bias.detach().double()
+                self.layers.append(("conv", w, b, layer.stride[0], layer.padding[0]))
+            elif isinstance(layer, nn.ReLU):
+                self.layers.append(("relu",))
+            elif isinstance(layer, nn.PixelShuffle):
+                self.layers.append(("shuffle", layer.upscale_factor))
+            else:
+                raise TypeError(f"h_s layer {type(layer).__name__} has no exact fixed-point form")
+
+    @staticmethod
+    def _conv(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, stride: int, padding: int, in_bits: int):
+        n, _, h, width = a.shape
+        k = w.shape[-1]
+        cols = F.unfold(a, k, padding=padding, stride=stride)  # N x (Cin k k) x L: a copy, exact
+        b = torch.round(bias * 2.0 ** (in_bits + WEIGHT_BITS)).view(1, -1, 1)
+        acc = w.reshape(len(w), -1) @ cols + b
+        if acc.abs().max() >= EXACT_LIMIT:  # only a forged hyper-latent gets here
+            acc = acc.clamp(-EXACT_LIMIT / 2, EXACT_LIMIT / 2)
+        out = torch.floor(acc / 2.0 ** (in_bits + WEIGHT_BITS - FRACTION_BITS))
+        ho, wo = (h + 2 * padding - k) // stride + 1, (width + 2 * padding - k) // stride + 1
+        return out.view(n, len(w), ho, wo)
+
+    def __call__(self, z_symbols: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """N x N_z x h' x w' integer hyper-symbols -> N x 2C x height x width integers at 2**FRACTION_BITS
+        (means, then log-scales)."""
+        a, bits = z_symbols.to(torch.float64), 0
+        for kind, *args in self.layers:
+            if kind == "conv":
+                a, bits = self._conv(a, *args, in_bits=bits), FRACTION_BITS
+            elif kind == "relu":
+                a = a.clamp_min(0)
+            else:
+                a = F.pixel_shuffle(a, args[0])
+        return a[:, :, :height, :width]

@@ -1,0 +1,217 @@
+"""HyperpriorCodec: the v2 codec, images <-> .cae files (format version 2) at a chosen quality level.
+
+Encoding: image -> [0, 1] float64 -> replicate-pad to a multiple of the stride -> encoder -> y ->
+y_g = y * gain[q] -> h_a -> hyper-symbols round(z - median) -> EntropyBottleneck.compress; the
+hyper-symbols -> ExactHyperSynthesis -> integer (mean, log-scale) -> latent symbols round(y_g - mean)
+-> GaussianConditional.compress at the integer scale indexes -> file. Decoding inverts it, and the
+synthesis transform runs on the CPU in float64, one image at a time (as in v1, facade.py): its 8-bit
+output does not depend on the batch size, the encoder's device or the thread count.
+
+Streams are cut into slices of at most ~SLICE_SYMBOLS symbols: CompressAI's rANS decoder does not
+bounds-check its input, so each slice is decoded from a copy padded with zeros by the most a forged
+stream could read ahead (1092 bytes per symbol + 120 per stream byte), and re-encoded to check it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import torch
+import torch.nn.functional as F
+
+from ..config import Config
+from ..errors import UserError
+from ..models import AutoEncoder
+from . import format as fmt
+from .format import MAX_SYMBOL, MODEL_ID_BYTES, VERSION_HYPERPRIOR, Parsed, pack, parse
+from .hyperprior import FRACTION_BITS, ExactHyperSynthesis
+from .images import to_uint8
+
+ARCH_KEYS = (
+    "arch", "widths", "latent_size", "latent_channels", "skip_channels", "decoder_widths", "upsample",
+    "entropy_model", "hyper_channels", "rd_lambdas",
+)  # fmt: skip
+
+
+def _pad(stream: bytes, symbols: int) -> bytes:
+    return stream + bytes(1092 * symbols + 120 * len(stream) + 64)
+
+
+class HyperpriorCodec:
+    """A trained AutoEncoder with entropy_model=hyperprior, exported (its coder tables built). CPU, float64."""
+
+    version = VERSION_HYPERPRIOR
+
+    def __init__(self, model: AutoEncoder, cfg: Config, source: str = "model"):
+        if model.latent_codec is None:
+            raise UserError(f"{source} has entropy_model={cfg.entropy_model!r}, not a hyperprior codec")
+        lc = model.latent_codec
+        if lc.gaussian_conditional.quantized_cdf.numel() == 0:
+            raise UserError(f"{source} has no coder tables; export it first (src/codec_export.py)")
+        self.cfg, self.source = cfg, source
+        self.model = model.to("cpu", torch.float64).eval().requires_grad_(False)
+        self.lc = lc
+        self.stride = 32 // cfg.latent_size
+        self.levels = lc.levels
+        self.hyper = ExactHyperSynthesis(lc.h_s)
+        self.medians = lc.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1).clone()
+        self.scale_codes = lc.scale_codes[:-1].view(-1, 1)  # index = how many of these the log-scale exceeds
+        self.model_id = self._identity()
+
+    def _identity(self) -> bytes:
+        h = hashlib.sha256(f"cifarae-codec-v{self.version}".encode())
+        h.update(json.dumps({k: getattr(self.cfg, k) for k in ARCH_KEYS}, sort_keys=True).encode())
+        for name, t in sorted(self.model.state_dict().items()):
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return h.digest()[:MODEL_ID_BYTES]
+
+    # ---- geometry
+    def latent_hw(self, height: int, width: int) -> tuple[int, int]:
+        return -(-height // self.stride), -(-width // self.stride)
+
+    def hyper_hw(self, height: int, width: int) -> tuple[int, int]:
+        lh, lw = self.latent_hw(height, width)
+        return -(-lh // 2), -(-lw // 2)
+
+    def _z_rows(self, height: int, width: int) -> list[slice]:
+        hz, wz = self.hyper_hw(height, width)
+        rows = max(1, fmt.SLICE_SYMBOLS // (self.medians.shape[1] * wz))
+        return [slice(r, min(r + rows, hz)) for r in range(0, hz, rows)]
+
+    def _y_slices(self, height: int, width: int) -> list[slice]:
+        lh, lw = self.latent_hw(height, width)
+        n = self.model.latent_shape[0] * lh * lw
+        return [slice(i, min(i + fmt.SLICE_SYMBOLS, n)) for i in range(0, n, fmt.SLICE_SYMBOLS)]
+
+    def num_streams(self, height: int, width: int) -> int:
+        return len(self._z_rows(height, width)) + len(self._y_slices(height, width))
+
+    def check_quality(self, quality: int) -> int:
+        if not 0 <= quality < self.levels:
+            raise UserError(f"quality {quality} is outside this model's levels 0..{self.levels - 1}")
+        return quality
+
+    # ---- the exact side information: hyper-symbols -> (means, scale indexes)
+    def conditionals(self, z_symbols: torch.Tensor, lh: int, lw: int) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.model.latent_shape[0]
+        params = self.hyper(z_symbols, lh, lw)
+        means = params[:, :c] / 2**FRACTION_BITS  # exact: an integer over a power of two
+        codes = params[:, c:].to(torch.int64)
+        indexes = (codes.unsqueeze(-1) > self.scale_codes.view(1, 1, 1, 1, -1)).sum(-1)
+        return means, indexes.to(torch.int32)
+
+    # ---- analysis: images -> (hyper-symbols, latent symbols)
+    @torch.no_grad()
+    def symbols(self, images: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
+        _, _, height, width = images.shape
+        lh, lw = self.latent_hw(height, width)
+        x = images.to(torch.float64).div(255)
+        x = F.pad(x, (0, lw * self.stride - width, 0, lh * self.stride - height), mode="replicate")
+        q = torch.full((len(x),), quality, dtype=torch.long)
+        y_g = self.model.encode(x) * self.lc.gains(q)
+        z_symbols = torch.round(self.lc.h_a(y_g) - self.medians)
+        means, _ = self.conditionals(z_symbols, lh, lw)
+        return z_symbols.to(torch.int64), torch.round(y_g - means).to(torch.int64)
+
+    # ---- synthesis: the one decode path
+    @torch.no_grad()
+    def synthesize(self, y_symbols: torch.Tensor, means: torch.Tensor, quality: int, height: int, width: int):
+        """One image's C x h x w latent symbols -> 3 x height x width uint8."""
+        q = torch.tensor([quality])
+        y_hat = (y_symbols.to(torch.float64).unsqueeze(0) + means) / self.lc.gains(q)
+        return to_uint8(self.model.decode(y_hat)[0, :, :height, :width])
+
+    def reconstruct(self, images: torch.Tensor, quality: int) -> torch.Tensor:
+        """What the files of ``images`` decode to, without the entropy coder."""
+        _, _, height, width = images.shape
+        lh, lw = self.latent_hw(height, width)
+        z, y = self.symbols(images, quality)
+        out = []
+        for zi, yi in zip(z, y):
+            means, _ = self.conditionals(zi.unsqueeze(0), lh, lw)
+            out.append(self.synthesize(yi, means, quality, height, width))
+        return torch.stack(out)
+
+    # ---- entropy coding of one image
+    def encode_symbols(self, z: torch.Tensor, y: torch.Tensor, height: int, width: int) -> list[bytes]:
+        lh, lw = self.latent_hw(height, width)
+        if y.abs().max() >= MAX_SYMBOL or z.abs().max() >= MAX_SYMBOL:
+            raise UserError("latent out of the entropy coder's range")
+        eb, gc = self.lc.entropy_bottleneck, self.lc.gaussian_conditional
+        z_float = z.unsqueeze(0).double() + self.medians  # eb.compress codes round(z_float - median) = z
+        streams = [eb.compress(z_float[:, :, rows])[0] for rows in self._z_rows(height, width)]
+        _, indexes = self.conditionals(z.unsqueeze(0), lh, lw)
+        values, indexes = y.reshape(1, -1).double(), indexes.reshape(1, -1)
+        streams += [gc.compress(values[:, s], indexes[:, s])[0] for s in self._y_slices(height, width)]
+        return streams
+
+    def decode_symbols(self, streams: list[bytes], height: int, width: int):
+        """(latent symbols C x h x w, means 1 x C x h x w) of one image's streams; checks every slice."""
+        lh, lw = self.latent_hw(height, width)
+        eb, gc = self.lc.entropy_bottleneck, self.lc.gaussian_conditional
+        _, wz = self.hyper_hw(height, width)
+        z_rows = self._z_rows(height, width)
+        parts = []
+        for rows, stream in zip(z_rows, streams):
+            n = rows.stop - rows.start
+            decoded = eb.decompress([_pad(stream, self.medians.shape[1] * n * wz)], (n, wz))
+            symbols = torch.round(decoded.double() - self.medians)
+            if symbols.abs().max() >= MAX_SYMBOL:
+                raise UserError("corrupt entropy-coded stream (hyper-latent out of range)")
+            if eb.compress(symbols + self.medians)[0] != stream:
+                raise UserError("corrupt entropy-coded stream (it does not re-encode to itself)")
+            parts.append(symbols)
+        z = torch.cat(parts, dim=2)
+        means, indexes = self.conditionals(z, lh, lw)
+        indexes = indexes.reshape(1, -1)
+        values = []
+        for s, stream in zip(self._y_slices(height, width), streams[len(z_rows) :]):
+            decoded = gc.decompress([_pad(stream, s.stop - s.start)], indexes[:, s], dtype=torch.float64)
+            if decoded.abs().max() >= MAX_SYMBOL:
+                raise UserError("corrupt entropy-coded stream (latent out of range)")
+            if gc.compress(decoded, indexes[:, s])[0] != stream:
+                raise UserError("corrupt entropy-coded stream (it does not re-encode to itself)")
+            values.append(decoded)
+        return torch.cat(values, dim=1).view(-1, lh, lw), means
+
+    # ---- files
+    def compress(self, images: torch.Tensor, quality: int, batch_size: int = 256) -> list[bytes]:
+        """N x 3 x H x W uint8 (one size) -> one file's bytes per image, at quality level ``quality``."""
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise UserError(f"expected N x 3 x H x W uint8 images, got {tuple(images.shape)} {images.dtype}")
+        self.check_quality(quality)
+        _, _, height, width = images.shape
+        fmt.check_size(height, width)
+        out = []
+        for start in range(0, len(images), batch_size):
+            for z, y in zip(*self.symbols(images[start : start + batch_size], quality)):
+                streams = self.encode_symbols(z, y, height, width)
+                out.append(pack(width, height, self.model_id, streams, quality))
+        return out
+
+    def parse(self, data: bytes) -> Parsed:
+        first = parse(data, num_streams=1, version=self.version)  # magic, version, checksum, size
+        parsed = parse(data, self.num_streams(first.height, first.width), version=self.version)
+        if parsed.model_id != self.model_id:
+            raise UserError(
+                f"file was written by model {parsed.model_id.hex()}, but {self.source} is model "
+                f"{self.model_id.hex()}; decompress with the --model that compressed it"
+            )
+        if parsed.quality >= self.levels:
+            raise UserError(f"corrupt header: quality {parsed.quality} (this model has {self.levels} levels)")
+        return parsed
+
+    def decompress(self, data: bytes) -> torch.Tensor:
+        """One file's bytes -> 3 x H x W uint8. Raises UserError on anything but a valid file."""
+        parsed = self.parse(data)
+        y, means = self.decode_symbols(parsed.streams, parsed.height, parsed.width)
+        return self.synthesize(y, means, parsed.quality, parsed.height, parsed.width)
+
+    def describe(self) -> str:
+        c, s = self.model.latent_shape[0], self.cfg.latent_size
+        return (
+            f"{self.source} (model id {self.model_id.hex()}, latent {c}x{s}x{s} per 32x32, stride {self.stride}, "
+            f"mean-scale hyperprior, {self.levels} quality levels)"
+        )

@@ -1,0 +1,147 @@
+"""Codec models shipped in the repository's models/ folder: export, checksums, lookup by model id.
+
+A shipped model is a folder with ``model.json`` (config, model id, how it was trained, a SHA-256 per
+file) and its state dict cut into files of at most ~4 MB: ``encoder.pt`` (backbone and latent heads),
+``decoder.pt`` and ``entropy.pt`` (the hyperprior with its coder tables). Transform weights are stored
+in float16, which is what the shipped model is: its model id and every measurement are of the
+float16-rounded weights. Files are read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .. import checkpoint
+from ..config import config_from_dict
+from ..errors import UserError
+from ..files import write_atomic
+from ..models import AutoEncoder
+from .hyperprior_codec import HyperpriorCodec
+
+DEFAULT_MODEL = "codec-v2"
+MANIFEST = "model.json"
+PARTS = {
+    "encoder.pt": ("backbone.", "to_latent.", "to_skip."),
+    "decoder.pt": ("decoder.",),
+    "entropy.pt": ("latent_codec.",),
+}
+MAX_FILE_BYTES = 4_200_000
+
+
+def models_dir() -> Path:
+    """$CIFARAE_MODELS, else the checkout's models/ folder."""
+    return Path(os.environ.get("CIFARAE_MODELS") or Path(__file__).resolve().parents[3] / "models")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _storage(name: str, t: torch.Tensor) -> torch.Tensor:
+    # Transforms in float16; the entropy model's densities, medians and tables keep their precision.
+    keep = name.startswith(("latent_codec.entropy_bottleneck.", "latent_codec.gaussian_conditional."))
+    return t if keep or not t.is_floating_point() else t.half()
+
+
+def export(run: str | Path, out: Path, recipe: str, which: str = "best") -> dict:
+    """Write the codec run ``run`` as a shipped model folder ``out``; returns its manifest."""
+    ckpt = checkpoint.load(run, which)
+    cfg = checkpoint.checkpoint_config(ckpt)
+    if cfg.entropy_model != "hyperprior":
+        raise UserError(f"{ckpt['path']} has entropy_model={cfg.entropy_model!r}; only hyperprior codecs ship")
+    model = AutoEncoder(cfg)
+    checkpoint.load_weights(model, checkpoint.inference_state(ckpt), ckpt["path"])
+    model.latent_codec.export()
+    state = {k: _storage(k, v) for k, v in model.state_dict().items()}
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, prefixes in PARTS.items():
+        part = {k: v for k, v in state.items() if k.startswith(prefixes)}
+        write_atomic(out / name, _tensor_file(part))
+        files[name] = _sha256(out / name)
+    manifest = {"format": "cifarae-codec-model", "config": cfg.to_dict(), "files": files, "recipe": recipe}
+    manifest["source"] = {"run": str(ckpt["path"]), "epoch": ckpt.get("epoch")}
+    manifest["model_id"] = load_shipped(out, manifest).model_id.hex()
+    write_atomic(out / MANIFEST, json.dumps(manifest, indent=1).encode())
+    return manifest
+
+
+def _tensor_file(state: dict) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def read_manifest(folder: Path) -> dict:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except OSError as err:
+        raise UserError(f"{folder} is not a shipped codec model (no readable {MANIFEST}: {err.strerror})") from None
+    except ValueError:
+        raise UserError(f"{folder / MANIFEST} is not valid JSON") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != "cifarae-codec-model":
+        raise UserError(f"{folder / MANIFEST} is not a cifarae codec manifest")
+    return manifest
+
+
+def load_shipped(folder: str | Path, manifest: dict | None = None) -> HyperpriorCodec:
+    """A shipped model folder -> HyperpriorCodec, after checking every file's SHA-256."""
+    folder = Path(folder)
+    manifest = manifest or read_manifest(folder)
+    state = {}
+    for name, digest in manifest["files"].items():
+        path = folder / name
+        if not path.is_file():
+            raise UserError(f"{path} is missing; restore it (git checkout -- {path})")
+        if _sha256(path) != digest:
+            raise UserError(f"{path} does not match its checksum in {MANIFEST}; restore it (git checkout -- {path})")
+        state.update(torch.load(path, map_location="cpu", weights_only=True))
+    cfg = config_from_dict(manifest["config"])
+    model = AutoEncoder(cfg)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return HyperpriorCodec(model, cfg, source=str(folder))
+
+
+def shipped_models() -> dict[str, Path]:
+    """Model id (hex) -> folder, for every shipped model."""
+    found = {}
+    for manifest in sorted(models_dir().glob(f"*/{MANIFEST}")):
+        try:
+            found[read_manifest(manifest.parent)["model_id"]] = manifest.parent
+        except (UserError, KeyError):
+            continue
+    return found
+
+
+def default_model() -> HyperpriorCodec:
+    folder = models_dir() / DEFAULT_MODEL
+    if not (folder / MANIFEST).is_file():
+        raise UserError(f"no shipped codec at {folder}; pass --model RUN (a codec run) or restore models/")
+    return load_shipped(folder)
+
+
+def model_for(data: bytes) -> HyperpriorCodec:
+    """The shipped model that wrote a file, found by the model id in its header."""
+    from .format import parse
+
+    parsed = parse(data, num_streams=1, version=HyperpriorCodec.version)  # one-line errors, older formats too
+    folder = shipped_models().get(parsed.model_id.hex())
+    if folder is None:
+        raise UserError(
+            f"file was written by model {parsed.model_id.hex()}, which is not among the shipped models in "
+            f"{models_dir()}; pass the --model that compressed it"
+        )
+    return _cached(str(folder))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(folder: str) -> HyperpriorCodec:
+    return load_shipped(folder)
