@@ -1,12 +1,15 @@
-"""Train a codec from a trained autoencoder with one recipe: init -> train -> prior fit -> context -> RD.
+"""Train a codec beside a trained autoencoder with one recipe, from training to its RD evaluation.
 
     python src/train_codec.py --data PATH --ae runs/full/ae --out runs/full/codec --recipe jobs/configs/codec/full.yaml
 
 The recipe (jobs/configs/codec/) names the steps and their settings; each step is the entry
-script of the same name, run in this process. OUT ends as a codec that
-`python src/codec.py compress IMG... -o DIR --model OUT` uses, with its rate-distortion
-evaluation in OUT/rd/ (rd.json, plots, the .cae files). Run again, it resumes: training from
-OUT/last.pt, and a step whose output is newer than its input is skipped.
+script of the same name, run in this process. The training config is the AE's (so the backbone is
+the classifier's) with the recipe's train section on top.
+  hyperprior (v2, entropy_model: hyperprior): train -> export (OUT/model, a shipped-model folder:
+      copy it to models/codec-v2 to ship it) -> rd (OUT/rd: every quality level against AVIF, WebP, JPEG).
+  factorized (v1): init -> train -> prior fit -> context -> rd.
+OUT ends as a codec that `python src/codec.py compress IMG... -o DIR --model OUT` uses. Run again,
+it resumes: training from OUT/last.pt, and a step whose output is newer than its input is skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 import yaml
 
 import codec_context
+import codec_export
 import codec_fit
 import codec_init
 import rd_eval
@@ -24,7 +28,7 @@ import train_ae
 from cifarae import checkpoint
 from cifarae.errors import UserError, cli_main
 
-STEPS = {"init", "train", "fit", "context", "rd"}
+STEPS = {"init", "train", "fit", "context", "export", "rd"}
 
 
 def load_recipe(path: Path) -> dict:
@@ -101,6 +105,16 @@ def main(argv=None):
     step("train", False, train_ae.main, ["--out", str(args.out), *data, *overrides(train)])
 
     best = args.out / "best.pt"
+    if train.get("entropy_model") == "hyperprior":
+        model = args.out / "model"
+        export = ["--run", str(args.out), "--out", str(model), "--recipe", str(args.recipe)]
+        step("export", newer(model / "model.json", best), codec_export.main, export)
+        rd = args.out / "rd"
+        rd_argv = ["--runs", str(model), "--out", str(rd), *data, *flags(recipe.get("rd", {}))]
+        rd_argv += ["--no-wandb"] if args.no_wandb else []
+        step("rd", newer(rd / "rd.json", model / "model.json"), rd_eval.main, rd_argv)
+        print(f"codec: {model} is ready: python src/codec.py compress IMAGE... -o DIR --model {model} [--quality Q]")
+        return
     model = args.out / "codec.pt"
     step("fit", newer(model, best), codec_fit.main, ["--run", str(args.out), *data, *flags(recipe.get("fit", {}))])
     if "context" in recipe:

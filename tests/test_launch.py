@@ -103,7 +103,7 @@ def test_make_pipeline_runs_the_chain_with_two_cpu_processes(synth_archive, tmp_
 
 def test_local_pipeline_runs_the_grid_and_the_codec_and_stops_at_a_failure(synth_folder, tmp_path):
     """jobs/pipeline.py --local --grid: AE -> every grid cell -> evaluation -> grid table, and AE ->
-    the codec's recipe (init, train, prior fit, context model, RD on real files). A failing first
+    the codec's recipe (train, export, RD on real files against AVIF, WebP, JPEG). A failing first
     stage stops the chain there."""
     env = {**script_env(), "CIFARAE_CACHE": str(tmp_path / "cache")}
     grid = tmp_path / "grid.yaml"
@@ -124,9 +124,10 @@ def test_local_pipeline_runs_the_grid_and_the_codec_and_stops_at_a_failure(synth
     assert (out / "grid" / "grid.png").is_file()
 
     codec = out / "codec"
-    assert {"init.pt", "codec.pt", "context.pt"} <= {p.name for p in codec.iterdir()}
+    assert {"best.pt", "model"} <= {p.name for p in codec.iterdir()}  # the v2 chain: train, export, rd
+    assert (codec / "model" / "model.json").is_file()
     rd = json.loads((codec / "rd" / "rd.json").read_text())
-    assert [p["rd_lambda"] for p in rd["points"]["test"]["cae"]] == [0.015]
+    assert [p["rd_lambda"] for p in rd["splits"]["test"]["curves"]["cae"]] == [0.005, 0.05]
     files = list((codec / "rd" / "files").rglob("*.cae"))
     assert files and all(f.stat().st_size > 0 for f in files)
 
@@ -141,12 +142,8 @@ def test_local_pipeline_runs_the_grid_and_the_codec_and_stops_at_a_failure(synth
         timeout=300,
     )
     assert again.returncode == 0, again.stderr[-3000:]
-    assert [line.split(":")[1].strip() for line in again.stdout.splitlines() if "done already" in line] == [
-        "init",
-        "fit",
-        "context",
-        "rd",
-    ], again.stdout
+    done = [line.split(":")[1].strip() for line in again.stdout.splitlines() if "done already" in line]
+    assert done == ["export", "rd"], again.stdout
 
     bad = subprocess.run(
         [*cmd, "--run", str(tmp_path / "bad"), "--modes", "linear", "no_such_key=1"],

@@ -161,11 +161,11 @@ def test_sbatch_pipeline_sh_runs_every_stage_and_the_codec(cluster, env, synth_f
         assert (run_dir / "eval" / "metrics.json").is_file(), sorted(run_dir.rglob("*"))
     assert "[ae] epoch 1/1" in (out / "logs" / f"ae-{ids['ae']}.out").read_text(errors="replace")
 
-    # The codec stage ran its whole recipe: a codec with its prior fit and context model, and an
+    # The codec stage ran its whole recipe: a trained v2 codec exported as a model folder, and an
     # RD evaluation on real files; src/codec.py takes RUN/codec as the model.
-    assert {"init.pt", "best.pt", "codec.pt", "context.pt"} <= {p.name for p in codec.iterdir()}
+    assert {"best.pt", "model"} <= {p.name for p in codec.iterdir()}
     rd = json.loads((codec / "rd" / "rd.json").read_text())
-    assert rd["points"]["test"]["cae"][0]["bpp"] > 0 and (codec / "rd" / "rd_test.png").is_file()
+    assert rd["splits"]["test"]["curves"]["cae"][0]["bpp"] > 0 and (codec / "rd" / "rd_test.png").is_file()
     images = sorted(synth_folder.glob("test/*/*.png"))[:2]
     run([sys.executable, "src/codec.py", "compress", *images, "-o", tmp_path / "cae", "--model", codec], env)
     files = sorted((tmp_path / "cae").glob("*.cae"))
