@@ -9,7 +9,7 @@ median over ``--reps`` repetitions, the spread (min-max) and the ratio of the me
   loader   DeviceLoader (batched crop+flip on the device) vs torchvision DataLoader + PIL transforms
   ae, clf  training step: bf16 autocast + channels_last + DeviceLoader vs fp32 NCHW fed by the DataLoader
   eval     the AE task's validate() vs a plain fp32 evaluation loop
-  codec    cifarae.codec encode/decode (once that module exists), PIL JPEG as a reference
+  codec    the codec's encode/decode images/s beside Pillow's AVIF (AV1) and JPEG, in one run
   startup  src/train_ae.py as a subprocess: time to the first training step, peak resident memory
   ddp      torchrun --nproc_per_node 2 (gloo on CPU) vs 1 process at the same global batch
   sweep    (GPU profile, not in the default set) precision / channels_last / torch.compile / batch size
@@ -49,6 +49,8 @@ from PIL import Image
 
 from cifarae import data as data_lib
 from cifarae.codec import Codec, load_codec
+from cifarae.codec.hyperprior_codec import HyperpriorCodec
+from cifarae.codec.shipped import DEFAULT_MODEL, MANIFEST, default_model, models_dir
 from cifarae.config import Config, load_config
 from cifarae.data import MEAN, STD, DeviceLoader
 from cifarae.engine import make_accelerator, make_optimizer, train_step
@@ -349,13 +351,20 @@ def row_eval(ctx: Ctx) -> list[dict]:
 
 
 def make_codec(ctx: Ctx):
-    """cifarae.codec.Codec from --codec-model, else around a random-init factorized-prior AE."""
+    """(encode, decode, description): --codec-model, else the shipped v2 codec (models/codec-v2) at its middle
+    quality, else a random-init factorized-prior AE."""
     if ctx.args.codec_model:
-        return load_codec(ctx.args.codec_model), f"codec {ctx.args.codec_model}"
-    cfg = dataclasses.replace(ctx.cfg, entropy_model="factorized")
-    torch.manual_seed(cfg.seed)
-    what = "random-init factorized-prior AE (--codec-model: a trained one)"
-    return Codec(AutoEncoder(cfg), cfg, source="random-init"), what
+        codec, what = load_codec(ctx.args.codec_model), f"codec {ctx.args.codec_model}"
+    elif (models_dir() / DEFAULT_MODEL / MANIFEST).is_file():
+        codec, what = default_model(), f"shipped {DEFAULT_MODEL}"
+    else:
+        cfg = dataclasses.replace(ctx.cfg, entropy_model="factorized")
+        torch.manual_seed(cfg.seed)
+        codec, what = Codec(AutoEncoder(cfg), cfg, source="random-init"), "random-init factorized-prior AE"
+    if isinstance(codec, HyperpriorCodec):
+        level = codec.levels // 2
+        return (lambda x: codec.compress(x, level)), codec.decompress, f"{what}, quality {level}"
+    return codec.compress, codec.decompress, what
 
 
 def pillow_coder(images_u8: torch.Tensor, fmt: str, quality: int):
@@ -385,9 +394,9 @@ def row_codec(ctx: Ctx) -> list[dict]:
     a, dev = ctx.args, ctx.device
     n = min(a.codec_images, len(ctx.data.labels["val"]))
     imgs_u8 = ctx.data.images["val"][:n]
-    codec, what = make_codec(ctx)
-    files = codec.compress(imgs_u8)
-    fns = {"enc": lambda: len(codec.compress(imgs_u8)), "dec": lambda: len([codec.decompress(f) for f in files])}
+    encode, decode, what = make_codec(ctx)
+    files = encode(imgs_u8)
+    fns = {"enc": lambda: len(encode(imgs_u8)), "dec": lambda: len([decode(f) for f in files])}
     sizes = {}
     for fmt, quality in (("JPEG", 90), ("AVIF", 50)):
         fns[f"{fmt}_enc"], fns[f"{fmt}_dec"], sizes[fmt] = pillow_coder(imgs_u8, fmt, quality)
@@ -396,7 +405,7 @@ def row_codec(ctx: Ctx) -> list[dict]:
     rows = []
     for fmt, quality in (("JPEG", 90), ("AVIF", 50)):
         note = (
-            f"cifarae.codec.Codec, {n} val images, {what}, {size:.0f} bytes/image; CPU float64 by design "
+            f"{what}, {n} val images, {size:.0f} bytes/image; CPU float64 by design "
             f"(decode one image at a time); baseline: Pillow {fmt} q{quality} ({sizes[fmt]:.0f} bytes/image, "
             f"settings {PILLOW_SETTINGS[fmt] or 'default'}): speed only, not the same rate"
         )
@@ -807,7 +816,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", default="auto", help="torch threads of the bench process: N or auto (pick_threads)")
     p.add_argument("--eval-images", type=int, default=500, help="validation images per eval rep")
     p.add_argument("--codec-images", type=int, default=128, help="images per codec rep")
-    p.add_argument("--codec-model", help="trained codec run or checkpoint for the codec row (default: random init)")
+    p.add_argument("--codec-model", help="codec model, run or checkpoint for the codec row (default: models/codec-v2)")
     p.add_argument("--startup-reps", type=int, default=3)
     p.add_argument("--ddp-steps", type=int, default=3, help="global steps per epoch of the DDP runs")
     p.add_argument("--ddp-epochs", type=int, default=2, help="epochs of each DDP run (median over epochs)")
