@@ -549,6 +549,78 @@ CODEC = {  # the codec the report describes (v1): its two families and the files
 }
 
 
+CODEC_V2 = "codec_v2/"  # the shipped v2 codec (models/codec-v2): its training history and RD evaluation
+CODEC_V2_FLOORS = {"psnr_at_2bpp": 34.5}  # the issue's floor at 2 bpp (at 1 bpp: AVIF's payload curve)
+
+
+def codec_v2_points(split: str = "test") -> str | None:
+    """The shipped v2 codec at each quality level, and the references' curves, on the RD subset."""
+    r = load(f"{CODEC_V2}rd/rd.json")
+    if r is None:
+        return None
+    curves = r["splits"][split]["curves"]
+    rows = [[f"CAE v2 q{p['level']} (λ = {p['rd_lambda']:g})", p["bpp"], p["psnr"], p["ssim"],
+             f"{p['encode_img_per_s']:.0f}", f"{p['decode_img_per_s']:.0f}"] for p in curves["cae"]]  # fmt: skip
+    names = {
+        "avif_payload": "AVIF payload (mdat)",
+        "avif_file": "AVIF whole file",
+        "webp": "WebP",
+        "jpeg_scan": "JPEG scan",
+    }
+    for key, name in names.items():
+        for p in curves[key]:
+            rows.append([f"{name} q{p['quality']}", p["bpp"], p["psnr"], "-", "-", "-"])
+    header = ["coder", "bpp", "PSNR (dB)", "SSIM", "encode img/s", "decode img/s"]
+    return md_table(header, rows) + f"\n\n{r['splits'][split]['num_images']} stratified test images; {r['model']}."
+
+
+def codec_v2_comparisons(split: str = "test") -> str | None:
+    """Our whole files against each reference: PSNR gaps at equal bpp and BD-rate, with 95% bootstrap intervals."""
+    r = load(f"{CODEC_V2}rd/rd.json")
+    if r is None:
+        return None
+    comps = r["splits"][split]["comparisons"]
+
+    def fmt(v):
+        if v["value"] is None:
+            return "outside a curve"
+        ci = v["ci95"]
+        return f"{v['value']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "")
+
+    keys = ["gap_db@0.5bpp", "gap_db@1bpp", "gap_db@2bpp", "gap_db@3bpp", "bd_rate_pct"]
+    names = {"avif_payload": "AVIF payload only", "avif_file": "AVIF whole file", "webp": "WebP",
+             "jpeg_scan": "JPEG scan data only"}  # fmt: skip
+    rows = [[names[k], *(fmt(comps[k][key]) for key in keys)] for k in names]
+    header = ["ours (whole files) vs", "ΔPSNR @0.5 bpp", "@1 bpp", "@2 bpp", "@3 bpp", "BD-rate (%)"]
+    return md_table(header, rows)
+
+
+def codec_v2_floors(split: str = "test") -> str | None:
+    r = load(f"{CODEC_V2}rd/rd.json")
+    if r is None:
+        return None
+    curves, comps = r["splits"][split]["curves"], r["splits"][split]["comparisons"]
+    at1 = comps["avif_payload"]["gap_db@1bpp"]["value"]
+    at2 = interpolate(curves["cae"], 2.0)
+    avif2 = interpolate(curves["avif_payload"], 2.0)
+    floor2 = CODEC_V2_FLOORS["psnr_at_2bpp"]
+    rows = [
+        ["1 bpp: PSNR ≥ AVIF payload's", "-" if at1 is None else f"{at1:+.2f} dB",
+         "pass" if at1 is not None and at1 >= 0 else "FAIL"],
+        [f"2 bpp: PSNR ≥ {floor2} dB", cell(at2), "pass" if at2 is not None and at2 >= floor2 else "FAIL"],
+        ["2 bpp: gap to AVIF payload (the aim)", "-" if None in (at2, avif2) else f"{at2 - avif2:+.2f} dB", "-"],
+    ]  # fmt: skip
+    return md_table(["floor (no refinement)", "measured", "result"], rows)
+
+
+def codec_v2_training() -> str | None:
+    h = load(f"{CODEC_V2}history.json")
+    if h is None:
+        return None
+    rows = [[r["epoch"], r["val_psnr"], r["val_bpp_estimate"], r["epoch_time_s"] / 60] for r in h]
+    return md_table(["epoch", "val PSNR (dB, middle level)", "val bpp estimate", "minutes"], rows)
+
+
 def cell(v, digits=2):
     return "-" if v is None else f"{v:.{digits}f}"
 
@@ -943,6 +1015,10 @@ TABLES = {
     "pipeline_rd_points": (lambda: rd_points("pipeline/"), "experiments/pipeline/run.sh"),
     "pipeline_rd_floors": (lambda: rd_floors("pipeline/"), "experiments/pipeline/run.sh"),
     "pipeline_jobs": (pipeline_jobs, "experiments/pipeline/run.sh"),
+    "codec_v2_points": (codec_v2_points, "experiments/codec/v2.sh DATA"),
+    "codec_v2_comparisons": (codec_v2_comparisons, "experiments/codec/v2.sh DATA"),
+    "codec_v2_floors": (codec_v2_floors, "experiments/codec/v2.sh DATA"),
+    "codec_v2_training": (codec_v2_training, "experiments/codec/v2.sh DATA"),
 }
 
 

@@ -26,6 +26,7 @@ import codec_init
 import rd_eval
 import train_ae
 from cifarae import checkpoint
+from cifarae.config import Config
 from cifarae.errors import UserError, cli_main
 
 STEPS = {"init", "train", "fit", "context", "export", "rd"}
@@ -76,16 +77,20 @@ def step(name: str, skip: bool, fn, argv: list[str]) -> None:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="CIFAR-10 source (dir, .tar.gz or prepared cache .pt)")
-    p.add_argument("--ae", required=True, type=Path, help="the trained autoencoder's run directory")
+    p.add_argument(
+        "--ae", type=Path, help="the autoencoder run whose config (backbone) the codec shares; default: config defaults"
+    )
     p.add_argument("--out", required=True, type=Path, help="the codec's run directory")
     p.add_argument("--recipe", required=True, type=Path, help="codec recipe (jobs/configs/codec/*.yaml)")
     p.add_argument("--no-wandb", action="store_true", help="no W&B for training and the RD evaluation")
     p.add_argument("--cache-dir", type=Path, default=None)
     args = p.parse_args(argv)
     recipe = load_recipe(args.recipe)
-    ae_cfg = checkpoint.checkpoint_config(checkpoint.load(args.ae, "best"))
+    ae_cfg = checkpoint.checkpoint_config(checkpoint.load(args.ae, "best")) if args.ae else Config()
     if ae_cfg.task != "ae":
         raise UserError(f"--ae {args.ae} is a {ae_cfg.task} run, not an autoencoder")
+    if "init" in recipe and not args.ae:
+        raise UserError(f"codec recipe {args.recipe} starts from an autoencoder (init): pass --ae RUN")
     args.out.mkdir(parents=True, exist_ok=True)
     cache = ["--cache-dir", str(args.cache_dir)] if args.cache_dir else []
     data = ["--data", args.data, *cache]
