@@ -18,7 +18,15 @@ from cifarae.codec import format as fmt
 from cifarae.codec import load_codec
 from cifarae.codec.hyperprior import ExactHyperSynthesis
 from cifarae.codec.hyperprior_codec import HyperpriorCodec
-from cifarae.codec.shipped import MANIFEST, export, load_shipped
+from cifarae.codec.shipped import (
+    DEFAULT_MODEL,
+    MANIFEST,
+    MAX_FILE_BYTES,
+    export,
+    load_shipped,
+    models_dir,
+    read_manifest,
+)
 from cifarae.config import load_config
 from cifarae.errors import UserError
 from cifarae.models import AutoEncoder
@@ -228,3 +236,19 @@ def test_the_model_picks_each_images_level_and_the_gain_scales_its_latent():
     assert torch.allclose(mixed[0], low[0], atol=1e-6) and torch.allclose(mixed[1], high[1], atol=1e-6)
     gains = model.latent_codec.gains(torch.tensor([0, 2]))
     assert (gains[1] > gains[0]).all()
+
+
+def test_the_shipped_model_works_right_after_setup(tmp_path, capsys, images, monkeypatch):
+    """models/codec-v2 is in the repository: small files whose checksums hold, found with no --model."""
+    monkeypatch.delenv("CIFARAE_MODELS", raising=False)
+    folder = models_dir() / DEFAULT_MODEL
+    sizes = [(folder / name).stat().st_size for name in read_manifest(folder)["files"]]
+    assert max(sizes) <= MAX_FILE_BYTES and sum(sizes) <= 12_000_000, sizes
+    png = save_png(tmp_path / "a.png", images[3])
+    code, _, err = cli(capsys, "compress", png, "-o", tmp_path / "a.cae")
+    assert code == 0, err
+    code, _, err = cli(capsys, "decompress", tmp_path / "a.cae", "-o", tmp_path / "a_out.png")
+    assert code == 0, err
+    shipped_codec = load_shipped(folder)
+    expected = shipped_codec.reconstruct(images[3:4], shipped_codec.levels // 2)[0]
+    assert torch.equal(load_png(tmp_path / "a_out.png"), expected)
