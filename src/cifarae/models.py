@@ -265,7 +265,7 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
 
                 # Noise trains the rate; the decoder trains on what the coder will hand it: latents
                 # rounded about the prior's medians (straight-through gradient). A decoder fitted to
-                # noise alone loses ~0.7 dB on those (REPORT §9, experiments/codec/quant_gap.py).
+                # noise alone loses ~0.7 dB on those (docs/codec-log.md §9, experiments/codec/quant_gap.py).
                 medians = prior_medians(self.entropy_bottleneck).detach().reshape(1, -1, 1, 1)
                 y_hat = quantize_ste(y.float() - medians) + medians
         return self.decode(y_hat), likelihoods
