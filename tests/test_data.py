@@ -228,7 +228,9 @@ def test_airbench_reference_trains_airbench94_on_our_data(tmp_path, synth_cache)
         "--out",
         str(out),
     ]
-    proc = subprocess.run([*cmd, "--epochs", "6"], cwd=REPO, env=script_env(), capture_output=True, text=True)
+    # fp32: the same recipe, ~10x faster than the bf16 of the measured runs on a CPU without bf16 units.
+    fast = [*cmd, "--epochs", "6", "--cpu-precision", "fp32"]
+    proc = subprocess.run(fast, cwd=REPO, env=script_env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
     assert (result["train_images"], result["test_images"]) == (1100, 200)
