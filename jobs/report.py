@@ -561,10 +561,10 @@ def codec_v2_points(split: str = "test") -> str | None:
     curves = r["splits"][split]["curves"]
     rows = [[f"CAE v2 q{p['level']} (λ = {p['rd_lambda']:g})", p["bpp"], p["psnr"], p["ssim"],
              f"{p['encode_img_per_s']:.0f}", f"{p['decode_img_per_s']:.0f}"] for p in curves["cae"]]  # fmt: skip
-    for p in curves["avif_payload"]:  # the bar; WebP's and JPEG's curves are in rd.json and the plot
-        rows.append([f"AVIF payload (mdat) q{p['quality']}", p["bpp"], p["psnr"], "-", "-", "-"])
+    avif = ", ".join(f"q{p['quality']} {p['bpp']:.2f} bpp {p['psnr']:.1f} dB" for p in curves["avif_payload"])
     header = ["coder", "bpp", "PSNR (dB)", "SSIM", "encode img/s", "decode img/s"]
-    return md_table(header, rows) + f"\n\n{r['splits'][split]['num_images']} stratified test images; {r['model']}."
+    n = r["splits"][split]["num_images"]
+    return md_table(header, rows) + f"\n\nAVIF payload on the same {n} stratified test images: {avif}."
 
 
 def codec_v2_comparisons(split: str = "test") -> str | None:
@@ -790,8 +790,8 @@ def generalisation_gaps() -> str | None:
         rows.append([f"classifier {mode}, shipped recipe (CPU)", "accuracy (%)", "-", 100 * m["val"]["accuracy"],
                      100 * m["test"]["accuracy"]])  # fmt: skip
     for name, r, floor in (
-        ("codec, low rate", low, "vs_webp@1bpp"),
-        ("codec, high rate, refined", high, "vs_webp@2bpp"),
+        ("codec v1, low rate (GPU)", low, "vs_webp@1bpp"),
+        ("codec v1, high rate, refined", high, "vs_webp@2bpp"),
     ):
         rows.append(
             [name, f"PSNR at {floor[-4]} bpp (dB)", "-", *(r["floors"][s][floor]["cae_psnr"] for s in ("val", "test"))]
