@@ -67,7 +67,9 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     if not Path(args.data).exists():
         raise UserError(f"data path {args.data} does not exist")
     args.data = str(Path(args.data).resolve())
-    profiles = sorted(p.stem for p in (REPO / "jobs" / "configs" / "codec").glob("*.yaml"))  # smoke, full
+    # a profile is a config with a codec recipe of the same name: smoke, full
+    configs = REPO / "jobs" / "configs"
+    profiles = sorted(p.stem for p in (configs / "codec").glob("*.yaml") if (configs / p.name).is_file())
     if args.config:
         if not Path(args.config).is_file():
             raise UserError(f"config file {args.config} does not exist")
