@@ -24,12 +24,6 @@ from cifarae import data as data_lib
 from cifarae import rd
 from cifarae.codec import Codec, load_codec
 from cifarae.errors import UserError, cli_main
-from cifarae.metrics import psnr
-
-
-def per_image_psnr(images: torch.Tensor, decoded: torch.Tensor) -> np.ndarray:
-    mse = (images.double() - decoded.double()).div(255).pow(2).flatten(1).mean(1)
-    return np.array([psnr(m) for m in mse.tolist()])
 
 
 def our_point(codec: Codec, folder: Path, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -39,7 +33,7 @@ def our_point(codec: Codec, folder: Path, images: torch.Tensor) -> tuple[np.ndar
         raise UserError(f"{folder} holds {len(paths)} .cae files for {len(images)} images; rerun rd_eval.py with files")
     files = [p.read_bytes() for p in paths]
     decoded = torch.stack([codec.decompress(f) for f in files])
-    return np.array([len(f) for f in files], dtype=np.float64), per_image_psnr(images, decoded)
+    return np.array([len(f) for f in files], dtype=np.float64), rd.per_image_psnr(images, decoded)
 
 
 def webp_points(images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +42,7 @@ def webp_points(images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     for q in rd.WEBP_QUALITIES:
         coded = rd.pillow_roundtrip(images, "WEBP", q)
         sizes.append(coded.file_bytes)
-        psnrs.append(per_image_psnr(images, coded.decoded))
+        psnrs.append(rd.per_image_psnr(images, coded.decoded))
     return np.array(sizes, dtype=np.float64), np.array(psnrs)
 
 

@@ -283,37 +283,21 @@ def format_floors(result: dict) -> list[str]:
 
 
 def plot(curves: dict[str, list[dict]], path: Path, title: str) -> None:
-    """PSNR vs bpp for every codec (one PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    styles = {
-        "cae": ("bpp", "o-", "CAE (ours), whole file"),
-        "cae_payload": ("bpp_payload", "o--", "CAE (ours), without header"),
-        "webp": ("bpp", "s-", "WebP (Pillow), whole file"),
-        "jpeg": ("bpp", "^-", "JPEG (Pillow), whole file"),
-        "jpeg_scan": ("bpp_scan", "^--", "JPEG, entropy-coded data only"),
-    }
-    for key, (x, style, label) in styles.items():
-        pts = curves.get("cae" if key == "cae_payload" else "jpeg" if key == "jpeg_scan" else key) or []
-        if not pts:
-            continue
-        pts = sorted(pts, key=lambda p: p[x])
-        ax.plot([p[x] for p in pts], [p["psnr"] for p in pts], style, label=label, markersize=4)
-    for bpp in FLOOR_BPPS:
-        ax.axvline(bpp, color="grey", lw=0.5, ls=":")
-    ax.set_xlabel("bits per pixel")
-    ax.set_ylabel("PSNR (dB, mean over images)")
-    ax.set_xlim(0, 8)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    """The v1 RD figure: our codec with and without its header, WebP, JPEG and its scan data."""
+    lines = [  # (label, points, style, x key)
+        ("CAE (ours), whole file", curves.get("cae"), "o-", "bpp"),
+        ("CAE (ours), without header", curves.get("cae"), "o--", "bpp_payload"),
+        ("WebP (Pillow), whole file", curves.get("webp"), "s-", "bpp"),
+        ("JPEG (Pillow), whole file", curves.get("jpeg"), "^-", "bpp"),
+        ("JPEG, entropy-coded data only", curves.get("jpeg"), "^--", "bpp_scan"),
+    ]
+    plot_curves(
+        [(label, [{"bpp": p[x], "psnr": p["psnr"]} for p in pts], style) for label, pts, style, x in lines if pts],
+        path,
+        title,
+        xmax=8,
+        marks=FLOOR_BPPS,
+    )
 
 
 # ---------------------------------------------------------------------------- v2: curves per image, BD-rate, bootstrap
@@ -462,8 +446,10 @@ def _diff(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
-def plot_curves(curves: list[tuple[str, list[dict], str]], path: Path, title: str) -> None:
-    """PSNR vs bpp, one line per (label, points, style)."""
+def plot_curves(
+    curves: list[tuple[str, list[dict], str]], path: Path, title: str, xmax: float = 6, marks: tuple = ()
+) -> None:
+    """PSNR vs bpp, one line per (label, points, style); dotted verticals at the bpps in marks."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -473,9 +459,11 @@ def plot_curves(curves: list[tuple[str, list[dict], str]], path: Path, title: st
     for label, pts, style in curves:
         pts = sorted(pts, key=lambda p: p["bpp"])
         ax.plot([p["bpp"] for p in pts], [p["psnr"] for p in pts], style, label=label, markersize=4)
+    for bpp in marks:
+        ax.axvline(bpp, color="grey", lw=0.5, ls=":")
     ax.set_xlabel("bits per pixel")
     ax.set_ylabel("PSNR (dB, mean over images)")
-    ax.set_xlim(0, 6)
+    ax.set_xlim(0, xmax)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)
