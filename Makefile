@@ -40,7 +40,7 @@ SOURCE := $(if $(DATA),$(DATA),data)
 TRAIN_CONFIG := $(if $(CONFIG),$(CONFIG),jobs/configs/$(PROFILE).yaml)
 LAUNCH := GPUS=$(GPUS) PYTHON=$(PY) bash jobs/launch.sh
 EVAL_RUNS ?= $(RUN)/ae $(RUN)/clf-$(MODE)
-SHELL_SCRIPTS := jobs/launch.sh jobs/signals.sh experiments/*/run.sh experiments/codec/v2.sh experiments/classifier/objective_probe.sh bench/gpu_check.sh slurm/*.sh slurm/stage.sbatch slurm/local/*.sh docker/entrypoint.sh .ci/run
+SHELL_SCRIPTS := jobs/launch.sh jobs/signals.sh experiments/*/*.sh bench/gpu_check.sh slurm/*.sh slurm/stage.sbatch slurm/local/*.sh docker/entrypoint.sh .ci/run
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test lint data pipeline train-ae train-clf evaluate bench docker check-inputs

@@ -9,7 +9,7 @@ from the 6-byte model id in its header. MODEL is a shipped model folder, a codec
 checkpoint file: a hyperprior run (entropy_model=hyperprior, format v2), or a factorized-prior run
 (v1: a directory's context.pt, else codec.pt, else best.pt; --quality does not apply). A file is
 refused by any model but the one that wrote it. OUT is a directory (one <stem>.cae per image), or a
-file name ending in .cae when there is a single image. --refine-steps N (v1 only) spends N
+file name ending in .cae when there is a single image. --refine-steps N spends N
 optimisation steps per image at encoding time for a better rate-distortion point.
 """
 
@@ -44,7 +44,7 @@ def output_paths(inputs: list[Path], out: Path, suffix: str) -> list[Path]:
 
 def compress(args) -> None:
     refine = Refinement(args.refine_steps, args.refine_lr, args.refine_lambda_scale)
-    codec = load_codec(args.model, args.which, refine) if args.model else default_model()
+    codec = load_codec(args.model, args.which, refine) if args.model else default_model(refine)
     if isinstance(codec, HyperpriorCodec):
         quality = codec.check_quality(codec.levels // 2 if args.quality is None else args.quality)
         encode = lambda image: codec.compress(image, quality)[0]  # noqa: E731

@@ -5,6 +5,7 @@ against AVIF (Pillow, speed 0, 4:4:4: whole files and its mdat payload alone), W
 the PSNR gaps at 0.5/1/2/3 bpp and BD-rates, each with a paired bootstrap interval over the images:
 
     python src/rd_eval.py --data PATH --runs models/codec-v2 --out outs/codec/rd --splits test --limit 2000
+        [--refine-steps 30]   # also the same model with encoder-side refinement, and its paired gain
 
     python src/rd_eval.py --data PATH --runs RUN [RUN ...] --out outs/rd [--splits test val] [--limit N]
         [--reuse OLD/rd.json] [--refine-steps 50 --refine-lambda-scales 1 0.6]
@@ -24,6 +25,7 @@ jobs merge into one curve.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import time
@@ -97,10 +99,11 @@ def main(argv=None):
     if len(scales) != len(args.runs):
         raise UserError(f"--refine-lambda-scales needs one value, or one per run ({len(args.runs)}); got {len(scales)}")
     runs = args.runs
-    if len(runs) == 1 and not args.refine_steps:
+    if len(runs) == 1:
         codec = load_codec(runs[0])
         if isinstance(codec, HyperpriorCodec):
-            return evaluate_hyperprior(args, codec)
+            refined = load_codec(runs[0], refine=Refinement(args.refine_steps, args.refine_lr, scales[0]))
+            return evaluate_hyperprior(args, codec, refined if args.refine_steps else None)
     codecs = [load_codec(r, refine=Refinement(args.refine_steps, args.refine_lr, s)) for r, s in zip(runs, scales)]
     ids = [(c.model_id, c.refine) for c in codecs]
     if len(set(ids)) != len(ids):
@@ -167,8 +170,9 @@ def main(argv=None):
     log_wandb(args, result, rows, plots)
 
 
-def evaluate_hyperprior(args, codec: HyperpriorCodec) -> None:
-    """Every quality level of one v2 codec against AVIF, WebP and JPEG, with bootstrap intervals."""
+def evaluate_hyperprior(args, codec: HyperpriorCodec, refined: HyperpriorCodec | None = None) -> None:
+    """Every quality level of one v2 codec against AVIF, WebP and JPEG, with bootstrap intervals; with
+    ``refined`` (the same model with encoder-side refinement) also its curve and its gain over plain."""
     dataset = data_lib.load(args.data, codec.cfg.val_size, codec.cfg.split_seed, args.cache_dir)
     args.out.mkdir(parents=True, exist_ok=True)
     result = {
@@ -202,6 +206,21 @@ def evaluate_hyperprior(args, codec: HyperpriorCodec) -> None:
             "webp": rd.compare(ours, webp, payload=False, resamples=args.resamples),
             "jpeg_scan": rd.compare(ours, jpeg, payload=True, resamples=args.resamples),
         }
+        refined_points = []
+        if refined is not None:
+            ours_refined, stats_refined = rd.hyperprior_curve(
+                refined, images, None if file_dir is None else file_dir / refined.refine.tag
+            )
+            refined_points = [{**p, **s} for p, s in zip(ours_refined.points(), stats_refined)]
+            for pt in refined_points:
+                print(
+                    f"  cae q{pt['level']} {refined.refine.tag}: {pt['bpp']:.3f} bpp, PSNR {pt['psnr']:.2f} dB, "
+                    f"encode {pt['encode_img_per_s']:.1f} img/s"
+                )
+            comparisons["refined_vs_plain"] = rd.compare(ours_refined, ours, payload=False, resamples=args.resamples)
+            comparisons["refined_vs_avif_payload"] = rd.compare(
+                ours_refined, avif, payload=True, resamples=args.resamples
+            )
         for name, comp in comparisons.items():
             text = ", ".join(
                 f"{k} {v['value']:+.2f} [{v['ci95'][0]:+.2f}, {v['ci95'][1]:+.2f}]"
@@ -217,11 +236,16 @@ def evaluate_hyperprior(args, codec: HyperpriorCodec) -> None:
             "jpeg_file": [{"quality": q, **p} for q, p in zip(jpeg.settings, jpeg.points())],
             "jpeg_scan": [{"quality": q, **p} for q, p in zip(jpeg.settings, jpeg.points(payload=True))],
         }
+        if refined is not None:
+            curves["cae_refined"] = refined_points
+            result["refinement"] = {"tag": refined.refine.tag, **dataclasses.asdict(refined.refine)}
+            result["refinement"].pop("objective")
         result["splits"][split] = {"num_images": len(images), "curves": curves, "comparisons": comparisons}
         path = args.out / f"rd_{split}.png"
         rd.plot_curves(
             [
                 ("CAE v2 (ours), whole file", curves["cae"], "o-"),
+                *([(f"CAE v2, {refined.refine.tag}", refined_points, "o:")] if refined is not None else []),
                 ("AVIF (AV1), payload only", curves["avif_payload"], "d--"),
                 ("AVIF, whole file", curves["avif_file"], "d-"),
                 ("WebP, whole file", curves["webp"], "s-"),

@@ -14,14 +14,15 @@ from hypothesis import strategies as st
 from test_codec import FUZZ, assert_user_error, cli, load_png, save_png
 
 from cifarae import rd
+from cifarae.codec import Refinement, load_codec
 from cifarae.codec import format as fmt
-from cifarae.codec import load_codec
 from cifarae.codec.hyperprior import ExactHyperSynthesis
 from cifarae.codec.hyperprior_codec import HyperpriorCodec
 from cifarae.codec.shipped import (
     DEFAULT_MODEL,
     MANIFEST,
     MAX_FILE_BYTES,
+    default_model,
     export,
     load_shipped,
     models_dir,
@@ -207,16 +208,20 @@ def test_rd_eval_measures_every_level_against_avif_webp_and_jpeg_with_bootstrap(
     out = tmp_path / "rd"
     run_script(
         "rd_eval.py", "--data", synth_cache, "--runs", shipped / "codec-v2", "--out", out,
-        "--splits", "test", "--limit", "20", "--no-wandb", "--resamples", "50",
+        "--splits", "test", "--limit", "20", "--no-wandb", "--resamples", "50", "--refine-steps", "3",
     )  # fmt: skip
     result = json.loads((out / "rd.json").read_text())
     test = result["splits"]["test"]
-    assert test["num_images"] == 20 and len(test["curves"]["cae"]) == 3
+    assert test["num_images"] == 20 and len(test["curves"]["cae"]) == 3 and len(test["curves"]["cae_refined"]) == 3
     assert len(list((out / "files" / "test" / "q2").glob("*.cae"))) == 20
+    assert len(list((out / "files" / "test" / "refine3x1" / "q2").glob("*.cae"))) == 20
     payload = {p["quality"]: p["bpp"] for p in test["curves"]["avif_payload"]}
     whole = {p["quality"]: p["bpp"] for p in test["curves"]["avif_file"]}
     assert all(payload[q] < whole[q] for q in payload)
-    assert set(test["comparisons"]) == {"avif_payload", "avif_file", "webp", "jpeg_scan"}
+    assert set(test["comparisons"]) == {
+        "avif_payload", "avif_file", "webp", "jpeg_scan", "refined_vs_plain", "refined_vs_avif_payload"
+    }  # fmt: skip
+    assert result["refinement"] == {"tag": "refine3x1", "steps": 3, "lr": 0.02, "lambda_scale": 1.0}
     assert "bd_rate_pct" in test["comparisons"]["webp"]
     assert (out / "rd_test.png").is_file() and list((out / "baselines").glob("avif-*.npz"))
 
@@ -252,3 +257,38 @@ def test_the_shipped_model_works_right_after_setup(tmp_path, capsys, images, mon
     shipped_codec = load_shipped(folder)
     expected = shipped_codec.reconstruct(images[3:4], shipped_codec.levels // 2)[0]
     assert torch.equal(load_png(tmp_path / "a_out.png"), expected)
+
+
+def rd_cost(codec: HyperpriorCodec, images: torch.Tensor, files: list[bytes], quality: int) -> float:
+    """Mean over images of what refinement minimises, measured on real files: bpp + lambda * 255^2 * MSE."""
+    decoded = torch.stack([codec.decompress(f) for f in files]).double()
+    mse = (decoded - images.double()).div(255).pow(2).flatten(1).mean(1)
+    bpp = torch.tensor([8 * len(f) / images[0, 0].numel() for f in files], dtype=torch.float64)
+    return (bpp + codec.cfg.rd_lambdas[quality] * 255**2 * mse).mean().item()
+
+
+def test_refinement_lowers_the_rd_cost_of_the_shipped_model_and_its_files_decode_unchanged(images, monkeypatch):
+    """Encoder-side refinement on the trained, shipped model: the files cost less (bits + lambda * MSE, from
+    the real files) at every level tried, decode with the plain model (same model id, same decoder), and
+    the same images give the same files."""
+    monkeypatch.delenv("CIFARAE_MODELS", raising=False)
+    plain = default_model()
+    refined = default_model(Refinement(steps=20))
+    assert refined.model_id == plain.model_id
+    batch = images[:8]
+    for quality in (1, plain.levels - 1):
+        files = refined.compress(batch, quality)
+        assert refined.compress(batch, quality) == files
+        assert rd_cost(plain, batch, files, quality) < rd_cost(plain, batch, plain.compress(batch, quality), quality)
+
+
+def test_cli_refines_with_the_shipped_model(tmp_path, capsys, images, monkeypatch):
+    monkeypatch.delenv("CIFARAE_MODELS", raising=False)
+    png = save_png(tmp_path / "a.png", images[5])
+    code, _, err = cli(capsys, "compress", png, "-o", tmp_path / "a.cae", "--quality", "4", "--refine-steps", "5")
+    assert code == 0, err
+    refined = default_model(Refinement(steps=5))
+    assert (tmp_path / "a.cae").read_bytes() == refined.compress(images[5:6], 4)[0]
+    assert (tmp_path / "a.cae").read_bytes() != default_model().compress(images[5:6], 4)[0]
+    code, _, err = cli(capsys, "decompress", tmp_path / "a.cae", "-o", tmp_path / "a_out.png")
+    assert code == 0, err

@@ -10,10 +10,15 @@ output does not depend on the batch size, the encoder's device or the thread cou
 Streams are cut into slices of at most ~SLICE_SYMBOLS symbols: CompressAI's rANS decoder does not
 bounds-check its input, so each slice is decoded from a copy padded with zeros by the most a forged
 stream could read ahead (1092 bytes per symbol + 120 per stream byte), and re-encoded to check it.
+
+Encoder-side refinement (``refine``, off by default) moves each image's gained latents y_g by a few
+Adam steps on the training loss (bits + lambda * 255^2 * MSE, at its level's lambda) before coding; the
+files and the decoder are unchanged.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 
@@ -27,6 +32,7 @@ from . import format as fmt
 from .format import MAX_SYMBOL, MODEL_ID_BYTES, VERSION_HYPERPRIOR, Parsed, pack, parse
 from .hyperprior import FRACTION_BITS, ExactHyperSynthesis
 from .images import to_uint8
+from .refinement import NO_REFINEMENT, Refinement
 
 ARCH_KEYS = (
     "arch", "widths", "latent_size", "latent_channels", "skip_channels", "decoder_widths", "upsample",
@@ -43,13 +49,13 @@ class HyperpriorCodec:
 
     version = VERSION_HYPERPRIOR
 
-    def __init__(self, model: AutoEncoder, cfg: Config, source: str = "model"):
+    def __init__(self, model: AutoEncoder, cfg: Config, source: str = "model", refine: Refinement = NO_REFINEMENT):
         if model.latent_codec is None:
             raise UserError(f"{source} has entropy_model={cfg.entropy_model!r}, not a hyperprior codec")
         lc = model.latent_codec
         if lc.gaussian_conditional.quantized_cdf.numel() == 0:
             raise UserError(f"{source} has no coder tables; export it first (src/codec_export.py)")
-        self.cfg, self.source = cfg, source
+        self.cfg, self.source, self.refine = cfg, source, refine
         self.model = model.to("cpu", torch.float64).eval().requires_grad_(False)
         self.lc = lc
         self.stride = 32 // cfg.latent_size
@@ -58,6 +64,7 @@ class HyperpriorCodec:
         self.medians = lc.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1).clone()
         self.scale_codes = lc.scale_codes[:-1].view(-1, 1)  # index = how many of these the log-scale exceeds
         self.model_id = self._identity()
+        self._trainable = None  # the float32 copy that refinement differentiates, made on first use
 
     def _identity(self) -> bytes:
         h = hashlib.sha256(f"cifarae-codec-v{self.version}".encode())
@@ -111,9 +118,33 @@ class HyperpriorCodec:
         x = F.pad(x, (0, lw * self.stride - width, 0, lh * self.stride - height), mode="replicate")
         q = torch.full((len(x),), quality, dtype=torch.long)
         y_g = self.model.encode(x) * self.lc.gains(q)
+        if self.refine.steps:
+            y_g = self.refined(y_g, x[:, :, :height, :width], quality)
         z_symbols = torch.round(self.lc.h_a(y_g) - self.medians)
         means, _ = self.conditionals(z_symbols, lh, lw)
         return z_symbols.to(torch.int64), torch.round(y_g - means).to(torch.int64)
+
+    def refined(self, y_g: torch.Tensor, target: torch.Tensor, quality: int) -> torch.Tensor:
+        """Gained latents moved by ``self.refine`` on each image's own rate + lambda * 255^2 * MSE, the
+        training loss (noisy rate, straight-through decoder), with the decoder and entropy models fixed.
+        Seeded, so the same images give the same files."""
+        if self._trainable is None:
+            self._trainable = copy.deepcopy(self.model).float().eval()
+            self._trainable.latent_codec.train()  # the entropy models' noisy (differentiable) rate
+        model, target = self._trainable, target.float()
+        lam = self.cfg.rd_lambdas[quality] * self.refine.lambda_scale * 255**2
+        q = torch.full((len(y_g),), quality, dtype=torch.long)
+        gain = model.latent_codec.gains(q)
+        height, width = target.shape[-2:]
+
+        def loss(y_g: torch.Tensor, step: int) -> torch.Tensor:  # summed over images: each moves as if alone
+            y_hat, likelihoods = model.latent_codec(y_g / gain, q)
+            sq_err = (model.decode(y_hat)[:, :, :height, :width] - target).pow(2).sum()
+            return -torch.log2(likelihoods).sum() / (height * width) + lam / target[0].numel() * sq_err
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return self.refine.optimize(y_g, loss)
 
     # ---- synthesis: the one decode path
     @torch.no_grad()
@@ -213,5 +244,6 @@ class HyperpriorCodec:
         c, s = self.model.latent_shape[0], self.cfg.latent_size
         return (
             f"{self.source} (model id {self.model_id.hex()}, latent {c}x{s}x{s} per 32x32, stride {self.stride}, "
-            f"mean-scale hyperprior, {self.levels} quality levels)"
+            f"mean-scale hyperprior, {self.levels} quality levels"
+            + (f", encoder-side refinement {self.refine.tag})" if self.refine.steps else ")")
         )

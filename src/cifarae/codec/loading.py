@@ -37,15 +37,13 @@ def load_codec(path: str | Path, which: str = "best", refine: Refinement = NO_RE
     context model) uses it, else one with a ``codec.pt`` (src/codec_fit.py: the refitted prior).
     """
     if Path(path, MANIFEST).is_file():
-        return load_shipped(path)
+        return load_shipped(path, refine=refine)
     if which == "best" and Path(path).is_dir():
         which = next((n for n in ("context", "codec") if (Path(path) / f"{n}.pt").is_file()), which)
     ckpt, cfg, model = load_codec_checkpoint(path, which)
     if cfg.entropy_model == "hyperprior":
-        if refine.steps:
-            raise UserError("refinement is implemented for the factorized-prior (v1) codec only")
         model.latent_codec.export()
-        return HyperpriorCodec(model, cfg, source=str(ckpt["path"]))
+        return HyperpriorCodec(model, cfg, source=str(ckpt["path"]), refine=refine)
     context = None
     if "context" in ckpt:
         hidden = (ckpt.get("context_fit") or {}).get("hidden")

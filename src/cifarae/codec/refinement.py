@@ -4,7 +4,8 @@ The encoder's latents are a good first guess that a few Adam steps on each image
 lambda * 255^2 * MSE improve, with the decoder and prior fixed. Only encoding gets slower; the files
 and the decoder are unchanged (the file stores the rounded result, so the model id stays).
 
-The loss is pluggable: ``Refinement(objective=...)`` takes any function of a ``RefinementStep`` (the
+The v2 codec (hyperprior_codec.py) moves its gained latents through ``Refinement.optimize`` on its own
+training loss; v1's loss is pluggable: ``Refinement(objective=...)`` takes any function of a ``RefinementStep`` (the
 latents being moved, the frozen float32 model, the target pixels, lambda, the step number) that
 returns a scalar loss. ``rate_distortion`` is the shipped one; probes (experiments/codec/refine_probe.py)
 pass their variants the same way, so they run the library's loop instead of a copy of it.
@@ -93,17 +94,24 @@ class Refinement:
         y: torch.Tensor,
         rd_lambda: float,
     ) -> torch.Tensor:
-        """Latents ``y`` (N x C x h x w) moved by ``steps`` Adam steps on ``objective``; float64 out.
+        """v1: latents ``y`` (N x C x h x w) moved by ``steps`` Adam steps on ``objective``; float64 out.
 
         ``model``/``context``: float32 copies, frozen; ``medians``: 1 x C x 1 x 1 float32; ``target``: the
         images' own float32 pixels in [0, 1] (the padding cropped off, so only real pixels count)."""
         lam = rd_lambda * self.lambda_scale * 255**2
+        return self.optimize(
+            y, lambda y, step: self.objective(RefinementStep(step, self.steps, y, medians, model, context, target, lam))
+        )
+
+    def optimize(self, y: torch.Tensor, loss_of: Callable[[torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
+        """The one refinement loop (v1 and v2): ``steps`` Adam steps on ``loss_of(y, step)``, cosine-decayed
+        learning rate, from the float32 copy of ``y``; returns float64."""
         y = y.float().clone().requires_grad_(True)
         opt = torch.optim.Adam([y], lr=self.lr)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, self.steps)
         with torch.enable_grad():
             for step in range(self.steps):
-                loss = self.objective(RefinementStep(step, self.steps, y, medians, model, context, target, lam))
+                loss = loss_of(y, step)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -23,6 +23,7 @@ from ..errors import UserError
 from ..files import write_atomic
 from ..models import AutoEncoder
 from .hyperprior_codec import HyperpriorCodec
+from .refinement import NO_REFINEMENT, Refinement
 
 DEFAULT_MODEL = "codec-v2"
 MANIFEST = "model.json"
@@ -92,7 +93,9 @@ def read_manifest(folder: Path) -> dict:
     return manifest
 
 
-def load_shipped(folder: str | Path, manifest: dict | None = None) -> HyperpriorCodec:
+def load_shipped(
+    folder: str | Path, manifest: dict | None = None, refine: Refinement = NO_REFINEMENT
+) -> HyperpriorCodec:
     """A shipped model folder -> HyperpriorCodec, after checking every file's SHA-256."""
     folder = Path(folder)
     manifest = manifest or read_manifest(folder)
@@ -107,7 +110,7 @@ def load_shipped(folder: str | Path, manifest: dict | None = None) -> Hyperprior
     cfg = config_from_dict(manifest["config"])
     model = AutoEncoder(cfg)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return HyperpriorCodec(model, cfg, source=str(folder))
+    return HyperpriorCodec(model, cfg, source=str(folder), refine=refine)
 
 
 def shipped_models() -> dict[str, Path]:
@@ -121,11 +124,11 @@ def shipped_models() -> dict[str, Path]:
     return found
 
 
-def default_model() -> HyperpriorCodec:
+def default_model(refine: Refinement = NO_REFINEMENT) -> HyperpriorCodec:
     folder = models_dir() / DEFAULT_MODEL
     if not (folder / MANIFEST).is_file():
         raise UserError(f"no shipped codec at {folder}; pass --model RUN (a codec run) or restore models/")
-    return load_shipped(folder)
+    return load_shipped(folder, refine=refine)
 
 
 def model_for(data: bytes) -> HyperpriorCodec:
