@@ -292,3 +292,24 @@ def test_cli_refines_with_the_shipped_model(tmp_path, capsys, images, monkeypatc
     assert (tmp_path / "a.cae").read_bytes() != default_model().compress(images[5:6], 4)[0]
     code, _, err = cli(capsys, "decompress", tmp_path / "a.cae", "-o", tmp_path / "a_out.png")
     assert code == 0, err
+
+
+def test_photos_probe_codes_odd_sized_photos_against_avif_webp_and_jpeg(tmp_path, shipped, images):
+    """experiments/generalisation/photos.py: photos of other sizes than 32x32, every level and reference."""
+    tiles = torch.cat([torch.cat(list(images[i : i + 2]), dim=2) for i in (0, 2)], dim=1)  # 3 x 64 x 64
+    paths = [save_png(tmp_path / "a.png", tiles[:, :45, :61]), save_png(tmp_path / "b.png", tiles[:, :64, :37])]
+    out = tmp_path / "photos"
+    run_script("../experiments/generalisation/photos.py", "--photos", *paths, "--out", out,
+               "--model", shipped / "codec-v2")  # fmt: skip
+    result = json.loads((out / "photos.json").read_text())
+    assert [(p["photo"], p["width"], p["height"]) for p in result["photos"]] == [("a.png", 61, 45), ("b.png", 37, 64)]
+    for photo in result["photos"]:
+        assert [p["level"] for p in photo["curves"]["cae"]] == [0, 1, 2]
+        assert {"avif", "webp", "jpeg"} <= set(photo["curves"]) and set(photo["bd_rate_pct"]) == {
+            "avif",
+            "webp",
+            "jpeg",
+        }
+        rates = [p["bpp"] for p in photo["curves"]["cae"]]
+        assert rates == sorted(rates)
+    assert (out / "photos_rd.png").is_file()
