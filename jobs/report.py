@@ -532,7 +532,7 @@ def pipeline_jobs() -> str | None:
 PRODUCT_RUNS = {
     "autoencoder": "full/",  # outs/full/ae: full width, 24 epochs, one H200 (experiments/gpu/run.sh report)
     "classifier_grid": "full/",  # outs/full/grid: the label-efficiency grid, 2 seeds, same GPU job
-    "classifier": "cpu_full/",  # outs/cpu_full/{finetune,scratch}: clf.yaml's recipe, full width, 20 epochs, CPU
+    "classifier": "cpu_full/",  # outs/cpu_full/{finetune,scratch}: the previous recipe (clf_sgd.yaml), 20 epochs, CPU
 }
 CODEC = {  # the codec the report describes (v1): its two families and the files behind them
     "low": "full/",  # the λ sweep from the AE (latent 48x8x8, factorized prior), GPU-trained: every test/val image
@@ -693,30 +693,23 @@ def cell(v, digits=2):
 
 
 def recipe_hyperparameters() -> str | None:
-    """The settings of the runs the report shows: the AE, the GPU grid's fine-tune, the shipped classifier recipe."""
+    """The settings of the runs the report shows: the AE, the GPU grid's fine-tune, the previous classifier recipe
+    (its 20-epoch CPU run) and the shipped one (clf.yaml on airbench's layout, its 10-epoch parity run)."""
     ae = load(f"{PRODUCT_RUNS['autoencoder']}ae/config.yaml")
     grid_cfg = load(f"{PRODUCT_RUNS['classifier_grid']}grid/config_finetune.yaml")
     clf = load(f"{PRODUCT_RUNS['classifier']}finetune/config.yaml")
+    parity = load("clf_parity/e10_s0-config.yaml")
     if None in (ae, grid_cfg, clf):
         return None
-    keys = [
-        "widths",
-        "latent_channels",
-        "epochs",
-        "batch_size",
-        "optimizer",
-        "lr",
-        "weight_decay",
-        "schedule",
-        "warmup_epochs",
-        "label_smoothing",
-        "logit_scale",
-        "crop_pad",
-        "norm_bias_lr_mult",
-        "tta_shift",
-    ]
-    header = ["key", "autoencoder (GPU)", "classifier fine-tune, GPU grid", "classifier, shipped recipe (CPU run)"]
-    return md_table(header, [[k, *(c.get(k, "-") for c in (ae, grid_cfg, clf))] for k in keys])
+    keys = ["arch", "widths", "latent_channels", "epochs", "val_size", "batch_size", "optimizer", "lr", "weight_decay",
+            "schedule", "warmup_epochs", "lookahead_every", "label_smoothing", "logit_scale", "crop_pad",
+            "norm_bias_lr_mult", "tta_shift"]  # fmt: skip
+    header = ["key", "autoencoder (GPU)", "classifier fine-tune, GPU grid", "classifier, previous recipe (CPU)"]
+    configs = [ae, grid_cfg, clf]
+    if parity is not None:
+        header.append("classifier, shipped `clf.yaml` (10-epoch parity run)")
+        configs.append(parity)
+    return md_table(header, [[k, *(c.get(k, "-") for c in configs)] for k in keys])
 
 
 def grid_rows(prefix: str) -> dict | None:
@@ -769,7 +762,7 @@ def clf_curves(epochs=(1, 3, 5, 10, 15, 20)) -> str | None:
 
 
 def clf_shipped() -> str | None:
-    """The shipped classifier recipe at full width: fine-tune and scratch, validation and test."""
+    """The previous classifier recipe (clf_sgd.yaml) at full width: fine-tune and scratch, validation and test."""
     rows = []
     for mode in ("finetune", "scratch"):
         m = load(f"{PRODUCT_RUNS['classifier']}{mode}/metrics.json")
@@ -861,7 +854,7 @@ def generalisation_gaps() -> str | None:
             ]
         )
     for mode, m in shipped.items():
-        rows.append([f"classifier {mode}, shipped recipe (CPU)", "accuracy (%)", "-", 100 * m["val"]["accuracy"],
+        rows.append([f"classifier {mode}, previous recipe (CPU)", "accuracy (%)", "-", 100 * m["val"]["accuracy"],
                      100 * m["test"]["accuracy"]])  # fmt: skip
     for name, r, floor in (
         ("codec v1, low rate (GPU)", low, "vs_webp@1bpp"),
@@ -883,6 +876,17 @@ def shift_compact() -> str | None:
                      " / ".join(cell(r["psnr"], 1) for r in levels),
                      " / ".join(cell(100 * r["accuracy"], 1) for r in levels)])  # fmt: skip
     return md_table(["shift", "levels", "AE PSNR against its shifted input (dB)", "classifier accuracy (%)"], rows)
+
+
+def parity_design_rows(before: str) -> list[list[str]]:
+    """Design-loop row of issue #28's recipe, once its parity runs exist."""
+    ours = [json.loads(f.read_text())["test"]["accuracy"] for f in sorted((OUTS / "clf_parity").glob("e10_s?.json"))]
+    if not ours:
+        return []
+    return [["classifier", "airbench94's recipe and layout (`clf.yaml`, `clf_10ep.yaml`: whitening stem, refit on all "
+             "50,000 images, Lookahead, its schedule and flips), scratch, 20 → 10 epochs (CPU)",
+             f"test acc {before}% → {100 * sum(ours) / len(ours):.2f}% (mean of {len(ours)} seeds)",
+             "`outs/cpu_full/scratch/metrics.json` → `outs/clf_parity/`"]]  # fmt: skip
 
 
 def design_loop() -> str | None:
@@ -934,6 +938,7 @@ def design_loop() -> str | None:
          f"test acc scratch {acc['scratch', 'gpu']} → {acc['scratch', 'shipped']}%, "
          f"fine-tune {acc['finetune', 'gpu']} → {acc['finetune', 'shipped']}% (kept: level, and airbench's)",
          "`outs/full/grid/grid.json` → `outs/cpu_full/*/metrics.json`"],
+        *parity_design_rows(acc["scratch", "shipped"]),
         ["codec", "entropy-coded bottleneck: latent 48×8×8, factorized prior, λ sweep, 10 epochs from the AE (GPU)",
          f"at 1 bpp: {low['cae_psnr']:.2f} dB vs WebP {low['webp_psnr']:.2f} ({low['gain_db']:+.2f} dB)",
          "`outs/full/rd/rd.json`"],
