@@ -630,19 +630,31 @@ def codec_v2_refinement(split: str = "test") -> str | None:
 PARITY_FLOORS = {10: 90.4, 20: 91.3}  # issue #28: airbench94's own test accuracy on this data, at <= these epochs
 
 
-def clf_parity() -> str | None:
-    """The classifier recipe (clf_10ep.yaml / airbench_net.yaml) against airbench94, same data, epochs and seeds."""
-    ours = {}
-    for f in sorted((OUTS / "clf_parity").glob("e*_s*.json")):
+def parity_accuracies() -> tuple[dict, dict]:
+    """Test accuracy (%) by (epochs, seed): this engine's parity runs (outs/clf_parity) and airbench94's
+    (outs/airbench_ref, its TTA level 2, the accuracy it reports)."""
+    ours, refs = {}, {}
+    for f in (OUTS / "clf_parity").glob("e*_s*.json"):
         if not f.stem.endswith("history"):
             epochs, seed = (int(v) for v in f.stem[1:].split("_s"))
             ours[epochs, seed] = 100 * json.loads(f.read_text())["test"]["accuracy"]
-    if not ours:
-        return None
-    refs = {}
     for f in (OUTS / "airbench_ref").glob("e*_s*.json"):
         r = json.loads(f.read_text())
         refs[round(r["epochs"]), r["seed"]] = 100 * r["test_accuracy"]["tta2"]
+    return ours, refs
+
+
+def mean_at(acc: dict, epochs: int) -> tuple[float | None, int]:
+    """(mean over seeds, number of seeds) of the runs at ``epochs``."""
+    vals = [v for (e, _), v in acc.items() if e == epochs]
+    return (sum(vals) / len(vals) if vals else None), len(vals)
+
+
+def clf_parity() -> str | None:
+    """The classifier recipe (clf_10ep.yaml / airbench_net.yaml) against airbench94, same data, epochs and seeds."""
+    ours, refs = parity_accuracies()
+    if not ours:
+        return None
     rows = []
     for epochs in sorted({e for e, _ in ours}):
         seeds = sorted(s for e, s in ours if e == epochs)
@@ -880,12 +892,12 @@ def shift_compact() -> str | None:
 
 def parity_design_rows(before: str) -> list[list[str]]:
     """Design-loop row of issue #28's recipe, once its parity runs exist."""
-    ours = [json.loads(f.read_text())["test"]["accuracy"] for f in sorted((OUTS / "clf_parity").glob("e10_s?.json"))]
-    if not ours:
+    mean, n = mean_at(parity_accuracies()[0], 10)
+    if mean is None:
         return []
     return [["classifier", "airbench94's recipe and layout (`clf.yaml`, `clf_10ep.yaml`: whitening stem, refit on all "
              "50,000 images, Lookahead, its schedule and flips), scratch, 20 → 10 epochs (CPU)",
-             f"test acc {before}% → {100 * sum(ours) / len(ours):.2f}% (mean of {len(ours)} seeds)",
+             f"test acc {before}% → {mean:.2f}% (mean of {n} seeds)",
              "`outs/cpu_full/scratch/metrics.json` → `outs/clf_parity/`"]]  # fmt: skip
 
 
@@ -967,13 +979,10 @@ def design_loop() -> str | None:
 def parity_rows(link: str) -> list[list[str]]:
     """README rows of issue #28: the recipe against airbench94 at 10 epochs, and the pretraining objectives."""
     rows = []
-    ours = [json.loads(f.read_text())["test"]["accuracy"] for f in sorted((OUTS / "clf_parity").glob("e10_s?.json"))]
-    refs = [
-        json.loads(f.read_text())["test_accuracy"]["tta2"] for f in sorted((OUTS / "airbench_ref").glob("e10_s*.json"))
-    ]
-    if ours and refs:
-        rows.append([f"classifier recipe, 10 epochs, CPU, {len(ours)} seeds (airbench94: {len(refs)} seeds)",
-                     f"{100 * sum(ours) / len(ours):.2f} % ({100 * sum(refs) / len(refs):.2f} %)", link])  # fmt: skip
+    (ours, n), (ref, n_ref) = (mean_at(acc, 10) for acc in parity_accuracies())
+    if ours is not None and ref is not None:
+        rows.append([f"classifier recipe, 10 epochs, CPU, {n} seeds (airbench94: {n_ref} seeds)",
+                     f"{ours:.2f} % ({ref:.2f} %)", link])  # fmt: skip
     probe = {k: load(f"objective_probe/linear-{k}.json") for k in ("reconstruct", "masked")}
     if None not in probe.values():
         rows.append(["linear probe after reconstruction / masked pretraining, small CPU budget",

@@ -102,8 +102,8 @@ def main(argv=None):
     if len(runs) == 1:
         codec = load_codec(runs[0])
         if isinstance(codec, HyperpriorCodec):
-            refined = load_codec(runs[0], refine=Refinement(args.refine_steps, args.refine_lr, scales[0]))
-            return evaluate_hyperprior(args, codec, refined if args.refine_steps else None)
+            refine = Refinement(args.refine_steps, args.refine_lr, scales[0])
+            return evaluate_hyperprior(args, codec, load_codec(runs[0], refine=refine) if refine.steps else None)
     codecs = [load_codec(r, refine=Refinement(args.refine_steps, args.refine_lr, s)) for r, s in zip(runs, scales)]
     ids = [(c.model_id, c.refine) for c in codecs]
     if len(set(ids)) != len(ids):

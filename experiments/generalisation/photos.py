@@ -92,7 +92,7 @@ def main(argv=None):
     }
     args.out.mkdir(parents=True, exist_ok=True)
     summary = {
-        "model": codec.describe(),
+        "model": f"{Path(codec.source).name} (model id {codec.model_id.hex()}, {codec.levels} quality levels)",
         "avif_settings": rd.PILLOW_SETTINGS["AVIF"],
         "bpp": "8 * bytes / pixels, whole files (ours: header included)",
         "psnr": "over the whole photo, RGB, 8-bit",
