@@ -4,7 +4,7 @@
 #   make train-ae GPUS=4 PROFILE=full    accelerate launch --multi_gpu --num_processes 4 src/train_ae.py ...
 #
 # Variables:
-#   PROFILE    smoke (tiny model, slice of the data, minutes on a CPU) | full (the real recipe)
+#   PROFILE    smoke (tiny model, slice of the data, minutes on a CPU) | report (REPORT.md's CPU run) | full (the real recipe)
 #   DATA       CIFAR-10: cifar-10-batches-py root, image folder, .tar.gz, or prepared cache .pt.
 #              Empty: `make data` downloads it with torchvision into data/ (needs the internet)
 #   RUN        pipeline directory (default runs/$(PROFILE)): $(RUN)/ae, $(RUN)/clf-<mode>, $(RUN)/codec
@@ -43,7 +43,7 @@ EVAL_RUNS ?= $(RUN)/ae $(RUN)/clf-$(MODE)
 SHELL_SCRIPTS := jobs/launch.sh jobs/signals.sh experiments/*/*.sh bench/gpu_check.sh slurm/*.sh slurm/stage.sbatch slurm/local/*.sh docker/entrypoint.sh .ci/run
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint data pipeline train-ae train-clf evaluate bench docker check-inputs
+.PHONY: help venv test lint data pipeline train-ae train-clf evaluate report-run bench docker check-inputs
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -76,7 +76,7 @@ check-inputs:
 	@if [ -z "$(DATA)" ] && [ ! -d data/cifar-10-batches-py ]; then \
 	  echo "error: no DATA=<CIFAR-10 dir, .tar.gz or cache .pt> given, and no download in data/ (make data)" >&2; exit 2; fi
 	@if [ ! -f "$(TRAIN_CONFIG)" ]; then \
-	  echo "error: config $(TRAIN_CONFIG) does not exist; use PROFILE=smoke|full or CONFIG=<file>" >&2; exit 2; fi
+	  echo "error: config $(TRAIN_CONFIG) does not exist; use PROFILE=smoke|report|full or CONFIG=<file>" >&2; exit 2; fi
 
 train-ae: $(STAMP) check-inputs ## train the autoencoder into RUN/ae (GPUS, PROFILE, CONFIG, OVERRIDES)
 	$(LAUNCH) src/train_ae.py --data $(SOURCE) --out $(RUN)/ae --config $(TRAIN_CONFIG) $(OVERRIDES)
@@ -97,6 +97,10 @@ pipeline: $(STAMP) ## set up .venv, then the stages of jobs/pipeline.yaml here: 
 	@$(if $(DATA),,$(PY) src/prepare_data.py --download --data data)
 	$(PY) jobs/pipeline.py --local --data $(SOURCE) --run $(RUN) --profile $(PROFILE) $(if $(CONFIG),--config $(CONFIG)) \
 	  --modes $(MODES) --gpus $(GPUS) $(if $(filter 0,$(CODEC)),--no-codec) --eval-args="$(EVAL_ARGS)" $(OVERRIDES)
+
+report-run: $(STAMP) ## REPORT.md's figures: one pipeline run of PROFILE=report on Slurm -> outs/{autoencoder,classifier,codec}
+	@$(if $(DATA),,echo "error: report-run needs DATA=<CIFAR-10 source>" >&2; exit 2)
+	bash experiments/report/run.sh $(DATA)
 
 bench: $(STAMP) ## run the benchmarks (bench/bench.py $(BENCH_ARGS))
 	$(PY) bench/bench.py $(if $(DATA),--data $(DATA)) $(BENCH_ARGS)

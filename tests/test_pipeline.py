@@ -73,10 +73,32 @@ def test_a_new_stage_is_one_entry_in_the_definition(synth_folder, tmp_path):
     ]
 
 
+def test_report_profile_plans_the_shipped_recipes(synth_folder, tmp_path):
+    # experiments/report/run.sh: PROFILE=report with the report's grid, the run behind REPORT.md's figures
+    args, stages = plan_for(
+        "--data",
+        str(synth_folder),
+        "--run",
+        str(tmp_path),
+        "--profile",
+        "report",
+        "--grid",
+        "jobs/configs/grid_report.yaml",
+    )
+    assert list(stages) == ["ae", "clf", "codec", "eval", "grid"]
+    assert args.config.endswith("jobs/configs/report.yaml")
+    assert stages["codec"].commands[0][-2:] == ["--recipe", str(pipeline.REPO / "jobs/configs/codec/report.yaml")]
+    cells = sorted(Path(c[c.index("--out") + 1]).name for c in stages["clf"].commands)
+    fractions = ("f0.1", "f1")
+    assert cells == sorted(f"{m}-{f}-s0" for m in ("finetune", "linear", "scratch") for f in fractions)
+    # every cell trains clf.yaml's recipe under report.yaml (the half-width backbone, 4 epochs)
+    assert all(c[c.index("--config", c.index("--encoder")) + 1].endswith("report.yaml") for c in stages["clf"].commands)
+
+
 @pytest.mark.parametrize(
     "argv, fragment",
     [
-        (["--profile", "nope"], "no profile 'nope' (jobs/configs/nope.yaml); use full or smoke"),
+        (["--profile", "nope"], "no profile 'nope' (jobs/configs/nope.yaml); use full or report or smoke"),
         (["--modes", "probe"], "--modes probe"),
         (["--codec-recipe", "missing.yaml"], "codec recipe missing.yaml does not exist"),
         (["epochs"], "override 'epochs' must look like key=value"),

@@ -44,7 +44,11 @@ def parser(default_profile: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--data", required=True, help="CIFAR-10: cifar-10-batches-py root, image folder, .tar.gz or cache")
     p.add_argument("--run", "--out", dest="run", type=Path, help="pipeline directory (default runs/<profile>)")
-    p.add_argument("--profile", default=default_profile, help="smoke (minutes on a CPU) or full (the real recipe)")
+    p.add_argument(
+        "--profile",
+        default=default_profile,
+        help="smoke (minutes on a CPU), report (REPORT.md's CPU run: an hour on 2 cores) or full (the real recipe)",
+    )
     p.add_argument("--config", help="YAML config for the AE and classifier stages instead of the profile's")
     p.add_argument("--modes", "--mode", default="finetune,linear,scratch", help="classifier modes, comma-separated")
     p.add_argument("--grid", type=Path, help="run every cell of this classifier grid file instead of --modes")
@@ -67,7 +71,7 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     if not Path(args.data).exists():
         raise UserError(f"data path {args.data} does not exist")
     args.data = str(Path(args.data).resolve())
-    # a profile is a config with a codec recipe of the same name: smoke, full
+    # a profile is a config with a codec recipe of the same name: smoke, report, full
     configs = REPO / "jobs" / "configs"
     profiles = sorted(p.stem for p in (configs / "codec").glob("*.yaml") if (configs / p.name).is_file())
     if args.config:
