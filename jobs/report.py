@@ -12,6 +12,7 @@ import argparse
 import json
 import re
 import sys
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -515,9 +516,9 @@ def gpu_steps() -> str | None:
     return md_table(["step", "seconds", "ended at (s)", "outcome"], rows)
 
 
-def pipeline_jobs() -> str | None:
-    """The Slurm accounting of the CPU pipeline run (sacct --parsable2 dump): one row per job or task."""
-    f = OUTS / "pipeline" / "jobs.txt"
+def pipeline_jobs(path: str = "pipeline/jobs.txt") -> str | None:
+    """The Slurm accounting of a CPU pipeline run (sacct --parsable2 dump): one row per job or task."""
+    f = OUTS / path
     if not f.is_file():
         return None
     lines = [line.split("|") for line in f.read_text().splitlines() if line]
@@ -671,33 +672,35 @@ def clf_parity() -> str | None:
 
 
 def photos() -> str | None:
-    """Held-out photos through the shipped codec: its rate range and BD-rates against AVIF, WebP and JPEG."""
+    """Held-out photos through the shipped codec, as one sentence: sizes, its rate range, BD-rates per reference."""
     r = load("photos/photos.json")
     if r is None:
         return None
-
-    def pct(v):
-        return "-" if v is None else f"{v:+.1f}"
-
-    rows = []
-    for p in r["photos"]:
-        low, high = p["curves"]["cae"][0], p["curves"]["cae"][-1]
-        rates = (pct(p["bd_rate_pct"][k]) for k in ("avif", "webp", "jpeg"))
-        size = f"{p['width']}×{p['height']}"
-        rows.append(
-            [p["photo"], size, f"{low['bpp']:.2f}–{high['bpp']:.2f}", f"{low['psnr']:.1f}–{high['psnr']:.1f}", *rates]
-        )
-    rows.append(["**mean**", "", "", "", *(pct(r["mean_bd_rate_pct"][k]) for k in ("avif", "webp", "jpeg"))])
-    header = ["photo", "size", "ours: bpp", "ours: PSNR (dB)", "BD-rate vs AVIF (%)", "vs WebP (%)", "vs JPEG (%)"]
-    return md_table(header, rows)
+    ps = r["photos"]
+    low = min(p["curves"]["cae"][0]["bpp"] for p in ps)
+    high = max(p["curves"]["cae"][-1]["bpp"] for p in ps)
+    sizes = ", ".join(f"{p['photo']} {p['width']}×{p['height']}" for p in ps)
+    names = {"avif": "AVIF", "webp": "WebP", "jpeg": "JPEG"}
+    rates = "; ".join(
+        f"{n} {r['mean_bd_rate_pct'][k]:+.0f}% (per photo {min(p['bd_rate_pct'][k] for p in ps):+.0f} to "
+        f"{max(p['bd_rate_pct'][k] for p in ps):+.0f}%)"
+        for k, n in names.items()
+    )
+    return f"Photos: {sizes}. Ours spans {low:.2f}–{high:.2f} bpp on them. Mean BD-rate against {rates}."
 
 
 def codec_v2_training() -> str | None:
+    """The shipped codec's training, epoch by epoch, as one sentence (validation at its middle level)."""
     h = load(f"{CODEC_V2}history.json")
     if h is None:
         return None
-    rows = [[r["epoch"], r["val_psnr"], r["val_bpp_estimate"], r["epoch_time_s"] / 60] for r in h]
-    return md_table(["epoch", "val PSNR (dB, middle level)", "val bpp estimate", "minutes"], rows)
+    psnr = " → ".join(f"{r['val_psnr']:.2f}" for r in h)
+    bpp = " → ".join(f"{r['val_bpp_estimate']:.2f}" for r in h)
+    minutes = sum(r["epoch_time_s"] for r in h) / 60
+    return (
+        f"Validation PSNR at the middle level {psnr} dB over its {len(h)} epochs, at an estimated {bpp} bpp "
+        f"({minutes:.0f} min in all)."
+    )
 
 
 def cell(v, digits=2):
@@ -713,9 +716,10 @@ def recipe_hyperparameters() -> str | None:
     parity = load("clf_parity/e10_s0-config.yaml")
     if None in (ae, grid_cfg, clf):
         return None
-    keys = ["arch", "widths", "latent_channels", "epochs", "val_size", "batch_size", "optimizer", "lr", "weight_decay",
-            "schedule", "warmup_epochs", "lookahead_every", "label_smoothing", "logit_scale", "crop_pad",
-            "norm_bias_lr_mult", "tta_shift"]  # fmt: skip
+    # latent_channels (12) and label_smoothing (0.2) are the same in every column; the text gives them
+    keys = ["arch", "widths", "epochs", "val_size", "batch_size", "optimizer", "lr", "weight_decay", "schedule",
+            "warmup_epochs", "lookahead_every", "logit_scale", "crop_pad", "norm_bias_lr_mult",
+            "tta_shift"]  # fmt: skip
     header = ["key", "autoencoder (GPU)", "classifier fine-tune, GPU grid", "classifier, previous recipe (CPU)"]
     configs = [ae, grid_cfg, clf]
     if parity is not None:
@@ -756,7 +760,7 @@ def label_efficiency() -> str | None:
     return md_table([*header, "fine-tune − scratch (points)", "ECE fine-tune", "ECE scratch"], out)
 
 
-def clf_curves(epochs=(1, 3, 5, 10, 15, 20)) -> str | None:
+def clf_curves(epochs=(1, 5, 10, 15, 20)) -> str | None:
     """Validation accuracy by epoch at 100% labels, fine-tune against scratch, mean of the grid's seeds."""
     h = {}
     for mode in ("finetune", "scratch"):
@@ -771,19 +775,6 @@ def clf_curves(epochs=(1, 3, 5, 10, 15, 20)) -> str | None:
     last = {m: mean(r[-1]["train_loss"] for r in h[m]) for m in h}
     rows.append(["train loss, last epoch", last["finetune"], last["scratch"], ""])
     return md_table(["epoch", "fine-tune val acc (%)", "scratch val acc (%)", "difference (points)"], rows)
-
-
-def clf_shipped() -> str | None:
-    """The previous classifier recipe (clf_sgd.yaml) at full width: fine-tune and scratch, validation and test."""
-    rows = []
-    for mode in ("finetune", "scratch"):
-        m = load(f"{PRODUCT_RUNS['classifier']}{mode}/metrics.json")
-        if m is None:
-            return None
-        for split, r in m.items():
-            rows.append([mode, SPLIT_NAMES[split], 100 * r["accuracy"], 100 * r["top2_accuracy"], r["macro_f1"],
-                         r["ece"], r["num_images"]])  # fmt: skip
-    return md_table(["mode", "split", "accuracy (%)", "top-2 (%)", "macro F1", "ECE", "images"], rows)
 
 
 def codec_points(split: str = "test") -> str | None:
@@ -846,40 +837,32 @@ def codec_lineage() -> str | None:
 
 
 def generalisation_gaps() -> str | None:
-    """Each product on the data it trained on (where measured), validation and test."""
-    ae = load(f"{PRODUCT_RUNS['autoencoder']}ae/metrics.json")
+    """Each product on the data it trained on (where measured), validation and test: the report run, and the
+    full-size GPU runs."""
+    ae, run_ae = load(f"{PRODUCT_RUNS['autoencoder']}ae/metrics.json"), load(f"{RUN['autoencoder']}metrics.json")
+    run_clf = load(f"{RUN['classifier']}metrics.json")
     grid_r = grid_rows(PRODUCT_RUNS["classifier_grid"])
-    low, high = load(f"{CODEC['low']}rd/rd.json"), load(f"{CODEC['high']}rd/rd.json")
-    shipped = {m: load(f"{PRODUCT_RUNS['classifier']}{m}/metrics.json") for m in ("finetune", "scratch")}
-    if None in (ae, grid_r, low, high, *shipped.values()):
+    low = load(f"{CODEC['low']}rd/rd.json")
+    if None in (ae, grid_r, low):
         return None
-    rows = [["autoencoder (GPU)", "PSNR, pooled (dB)", *(ae[s]["psnr_dataset"] for s in ("train", "val", "test"))]]
+    splits = ("train", "val", "test")
+    rows = [["autoencoder (GPU)", "PSNR, pooled (dB)", *(ae[s]["psnr_dataset"] for s in splits)]]
+    if run_ae is not None:
+        rows.append(["autoencoder (report run)", "PSNR, pooled (dB)", *(run_ae[s]["psnr_dataset"] for s in splits)])
     for mode in ("finetune", "scratch"):
         r = grid_r[(mode, 1.0)]
-        rows.append(
-            [
-                f"classifier {mode}, 100% labels (GPU grid)",
-                "accuracy (%), best epoch on val",
-                "-",
-                100 * mean(x["best_val_accuracy"] for x in r),
-                100 * mean(x["test_accuracy"] for x in r),
-            ]
-        )
-    for mode, m in shipped.items():
-        rows.append([f"classifier {mode}, previous recipe (CPU)", "accuracy (%)", "-", 100 * m["val"]["accuracy"],
-                     100 * m["test"]["accuracy"]])  # fmt: skip
-    for name, r, floor in (
-        ("codec v1, low rate (GPU)", low, "vs_webp@1bpp"),
-        ("codec v1, high rate, refined", high, "vs_webp@2bpp"),
-    ):
-        rows.append(
-            [name, f"PSNR at {floor[-4]} bpp (dB)", "-", *(r["floors"][s][floor]["cae_psnr"] for s in ("val", "test"))]
-        )
+        val, test = (100 * mean(x[k] for x in r) for k in ("best_val_accuracy", "test_accuracy"))
+        rows.append([f"classifier {mode}, 100% labels (GPU grid)", "accuracy (%), best epoch on val", "-", val, test])
+    if run_clf is not None:
+        rows.append(["classifier finetune, 100% labels (report run)", "accuracy (%), last epoch",
+                     *(100 * run_clf[s]["accuracy"] if s in run_clf else "-" for s in splits)])  # fmt: skip
+    rows.append(["codec v1, low rate (GPU)", "PSNR at 1 bpp (dB)", "-",
+                 *(low["floors"][s]["vs_webp@1bpp"]["cae_psnr"] for s in ("val", "test"))])  # fmt: skip
     return md_table(["product", "metric", "train", "validation", "test"], rows)
 
 
-def shift_compact() -> str | None:
-    s = load("shift/shift.json")
+def shift_compact(path: str = "shift/shift.json") -> str | None:
+    s = load(path)
     if s is None:
         return None
     rows = [["none (clean)", "-", cell(s["clean"]["psnr"], 1), cell(100 * s["clean"]["accuracy"], 1)]]
@@ -1067,16 +1050,115 @@ def readme_results() -> str | None:
     return md_table(["what", "result", "details"], rows)
 
 
+# --- The report run: one pipeline run of the shipped recipes (experiments/report/run.sh, PROFILE=report) ---
+# REPORT.md's evaluation figures come from it, one folder per product.
+RUN = {"autoencoder": "autoencoder/", "classifier": "classifier/", "codec": "codec/"}
+
+
+def run_ae_metrics() -> str | None:
+    """The report run's AE on every split, and the same recipe at full size on a GPU (outs/full/ae) for scale."""
+    m, full = load(f"{RUN['autoencoder']}metrics.json"), load("full/ae/metrics.json")
+    if m is None:
+        return None
+    keys = ["mse", "mae", "psnr_mean", "psnr_dataset", "ssim", "r2", "num_images"]
+    rows = [["report run (CPU)", SPLIT_NAMES[s], *(r[k] for k in keys)] for s, r in m.items()]
+    if full is not None:
+        rows.append(["full size (GPU)", "test", *(full["test"][k] for k in keys)])
+    return md_table(["run", "split", *keys], rows)
+
+
+def run_ae_history() -> str | None:
+    """The report run's AE, epoch by epoch, as one sentence."""
+    h = load(f"{RUN['autoencoder']}history.json")
+    if h is None:
+        return None
+    series = {k: " → ".join(f"{r[k]:{f}}" for r in h) for k, f in (("val_psnr", ".2f"), ("train_loss", ".4f"),
+                                                                    ("val_loss", ".4f"))}  # fmt: skip
+    minutes = sum(r["epoch_time_s"] for r in h) / 60 / len(h)
+    return (
+        f"Validation PSNR {series['val_psnr']} dB over {len(h)} epochs of {minutes:.1f} min; training loss "
+        f"{series['train_loss']}, validation loss {series['val_loss']}."
+    )
+
+
+def run_grid() -> str | None:
+    """The report run's classifier grid: test accuracy per mode (rows) and label fraction (columns)."""
+    g = load(f"{RUN['classifier']}grid.json")
+    if g is None:
+        return None
+    fractions = sorted({r["label_fraction"] for r in g["rows"]})
+    acc: dict = {}
+    for r in g["rows"]:  # the mean over the seeds of each cell
+        acc.setdefault((r["mode"], r["label_fraction"]), []).append(100 * r["test_accuracy"])
+    modes = [m for m in ("linear", "finetune", "scratch") if any((m, f) in acc for f in fractions)]
+    rows = [[m, *(cell(mean(acc[m, f]) if (m, f) in acc else None) for f in fractions)] for m in modes]
+    return md_table(["mode", *(f"test acc (%), {f:.0%} labels" for f in fractions)], rows)
+
+
+def run_clf_metrics() -> str | None:
+    """The report run's fine-tuned classifier (100% labels) on each split it has, as one sentence."""
+    m = load(f"{RUN['classifier']}metrics.json")
+    if m is None:
+        return None
+    return (
+        "; ".join(
+            f"{SPLIT_NAMES[s]}: accuracy {100 * r['accuracy']:.2f}%, top-2 {100 * r['top2_accuracy']:.2f}%, "
+            f"macro F1 {r['macro_f1']:.3f}, ECE {r['ece']:.3f} ({r['num_images']:,} images)"
+            for s, r in m.items()
+        )
+        + "."
+    )
+
+
+def run_codec_summary(split: str = "test") -> str | None:
+    """The report run's codec against the references, as one sentence: its range, ΔPSNR at 2 bpp, BD-rates."""
+    r = load(f"{RUN['codec']}rd.json")
+    if r is None:
+        return None
+    t = r["splits"][split]
+    cae, comps = t["curves"]["cae"], t["comparisons"]
+    names = {"avif_payload": "AVIF's payload", "avif_file": "whole AVIF files", "webp": "WebP", "jpeg_scan": "JPEG"}
+    rates = ", ".join(f"{n} {gap_cell(comps[k]['bd_rate_pct'])}%" for k, n in names.items())
+    return (
+        f"{len(cae)} levels from {cae[0]['bpp']:.2f} bpp / {cae[0]['psnr']:.2f} dB to {cae[-1]['bpp']:.2f} bpp / "
+        f"{cae[-1]['psnr']:.2f} dB on {t['num_images']} test images; ΔPSNR at 2 bpp against AVIF's payload "
+        f"{gap_cell(comps['avif_payload']['gap_db@2bpp'])} dB; BD-rate against {rates}."
+    )
+
+
+def run_jobs() -> str | None:
+    """The report run's budget as one sentence: each stage's tasks and their summed minutes (Slurm's sacct)."""
+    f = OUTS / RUN["autoencoder"] / "jobs.txt"
+    if not f.is_file():
+        return None
+    lines = [line.split("|") for line in f.read_text().splitlines() if line]
+    col = {name: i for i, name in enumerate(lines[0])}
+    tasks = [r for r in lines[1:] if "." not in r[col["JobID"]]]  # job steps (.batch, .0) repeat their task
+    tasks.sort(key=lambda r: r[col["Start"]])  # the stages in the order they ran
+    stages: dict = {}
+    for r in tasks:
+        h, m, sec = (int(v) for v in r[col["Elapsed"]].split("-")[-1].split(":"))
+        st = stages.setdefault(r[col["JobName"]].removeprefix("cifarae-"), [0, 0.0, set()])
+        st[0], st[1] = st[0] + 1, st[1] + h * 60 + m + sec / 60
+        st[2].add(r[col["State"]])
+    start = min(datetime.fromisoformat(r[col["Start"]]) for r in tasks)
+    end = max(datetime.fromisoformat(r[col["End"]]) for r in tasks)
+    parts = [f"{name} {n} task{'s' * (n > 1)}, {minutes:.0f} min" for name, (n, minutes, _) in stages.items()]
+    states = sorted(set().union(*(st[2] for st in stages.values())))
+    return (
+        f"{'; '.join(parts)} (task minutes summed); {(end - start).total_seconds() / 60:.0f} min wall-clock on the "
+        f"2-core node, every job {' / '.join(states)}."
+    )
+
+
 TABLES = {
     "recipe_hyperparameters": (recipe_hyperparameters, "experiments/gpu/run.sh collect; experiments/classifier/run.sh"),
     "label_efficiency": (label_efficiency, "experiments/gpu/run.sh collect"),
     "clf_curves": (clf_curves, "experiments/gpu/run.sh collect"),
-    "clf_shipped": (clf_shipped, "experiments/classifier/run.sh"),
     "codec_points": (codec_points, "experiments/gpu/run.sh collect; experiments/codec/run.sh"),
     "codec_floors": (codec_floors, "experiments/gpu/run.sh collect; experiments/codec/run.sh"),
     "codec_lineage": (codec_lineage, "experiments/codec/run.sh"),
     "generalisation_gaps": (generalisation_gaps, "experiments/gpu/run.sh collect; experiments/classifier/run.sh"),
-    "shift_compact": (shift_compact, "experiments/generalisation/run.sh"),
     "design_loop": (design_loop, "the run.sh of each experiments/ topic"),
     "readme_results": (
         readme_results,
@@ -1139,6 +1221,13 @@ TABLES = {
     "codec_v2_refinement": (codec_v2_refinement, "experiments/codec/refine_v2.sh DATA"),
     "clf_parity": (clf_parity, "experiments/classifier/parity.sh DATA"),
     "photos": (photos, "experiments/generalisation/photos.sh"),
+    "run_ae_metrics": (run_ae_metrics, "experiments/report/run.sh DATA"),
+    "run_ae_history": (run_ae_history, "experiments/report/run.sh DATA"),
+    "run_grid": (run_grid, "experiments/report/run.sh DATA"),
+    "run_clf_metrics": (run_clf_metrics, "experiments/report/run.sh DATA"),
+    "run_codec_summary": (run_codec_summary, "experiments/report/run.sh DATA"),
+    "run_shift": (partial(shift_compact, f"{RUN['autoencoder']}shift.json"), "experiments/report/run.sh DATA"),
+    "run_jobs": (run_jobs, "experiments/report/run.sh DATA"),
 }
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # REPORT.md's evaluation figures: ONE pipeline run of the shipped recipes (jobs/pipeline.py --profile
-# report: the AE, the classifier grid and the codec at a 2-core CPU budget, about an hour on the local
+# report: the AE, the classifier grid and the codec at a 2-core CPU budget, about 1.5 hours on the local
 # Slurm cluster), then the shift study on its AE and fine-tuned classifier, copied into one folder per
 # product: outs/autoencoder/, outs/classifier/, outs/codec/ (figures and metrics, no checkpoints).
 #

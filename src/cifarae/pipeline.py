@@ -47,7 +47,7 @@ def parser(default_profile: str, description: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--profile",
         default=default_profile,
-        help="smoke (minutes on a CPU), report (REPORT.md's CPU run: an hour on 2 cores) or full (the real recipe)",
+        help="smoke (minutes on a CPU), report (REPORT.md's CPU run: 1.5 h on 2 cores) or full (the real recipe)",
     )
     p.add_argument("--config", help="YAML config for the AE and classifier stages instead of the profile's")
     p.add_argument("--modes", "--mode", default="finetune,linear,scratch", help="classifier modes, comma-separated")
