@@ -516,9 +516,9 @@ def gpu_steps() -> str | None:
     return md_table(["step", "seconds", "ended at (s)", "outcome"], rows)
 
 
-def pipeline_jobs(path: str = "pipeline/jobs.txt") -> str | None:
-    """The Slurm accounting of a CPU pipeline run (sacct --parsable2 dump): one row per job or task."""
-    f = OUTS / path
+def pipeline_jobs() -> str | None:
+    """The Slurm accounting of the CPU pipeline run (sacct --parsable2 dump): one row per job or task."""
+    f = OUTS / "pipeline" / "jobs.txt"
     if not f.is_file():
         return None
     lines = [line.split("|") for line in f.read_text().splitlines() if line]
@@ -728,9 +728,9 @@ def recipe_hyperparameters() -> str | None:
     return md_table(header, [[k, *(c.get(k, "-") for c in configs)] for k in keys])
 
 
-def grid_rows(prefix: str) -> dict | None:
+def grid_rows(prefix: str, path: str = "grid/grid.json") -> dict | None:
     """(mode, label fraction) -> the grid's rows (one per seed)."""
-    g = load(f"{prefix}grid/grid.json")
+    g = load(f"{prefix}{path}")
     if g is None:
         return None
     out: dict = {}
@@ -1083,15 +1083,13 @@ def run_ae_history() -> str | None:
 
 def run_grid() -> str | None:
     """The report run's classifier grid: test accuracy per mode (rows) and label fraction (columns)."""
-    g = load(f"{RUN['classifier']}grid.json")
-    if g is None:
+    cells = grid_rows(RUN["classifier"], "grid.json")
+    if cells is None:
         return None
-    fractions = sorted({r["label_fraction"] for r in g["rows"]})
-    acc: dict = {}
-    for r in g["rows"]:  # the mean over the seeds of each cell
-        acc.setdefault((r["mode"], r["label_fraction"]), []).append(100 * r["test_accuracy"])
-    modes = [m for m in ("linear", "finetune", "scratch") if any((m, f) in acc for f in fractions)]
-    rows = [[m, *(cell(mean(acc[m, f]) if (m, f) in acc else None) for f in fractions)] for m in modes]
+    fractions = sorted({f for _, f in cells})
+    modes = [m for m in ("linear", "finetune", "scratch") if any((m, f) in cells for f in fractions)]
+    acc = {k: mean(100 * r["test_accuracy"] for r in rows) for k, rows in cells.items()}  # mean over seeds
+    rows = [[m, *(cell(acc.get((m, f))) for f in fractions)] for m in modes]
     return md_table(["mode", *(f"test acc (%), {f:.0%} labels" for f in fractions)], rows)
 
 
