@@ -5,6 +5,7 @@
 Same engine, flags and resume behaviour as train_ae.py.
 """
 
+import os
 from pathlib import Path
 
 from cifarae import checkpoint, cli, engine
@@ -31,7 +32,8 @@ def main(argv=None):
     overrides = list(args.overrides)
     overrides += [f"mode={args.mode}"] if args.mode else []
     overrides += [f"label_fraction={args.label_fraction}"] if args.label_fraction is not None else []
-    overrides += [f"encoder={args.encoder}"] if args.encoder else []
+    # stored absolute, so that a resumed run matches whether it was named from the checkout or not
+    overrides += [f"encoder={os.path.abspath(args.encoder)}"] if args.encoder else []
     recipe = read_values(RECIPES / "clf.yaml")  # under the --config file and the overrides
     cfg = load_config(args.config, overrides, **recipe)
     # A linear probe always has an encoder, so the reload below applies its recipe.

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, assert_one_line_error, run_script
+from conftest import REPO, TINY, assert_one_line_error, run_script
 
 from cifarae import checkpoint
 from cifarae.data import stratified_subset
@@ -89,6 +90,17 @@ def test_weights_transfer_into_the_classifier(encoder_run, synth_cache, tmp_path
     for key, value in backbone_of(checkpoint.inference_state(encoder)).items():
         if "running" not in key and "num_batches" not in key:  # BatchNorm statistics still update in train mode
             assert torch.equal(trained[key], value), key
+
+
+def test_a_run_resumes_whether_its_encoder_is_named_from_the_checkout_or_absolutely(encoder_run, synth_cache, tmp_path):
+    # jobs/clf_grid.py reuses the cells the pipeline trained; the pipeline names the encoder absolutely.
+    out = tmp_path / "clf"
+    args = ["--data", synth_cache, "--out", out, "--mode", "linear", *TINY, "epochs=1"]
+    run_script("train_clf.py", *args, "--encoder", os.path.relpath(encoder_run, REPO))
+    saved = checkpoint.load(out, "last")
+    again = run_script("train_clf.py", *args, "--encoder", encoder_run)
+    assert "other settings" not in again.stderr and checkpoint.load(out, "last")["config"] == saved["config"]
+    assert saved["config"]["encoder"] == str(encoder_run)
 
 
 def test_label_fraction_and_mismatch_errors(encoder_run, synth_cache, tmp_path):
