@@ -12,6 +12,7 @@ from conftest import REPO, TINY, assert_one_line_error, run_script
 
 from cifarae import checkpoint
 from cifarae.data import stratified_subset
+from cifarae.errors import UserError
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
 
@@ -180,6 +181,39 @@ def test_norm_bias_lr_mult_speeds_up_only_batchnorm_biases():
     assert lr_of[id(bn.weight)] == pytest.approx(0.1 * 0.5)
     assert lr_of[id(model.backbone.stem[0].weight)] == pytest.approx(0.1 * 0.5)
     assert lr_of[id(model.head.weight)] == pytest.approx(0.1)
+
+
+def test_airbench_batchnorm_and_bias_decay_are_settings_off_by_default():
+    from cifarae.config import load_config
+    from cifarae.models import Classifier
+
+    base = [
+        *TINY,
+        "task=clf",
+        "arch=airbench_whiten",
+        "widths=[24,8,16,16]",
+        "lr=0.1",
+        "weight_decay=0.01",
+        "norm_bias_lr_mult=64",
+    ]
+
+    def settings(*overrides):
+        cfg = load_config(None, [*base, *overrides])
+        model = Classifier(cfg)
+        decay_of = {id(p): g["weight_decay"] for g in model.param_groups(cfg) for p in g["params"]}
+        norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        bn, stem = model.backbone.blocks[0].bn1, model.backbone.stem.conv
+        decays = (decay_of[id(bn.bias)], decay_of[id(stem.bias)], decay_of[id(model.head.weight)])
+        return {(m.momentum, m.eps) for m in norms}, decays
+
+    assert settings() == ({(0.1, 1e-5)}, (0.0, 0.0, 0.01))
+    # airbench's: every BatchNorm follows its batches faster, and the biases decay too, a BatchNorm bias
+    # (at 64x the lr) by 1/64 of the rate so that it shrinks as much per step as a weight
+    airbench = settings("bn_momentum=0.4", "bn_eps=1e-12", "decay_biases=true")
+    assert airbench[0] == {(0.4, 1e-12)}
+    assert airbench[1] == pytest.approx((0.01 / 64, 0.01, 0.01))
+    with pytest.raises(UserError, match="bn_momentum=0"):
+        load_config(None, ["bn_momentum=0"])
 
 
 def test_grid_runs_scratch_without_an_encoder_and_tabulates(synth_cache, tmp_path):

@@ -40,6 +40,10 @@ class Config:
     widths: list[int] = field(default_factory=lambda: [32, 64, 256, 256])
     latent_size: int = 8  # spatial side of the bottleneck: 16, 8 or 4
     bn_weight: bool = True  # train the backbone's BatchNorm scales; false freezes them at 1 (airbench)
+    # BatchNorm's running-statistics momentum and eps (PyTorch's defaults; airbench uses 0.4 and 1e-12). Not
+    # weights: a classifier sets its own, whatever its encoder used
+    bn_momentum: float = 0.1
+    bn_eps: float = 1e-5
     # --- autoencoder ---
     latent_channels: int = 12
     upsample: str = "resize_conv"  # resize_conv | pixel_shuffle | transposed
@@ -101,6 +105,9 @@ class Config:
     lookahead_every: int = 0
     # learning-rate multiplier on BatchNorm biases (airbench trains them 64x faster)
     norm_bias_lr_mult: float = 1.0
+    # weight decay on biases and BatchNorm too (airbench decays every trained parameter), a BatchNorm
+    # bias as much per step as a weight; false: on weights only. The codec's entropy model never decays
+    decay_biases: bool = False
 
     # --- speed ---
     precision: str = "bf16"  # bf16 | fp16 | fp32 (Accelerate's "no" is accepted too)
@@ -161,6 +168,8 @@ class Config:
             raise UserError(f"config label_fraction={self.label_fraction} must be in (0, 1]")
         if self.tta_shift < 0:
             raise UserError(f"config tta_shift={self.tta_shift} must be 0 (off) or a number of pixels")
+        if not (0 < self.bn_momentum <= 1 and self.bn_eps > 0):
+            raise UserError(f"config bn_momentum={self.bn_momentum} must be in (0, 1] and bn_eps={self.bn_eps} above 0")
         for key in ("val_size", "lookahead_every", "whiten_bias_epochs"):
             if getattr(self, key) < 0:
                 raise UserError(f"config {key}={getattr(self, key)} must be 0 (off) or more")

@@ -98,7 +98,15 @@ class Backbone(nn.Module):
     learning rate, which weight decay on the conv weights already sets.
     """
 
-    def __init__(self, widths: list[int], latent_size: int, arch: str = "airbench", bn_weight: bool = True):
+    def __init__(
+        self,
+        widths: list[int],
+        latent_size: int,
+        arch: str = "airbench",
+        bn_weight: bool = True,
+        bn_momentum: float = 0.1,
+        bn_eps: float = 1e-5,
+    ):
         super().__init__()
         w0, w1, w2, w3 = widths
         p1, p2, p3 = pools_for(latent_size)
@@ -106,10 +114,10 @@ class Backbone(nn.Module):
         self.stem = WhiteningStem() if arch == "airbench_whiten" else conv_bn_act(3, w0)
         self.blocks = nn.Sequential(DownBlock(w0, w1, p1), DownBlock(w1, w2, p2), DownBlock(w2, w3, p3))
         self.out_channels = w3
-        if not bn_weight:
-            for m in self.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.weight.requires_grad_(False)
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum, m.eps = bn_momentum, bn_eps
+                m.weight.requires_grad_(bn_weight)
 
     def forward(self, x):
         return self.blocks(self.stem(self.normalize(x)))
@@ -162,13 +170,13 @@ class Decoder(nn.Module):
 class OwnsParamGroups:
     """The optimizer's parameter groups, which each model defines for its own parameters.
 
-    No weight decay on norms and biases; the backbone can take a smaller learning rate
+    No weight decay on norms and biases (unless ``decay_biases``); the backbone can take a smaller learning rate
     (``backbone_lr_mult``), and BatchNorm biases a larger one (``norm_bias_lr_mult``; airbench uses
     64x): they only shift activations, so they tolerate large steps and settle early.
     """
 
     def lr_mult_and_decay(self, name: str, param: nn.Parameter, cfg: Config) -> tuple[float, bool]:
-        return (cfg.backbone_lr_mult if name.startswith("backbone.") else 1.0), param.ndim > 1
+        return (cfg.backbone_lr_mult if name.startswith("backbone.") else 1.0), param.ndim > 1 or cfg.decay_biases
 
     def param_groups(self, cfg: Config) -> list[dict]:
         norm_biases = {
@@ -179,15 +187,17 @@ class OwnsParamGroups:
             if not p.requires_grad:
                 continue
             lr_mult, decay = self.lr_mult_and_decay(name, p, cfg)
-            lr_mult *= cfg.norm_bias_lr_mult if id(p) in norm_biases else 1.0
-            groups.setdefault((lr_mult, cfg.weight_decay if decay else 0.0), []).append(p)
+            bias_mult = cfg.norm_bias_lr_mult if id(p) in norm_biases else 1.0
+            # a decayed BatchNorm bias shrinks per step as much as a weight, whatever its lr multiplier
+            weight_decay = cfg.weight_decay / bias_mult if decay else 0.0
+            groups.setdefault((lr_mult * bias_mult, weight_decay), []).append(p)
         return [{"params": ps, "lr": cfg.lr * m, "weight_decay": d} for (m, d), ps in groups.items()]
 
 
 class AutoEncoder(OwnsParamGroups, nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
-        self.backbone = Backbone(cfg.widths, cfg.latent_size, cfg.arch, cfg.bn_weight)
+        self.backbone = Backbone(cfg.widths, cfg.latent_size, cfg.arch, cfg.bn_weight, cfg.bn_momentum, cfg.bn_eps)
         self.to_latent = nn.Conv2d(cfg.widths[3], cfg.latent_channels, 1)
         self.decoder = Decoder(
             cfg.latent_channels, cfg.decoder_widths or cfg.widths, cfg.latent_size, cfg.upsample, cfg.skip_channels
@@ -276,7 +286,7 @@ class Classifier(OwnsParamGroups, nn.Module):
 
     def __init__(self, cfg: Config):
         super().__init__()
-        self.backbone = Backbone(cfg.widths, cfg.latent_size, cfg.arch, cfg.bn_weight)
+        self.backbone = Backbone(cfg.widths, cfg.latent_size, cfg.arch, cfg.bn_weight, cfg.bn_momentum, cfg.bn_eps)
         # Linear probe: BatchNorm without affine before the head (MAE/DINO protocol).
         self.probe_norm = nn.BatchNorm1d(cfg.widths[3], affine=False) if cfg.mode == "linear" else nn.Identity()
         self.head = nn.Linear(cfg.widths[3], NUM_CLASSES, bias=False)
@@ -301,7 +311,11 @@ class Classifier(OwnsParamGroups, nn.Module):
         bias = stem.conv.bias
         for g in groups:
             g["params"] = [p for p in g["params"] if p is not bias]
-        own = {"params": [bias], "lr": cfg.lr * cfg.backbone_lr_mult, "weight_decay": 0.0}
+        own = {
+            "params": [bias],
+            "lr": cfg.lr * cfg.backbone_lr_mult,
+            "weight_decay": cfg.weight_decay * cfg.decay_biases,
+        }
         return [g for g in groups if g["params"]] + [{**own, "train_epochs": cfg.whiten_bias_epochs}]
 
     def features(self, x):
