@@ -43,10 +43,10 @@ EVAL_RUNS ?= $(RUN)/ae $(RUN)/clf-$(MODE)
 SHELL_SCRIPTS := jobs/launch.sh jobs/signals.sh experiments/*/*.sh bench/gpu_check.sh slurm/*.sh slurm/stage.sbatch slurm/local/*.sh docker/entrypoint.sh .ci/run
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint data pipeline train-ae train-clf evaluate report-run bench docker check-inputs
+.PHONY: help venv test lint data pipeline train-ae train-clf evaluate report-run report-objectives bench docker check-inputs
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
 	@echo "variables: PROFILE=$(PROFILE) DATA=$(DATA) RUN=$(RUN) CONFIG=$(CONFIG) GPUS=$(GPUS) MODE=$(MODE) OVERRIDES=$(OVERRIDES)"
 	@echo "on a Slurm cluster: slurm/pipeline.sh --help, or python jobs/pipeline.py --help (submitit)"
 
@@ -101,6 +101,10 @@ pipeline: $(STAMP) ## set up .venv, then the stages of jobs/pipeline.yaml here: 
 report-run: $(STAMP) ## REPORT.md's figures: one pipeline run of PROFILE=report on Slurm -> outs/{autoencoder,classifier,codec}
 	@$(if $(DATA),,echo "error: report-run needs DATA=<CIFAR-10 source>" >&2; exit 2)
 	bash experiments/report/run.sh $(DATA)
+
+report-objectives: $(STAMP) ## after report-run: the classifier grid per AE pretraining objective -> outs/objectives
+	@$(if $(DATA),,echo "error: report-objectives needs DATA=<CIFAR-10 source>" >&2; exit 2)
+	bash experiments/report/objectives.sh $(DATA)
 
 bench: $(STAMP) ## run the benchmarks (bench/bench.py $(BENCH_ARGS))
 	$(PY) bench/bench.py $(if $(DATA),--data $(DATA)) $(BENCH_ARGS)

@@ -629,6 +629,7 @@ def codec_v2_refinement(split: str = "test") -> str | None:
 
 
 PARITY_FLOORS = {10: 90.4, 20: 91.3}  # issue #28: airbench94's own test accuracy on this data, at <= these epochs
+OBJECTIVES = "objectives/grid.json"  # experiments/report/objectives.sh: the grid per pretraining objective
 
 
 def parity_accuracies() -> tuple[dict, dict]:
@@ -761,20 +762,22 @@ def label_efficiency() -> str | None:
 
 
 def clf_curves(epochs=(1, 5, 10, 15, 20)) -> str | None:
-    """Validation accuracy by epoch at 100% labels, fine-tune against scratch, mean of the grid's seeds."""
+    """Validation accuracy by epoch at 100% labels, fine-tune against scratch, mean of the grid's seeds (a sentence)."""
     h = {}
     for mode in ("finetune", "scratch"):
         runs = sorted((OUTS / f"{PRODUCT_RUNS['classifier_grid']}grid/histories").glob(f"{mode}-f1-s*.json"))
         if not runs:
             return None
         h[mode] = [json.loads(p.read_text()) for p in runs]
-    rows = []
+    points = []
     for e in epochs:
         ft, sc = (mean(100 * r[e - 1]["val_acc"] for r in h[m]) for m in ("finetune", "scratch"))
-        rows.append([e, ft, sc, f"{ft - sc:+.1f}"])
+        points.append(f"epoch {e}: {ft:.1f} against {sc:.1f}% ({ft - sc:+.1f})")
     last = {m: mean(r[-1]["train_loss"] for r in h[m]) for m in h}
-    rows.append(["train loss, last epoch", last["finetune"], last["scratch"], ""])
-    return md_table(["epoch", "fine-tune val acc (%)", "scratch val acc (%)", "difference (points)"], rows)
+    return (
+        f"Validation accuracy, fine-tune against scratch: {'; '.join(points)}. Final training loss "
+        f"{last['finetune']:.3f} against {last['scratch']:.3f}."
+    )
 
 
 def codec_points(split: str = "test") -> str | None:
@@ -966,10 +969,22 @@ def parity_rows(link: str) -> list[list[str]]:
     if ours is not None and ref is not None:
         rows.append([f"classifier recipe, 10 epochs, CPU, {n} seeds (airbench94: {n_ref} seeds)",
                      f"{ours:.2f} % ({ref:.2f} %)", link])  # fmt: skip
-    probe = {k: load(f"objective_probe/linear-{k}.json") for k in ("reconstruct", "masked")}
-    if None not in probe.values():
-        rows.append(["linear probe after reconstruction / masked pretraining, small CPU budget",
-                     " / ".join(f"{100 * probe[k]['test']['accuracy']:.1f}" for k in probe) + " %", link])  # fmt: skip
+    g = load(OBJECTIVES)
+    if g is not None:
+        s, objs = g["summary"], ("reconstruct", "masked")
+        n = s["scratch"]["0.1"]["n"]
+        margin = " / ".join(
+            f"{100 * (s[f'finetune ({o})']['0.1']['mean'] - s['scratch']['0.1']['mean']):+.1f}" for o in objs
+        )
+        probe = " / ".join(f"{100 * s[f'linear ({o})']['1.0']['mean']:.1f}" for o in objs)
+        rows += [
+            [
+                f"fine-tune − scratch at 10% labels, AE by reconstruction / masking (CPU, {n} seeds)",
+                f"{margin} points",
+                link,
+            ],
+            ["linear probe at 100% labels, AE by reconstruction / masking (CPU)", f"{probe} %", link],
+        ]
     return rows
 
 
@@ -1124,6 +1139,56 @@ def run_codec_summary(split: str = "test") -> str | None:
     )
 
 
+def pm(v: dict | None) -> str:
+    """A grid summary entry as "mean ± std" in percent (the mean alone for one seed)."""
+    if v is None:
+        return "-"
+    return f"{100 * v['mean']:.1f}" + (f" ± {100 * v['std']:.1f}" if v["n"] > 1 else "")
+
+
+def objectives() -> str | None:
+    """Test accuracy per label fraction: scratch, then fine-tune and linear probe for each AE objective."""
+    g = load(OBJECTIVES)
+    if g is None:
+        return None
+    s = g["summary"]
+    objs = sorted(g["objectives"], key=lambda o: (o != "reconstruct", o))  # the plain AE first
+    fractions = sorted({float(f) for v in s.values() for f in v}, key=float)
+    lines = ["scratch", *(f"{m} ({o})" for m in ("finetune", "linear") for o in objs)]
+    rows = []
+    for f in fractions:
+        at = {name: s.get(name, {}).get(str(f)) for name in lines}
+        seeds = max(v["n"] for v in at.values() if v)
+        margins = [
+            f"{100 * (at[f'finetune ({o})']['mean'] - at['scratch']['mean']):+.1f}"
+            if at[f"finetune ({o})"] and at["scratch"] else "-"
+            for o in objs
+        ]  # fmt: skip
+        rows.append([f"{f:.0%}", seeds, *(pm(at[n]) for n in lines), " / ".join(margins)])
+    names = {"scratch": "scratch", **{f"{m} ({o})": f"{m.replace('finetune', 'fine-tune')}, {o}" for m in
+             ("finetune", "linear") for o in objs}}  # fmt: skip
+    header = ["labels", "seeds", *(f"{names[n]} (%)" for n in lines), f"fine-tune − scratch ({' / '.join(objs)})"]
+    return md_table(header, rows)
+
+
+def jpeg_grid() -> str | None:
+    """What the JPEG block grid is worth to AVIF and to the codec: misaligned against aligned images (a sentence)."""
+    g = load("codec_jpeg_grid/jpeg_grid.json")
+    if g is None:
+        return None
+    m = g["misaligned_vs_aligned"]
+
+    def cost(key):
+        return f"{m[key]['bd_rate_pct']:+.0f}% ({m[key]['psnr_change_db@2bpp']:+.1f} dB at 2 bpp)"
+
+    return (
+        f"Measured on {g['images'].split(' of ')[0]} (`experiments/codec/jpeg_grid.py`): moving the JPEG grid off "
+        f"AV1's by 4 pixels instead of 16 costs AVIF's payload {cost('padded/avif_payload')} when the images are "
+        f"padded (a lower bound) and {cost('rolled/avif_payload')} when they are rolled (an upper bound: the roll's "
+        f"seam lands inside AV1's blocks too), and the shipped codec {cost('rolled/codec')}."
+    )
+
+
 def run_jobs() -> str | None:
     """The report run's budget as one sentence: each stage's tasks and their summed minutes (Slurm's sacct)."""
     f = OUTS / RUN["autoencoder"] / "jobs.txt"
@@ -1226,6 +1291,8 @@ TABLES = {
     "run_codec_summary": (run_codec_summary, "experiments/report/run.sh DATA"),
     "run_shift": (partial(shift_compact, f"{RUN['autoencoder']}shift.json"), "experiments/report/run.sh DATA"),
     "run_jobs": (run_jobs, "experiments/report/run.sh DATA"),
+    "objectives": (objectives, "experiments/report/objectives.sh DATA"),
+    "jpeg_grid": (jpeg_grid, "experiments/codec/jpeg_grid.py --data DATA"),
 }
 
 

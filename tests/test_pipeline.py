@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, TINY, assert_one_line_error, run_script, script_env, wandb_runs
 
+from cifarae import grid as grid_lib
 from cifarae import pipeline
 from cifarae.errors import UserError
 
@@ -93,6 +94,30 @@ def test_report_profile_plans_the_shipped_recipes(synth_folder, tmp_path):
     assert cells == sorted(f"{m}-{f}-s0" for m in ("finetune", "linear", "scratch") for f in fractions)
     # every cell trains clf.yaml's recipe under report.yaml (the half-width backbone, 4 epochs)
     assert all(c[c.index("--config", c.index("--encoder")) + 1].endswith("report.yaml") for c in stages["clf"].commands)
+
+
+def test_the_objectives_grid_extends_the_report_runs_grid(synth_folder, tmp_path):
+    # experiments/report/objectives.sh reruns the report run's grid under grid_objectives.yaml: every cell the
+    # pipeline trained must come back with the same directory and arguments, so it is reused, not retrained.
+    _, stages = plan_for("--data", str(synth_folder), "--run", str(tmp_path), "--profile", "report",
+                         "--grid", "jobs/configs/grid_report.yaml")  # fmt: skip
+    report = {
+        Path(c[c.index("--out") + 1]).name: c[c.index("--config", c.index("--encoder")) :]
+        for c in stages["clf"].commands
+    }
+    objectives = {
+        d.name: a
+        for *_, d, a in grid_lib.cells(grid_lib.load_grid(REPO / "jobs/configs/grid_objectives.yaml"), tmp_path)
+    }
+    assert {name: objectives.get(name) for name in report} == report
+    fractions = {name.split("-")[1] for name in objectives}
+    assert fractions == {"f0.01", "f0.1", "f1"} and {name[-2:] for name in objectives} == {"s0", "s1"}
+
+
+def test_the_objectives_study_needs_the_report_run_first(tmp_path):
+    proc = subprocess.run(["bash", "experiments/report/objectives.sh", "DATA", str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True)  # fmt: skip
+    assert_one_line_error(proc, "no report run under")
 
 
 @pytest.mark.parametrize(

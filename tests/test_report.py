@@ -45,7 +45,7 @@ QUESTIONS = [  # the skeleton's questions under "Discussion of the results"
     "How this model will generalize to new data?",
 ]
 TEMPLATE = REPO.parent / "shared" / "seed" / "report_template.md"
-MAX_LINES = 510  # the issue asks for about 500
+MAX_LINES = 520  # the issue asks for about 500
 
 
 def headings(text: str) -> list[tuple[int, str]]:
