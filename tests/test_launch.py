@@ -29,6 +29,19 @@ def test_make_help_lists_the_targets():
     assert set(TARGETS) <= listed, listed
 
 
+def test_entry_scripts_start_without_the_heavy_metric_and_vision_libraries():
+    """torchmetrics and torchvision cost ~2 s each to import; a command that prints --help, fails on bad
+    input or only codes files must not pay for them (they are imported where metrics and grids are made)."""
+    scripts = ["train_ae", "train_clf", "evaluate", "codec", "train_codec", "rd_eval", "prepare_data"]
+    heavy = "{'torchmetrics', 'torchvision'}"
+    probe = f"import sys, {', '.join(scripts)}; print(sorted({{m.split('.')[0] for m in sys.modules}} & {heavy}))"
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO / "src", env=script_env(), capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout
+
+
 def test_multi_gpu_launch_stops_on_a_signal_and_resumes(synth_folder, tmp_path):
     """GPUS=2 with two GPUs visible runs `accelerate launch --multi_gpu --num_processes 2` (as
     `make train-ae GPUS=2` does). Here CUDA_VISIBLE_DEVICES names two devices, so jobs/launch.sh

@@ -6,7 +6,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 
 def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, weights: dict[str, float]) -> torch.Tensor:
@@ -18,6 +17,8 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, weights: dict[str,
     if weights.get("l1"):
         total = total + weights["l1"] * F.l1_loss(x_hat, x)
     if weights.get("ssim"):
+        from torchmetrics.functional.image import structural_similarity_index_measure  # ~2 s to import: on use
+
         ssim = structural_similarity_index_measure(x_hat, x, data_range=1.0)
         total = total + weights["ssim"] * (1 - ssim)
     return total

@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torchmetrics.functional as tmf
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+# torchmetrics is imported where it is used: it costs ~2 s of start-up (scipy, torch._dynamo), which a
+# command that fails on bad input, prints --help or only codes files should not pay.
 PSNR_CAP_DB = 100.0  # a perfect reconstruction has infinite PSNR; cap it so JSON stays finite
 
 
@@ -24,6 +24,8 @@ def psnr(mse, peak: float = 1.0):
 
 def per_image_reconstruction(x_hat: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """MSE, MAE, PSNR and SSIM of each image; inputs in [0, 1], x_hat already 8-bit-rounded."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
     x_hat, x = x_hat.float(), x.float()
     dims = (1, 2, 3)
     image_psnr = peak_signal_noise_ratio(x_hat, x, data_range=1.0, reduction="none", dim=dims)
@@ -73,6 +75,8 @@ def summarize_reconstruction(per_image: dict, labels: torch.Tensor, classes: lis
 
 
 def summarize_classification(logits: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict:
+    import torchmetrics.functional as tmf
+
     k = len(classes)
     probs = logits.float().softmax(1)
     kw = {"task": "multiclass", "num_classes": k}

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 from .codec import Codec
 from .errors import UserError
@@ -34,6 +33,8 @@ FLOOR_MARGIN_DB = 1.0
 # ---------------------------------------------------------------------------- metrics
 def quality_metrics(originals: torch.Tensor, decoded: torch.Tensor) -> dict:
     """PSNR (mean of per-image PSNR, and PSNR of the mean MSE) and SSIM (mean) on uint8 images."""
+    from torchmetrics.functional.image import structural_similarity_index_measure  # ~2 s to import: on use
+
     a, b = originals.double().div(255), decoded.double().div(255)
     mse = (a - b).pow(2).flatten(1).mean(1)
     per_image = psnr(mse)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from torchvision.transforms.functional import gaussian_blur
 
 from .rd import pillow_roundtrip
 
@@ -25,6 +24,8 @@ def apply(x: torch.Tensor, kind: str, level: float, seed: int = 0) -> torch.Tens
         gen = torch.Generator().manual_seed(seed)
         y = x + level * torch.randn(x.shape, generator=gen)
     elif kind == "blur":
+        from torchvision.transforms.functional import gaussian_blur  # ~2 s to import: on use
+
         y = gaussian_blur(x, kernel_size=7, sigma=float(level))
     elif kind == "jpeg":
         y = _jpeg(x, int(level))

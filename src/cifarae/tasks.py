@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torchvision.utils import make_grid
 
 from .config import Config
 from .data import MEAN
@@ -104,6 +103,8 @@ class AutoencoderTask:
 
     @torch.no_grad()
     def media(self, model, images_u8):
+        from torchvision.utils import make_grid  # ~2 s to import (torch._dynamo): only when images are logged
+
         model.eval()
         x = images_u8.float().div(255).to(next(model.parameters()).device)
         x_hat = reconstruct(model, x)
