@@ -378,8 +378,10 @@ def test_the_recipe_carries_airbench_parity_settings_and_clf_sgd_switches_them_o
         ["crop", "altflip"],
         True,
     )
+    assert (parity.bn_momentum, parity.bn_eps, parity.decay_biases) == (0.4, 1e-12, True)
     old = load_config(REPO_CONFIGS / "clf_sgd.yaml", [], **recipe)
     assert (old.val_size, old.lookahead_every, old.schedule, old.whiten_bias_epochs) == (5000, 0, "onecycle", 0)
+    assert (old.bn_momentum, old.bn_eps, old.decay_biases) == (0.1, 1e-5, False)
     assert (old.batch_size, old.augment, old.dirac_init) == (512, ["crop", "flip"], False)
     for name in ("airbench_net.yaml", "clf_10ep.yaml"):  # airbench's layout on the same Backbone class
         net = load_config(REPO_CONFIGS / name, [], **recipe)
