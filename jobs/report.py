@@ -102,6 +102,15 @@ def ae_history() -> str | None:
     return md_table(keys, [[r[k] for k in keys] for r in h])
 
 
+def pm(v: dict | None, digits: int = 1, show_n: bool = False) -> str:
+    """A grid summary entry as "mean ± std" in percent, with the number of seeds if asked (the mean alone for one)."""
+    if v is None:
+        return "-"
+    if v["n"] == 1:
+        return f"{100 * v['mean']:.{digits}f}"
+    return f"{100 * v['mean']:.{digits}f} ± {100 * v['std']:.{digits}f}" + (f" (n={v['n']})" if show_n else "")
+
+
 def grid(prefix: str = "") -> str | None:
     g = load(f"{prefix}grid/grid.json")
     if g is None:
@@ -109,11 +118,7 @@ def grid(prefix: str = "") -> str | None:
     fractions = list(next(iter(g["summary"].values())))
     rows = []
     for mode, s in g["summary"].items():
-        cells = [
-            f"{100 * v['mean']:.2f} ± {100 * v['std']:.2f} (n={v['n']})" if v["n"] > 1 else f"{100 * v['mean']:.2f}"
-            for v in s.values()
-        ]
-        rows.append([mode, *cells])
+        rows.append([mode, *(pm(v, digits=2, show_n=True) for v in s.values())])
     return md_table(["mode", *(f"{float(f):.0%} labels" for f in fractions)], rows)
 
 
@@ -236,9 +241,7 @@ def cpu_recipe() -> str | None:
         return None
     for mode in ("finetune", "scratch"):
         o = old["summary"][mode]["1.0"]
-        rows.append(
-            [mode, "old: pad 4, flip TTA (GPU)", 20, f"{100 * o['mean']:.2f} ± {100 * o['std']:.2f} (n={o['n']})"]
-        )
+        rows.append([mode, "old: pad 4, flip TTA (GPU)", 20, pm(o, digits=2, show_n=True)])
         for folder, (recipe, _) in CPU_RUNS.items():
             m, h = load(f"{folder}/{mode}/metrics.json"), load(f"{folder}/{mode}/history.json")
             if m is None or h is None:
@@ -1146,13 +1149,6 @@ def run_codec_summary(split: str = "test") -> str | None:
         f"{cae[-1]['psnr']:.2f} dB on {t['num_images']} test images; ΔPSNR at 2 bpp against AVIF's payload "
         f"{gap_cell(comps['avif_payload']['gap_db@2bpp'])} dB; BD-rate against {rates}."
     )
-
-
-def pm(v: dict | None) -> str:
-    """A grid summary entry as "mean ± std" in percent (the mean alone for one seed)."""
-    if v is None:
-        return "-"
-    return f"{100 * v['mean']:.1f}" + (f" ± {100 * v['std']:.1f}" if v["n"] > 1 else "")
 
 
 def objectives() -> str | None:
