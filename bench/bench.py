@@ -48,8 +48,7 @@ from accelerate.state import AcceleratorState
 from PIL import Image
 
 from cifarae import data as data_lib
-from cifarae.codec import Codec, load_codec
-from cifarae.codec.hyperprior_codec import HyperpriorCodec
+from cifarae.codec import HyperpriorCodec, load_codec
 from cifarae.codec.shipped import DEFAULT_MODEL, MANIFEST, default_model, models_dir
 from cifarae.config import Config, load_config
 from cifarae.data import MEAN, STD, DeviceLoader
@@ -352,19 +351,19 @@ def row_eval(ctx: Ctx) -> list[dict]:
 
 def make_codec(ctx: Ctx):
     """(encode, decode, description): --codec-model, else the shipped v2 codec (models/codec-v2) at its middle
-    quality, else a random-init factorized-prior AE."""
+    quality, else a random-init hyperprior codec of the bench's config (the same code paths)."""
     if ctx.args.codec_model:
         codec, what = load_codec(ctx.args.codec_model), f"codec {ctx.args.codec_model}"
     elif (models_dir() / DEFAULT_MODEL / MANIFEST).is_file():
         codec, what = default_model(), f"shipped {DEFAULT_MODEL}"
     else:
-        cfg = dataclasses.replace(ctx.cfg, entropy_model="factorized")
+        cfg = dataclasses.replace(ctx.cfg, entropy_model="hyperprior")
         torch.manual_seed(cfg.seed)
-        codec, what = Codec(AutoEncoder(cfg), cfg, source="random-init"), "random-init factorized-prior AE"
-    if isinstance(codec, HyperpriorCodec):
-        level = codec.levels // 2
-        return (lambda x: codec.compress(x, level)), codec.decompress, f"{what}, quality {level}"
-    return codec.compress, codec.decompress, what
+        model = AutoEncoder(cfg).eval()
+        model.latent_codec.export()
+        codec, what = HyperpriorCodec(model, cfg, source="random-init"), "random-init hyperprior codec"
+    level = codec.levels // 2
+    return (lambda x: codec.compress(x, level)), codec.decompress, f"{what}, quality {level}"
 
 
 def pillow_coder(images_u8: torch.Tensor, fmt: str, quality: int):

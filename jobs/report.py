@@ -1219,18 +1219,21 @@ def run_jobs() -> str | None:
     )
 
 
+# The v1 codec's experiments, whose outs/ stay as measured (experiments/codec/README.md).
+V1_CODEC = "experiments/codec/run.sh at commit cdeb663 (the v1 codec, removed since)"
+
 TABLES = {
     "recipe_hyperparameters": (recipe_hyperparameters, "experiments/gpu/run.sh collect; experiments/classifier/run.sh"),
     "label_efficiency": (label_efficiency, "experiments/gpu/run.sh collect"),
     "clf_curves": (clf_curves, "experiments/gpu/run.sh collect"),
-    "codec_points": (codec_points, "experiments/gpu/run.sh collect; experiments/codec/run.sh"),
-    "codec_floors": (codec_floors, "experiments/gpu/run.sh collect; experiments/codec/run.sh"),
-    "codec_lineage": (codec_lineage, "experiments/codec/run.sh"),
+    "codec_points": (codec_points, "experiments/gpu/run.sh collect; " + V1_CODEC),
+    "codec_floors": (codec_floors, "experiments/gpu/run.sh collect; " + V1_CODEC),
+    "codec_lineage": (codec_lineage, V1_CODEC),
     "generalisation_gaps": (generalisation_gaps, "experiments/gpu/run.sh collect; experiments/classifier/run.sh"),
     "design_loop": (design_loop, "the run.sh of each experiments/ topic"),
     "readme_results": (
         readme_results,
-        "experiments/gpu/run.sh collect; experiments/classifier/run.sh; experiments/codec/run.sh",
+        "experiments/gpu/run.sh collect; experiments/classifier/run.sh; " + V1_CODEC,
     ),
     "ae_metrics": (ae_metrics, "experiments/autoencoder/run.sh"),
     "ae_per_class": (ae_per_class, "experiments/autoencoder/run.sh"),
@@ -1259,28 +1262,28 @@ TABLES = {
     "airbench_ref": (airbench_ref, "experiments/classifier/run.sh"),
     "full_steps": (gpu_steps, "experiments/gpu/run.sh collect"),
     "rd_points": (rd_points, "experiments/gpu/run.sh collect"),
-    "codec_families": (codec_families, "experiments/gpu/run.sh collect and collect-codecs; experiments/codec/run.sh"),
-    "ste_rd_points": (lambda: rd_points("codec_skip_ste/", baselines=False), "experiments/codec/run.sh"),
-    "ste_vs_webp": (lambda: against_webp("codec_skip_ste/"), "experiments/codec/run.sh"),
-    "quant_gap": (quant_gap, "experiments/codec/run.sh"),
-    "refine_vs_plain": (refine_vs_plain, "experiments/codec/run.sh"),
-    "refine_floors": (lambda: rd_floors("codec_refine/"), "experiments/codec/run.sh"),
-    "refine_probe": (refine_probe, "experiments/codec/run.sh"),
+    "codec_families": (codec_families, "experiments/gpu/run.sh collect and collect-codecs; " + V1_CODEC),
+    "ste_rd_points": (lambda: rd_points("codec_skip_ste/", baselines=False), V1_CODEC),
+    "ste_vs_webp": (lambda: against_webp("codec_skip_ste/"), V1_CODEC),
+    "quant_gap": (quant_gap, V1_CODEC),
+    "refine_vs_plain": (refine_vs_plain, V1_CODEC),
+    "refine_floors": (lambda: rd_floors("codec_refine/"), V1_CODEC),
+    "refine_probe": (refine_probe, V1_CODEC),
     # the longer-trained codec after each continuation, then with context models: outs/codec_{long,long2,long3,ctx}/
     **{
-        f"{name}_{kind}": (partial(table, f"codec_{name}/"), "experiments/codec/run.sh")
+        f"{name}_{kind}": (partial(table, f"codec_{name}/"), V1_CODEC)
         for name in ("long", "long2", "long3", "ctx")
         for kind, table in (("refine_vs_plain", refine_vs_plain), ("floors", rd_floors))
     },
-    "ctx_rate": (context_rate, "experiments/codec/run.sh"),
+    "ctx_rate": (context_rate, V1_CODEC),
     "rd_floors": (rd_floors, "experiments/gpu/run.sh collect"),
     "gpu_bench": (lambda: bench("gpu/bench.json"), "bench/gpu_check.sh on a GPU"),
     "gpu_sweep": (lambda: bench("gpu/sweep.json"), "bench/gpu_check.sh on a GPU"),
     "pipeline_ae_metrics": (lambda: ae_metrics("pipeline/"), "experiments/pipeline/run.sh"),
     "pipeline_grid": (lambda: grid("pipeline/"), "experiments/pipeline/run.sh"),
     "pipeline_grid_margin": (lambda: grid_margin("pipeline/"), "experiments/pipeline/run.sh"),
-    "pipeline_rd_points": (lambda: rd_points("pipeline/"), "experiments/pipeline/run.sh"),
-    "pipeline_rd_floors": (lambda: rd_floors("pipeline/"), "experiments/pipeline/run.sh"),
+    "pipeline_rd_points": (lambda: rd_points("pipeline/"), "experiments/pipeline/run.sh at commit cdeb663"),
+    "pipeline_rd_floors": (lambda: rd_floors("pipeline/"), "experiments/pipeline/run.sh at commit cdeb663"),
     "pipeline_jobs": (pipeline_jobs, "experiments/pipeline/run.sh"),
     "codec_v2_points": (codec_v2_points, "experiments/codec/v2.sh DATA"),
     "codec_v2_comparisons": (codec_v2_comparisons, "experiments/codec/v2.sh DATA"),

@@ -6,11 +6,11 @@
 Without --model, compress uses the shipped codec (models/codec-v2, a mean-scale hyperprior with
 quality levels 0 (smallest files) .. 5), and decompress finds the shipped model that wrote each file
 from the 6-byte model id in its header. MODEL is a shipped model folder, a codec run directory or a
-checkpoint file: a hyperprior run (entropy_model=hyperprior, format v2), or a factorized-prior run
-(v1: a directory's context.pt, else codec.pt, else best.pt; --quality does not apply). A file is
-refused by any model but the one that wrote it. OUT is a directory (one <stem>.cae per image), or a
-file name ending in .cae when there is a single image. --refine-steps N spends N
-optimisation steps per image at encoding time for a better rate-distortion point.
+checkpoint file (src/train_codec.py makes them). A file is refused by any model but the one that
+wrote it, and a file of the removed v1 format with a one-line "made by an older format" error.
+OUT is a directory (one <stem>.cae per image), or a file name ending in .cae when there is a single
+image. --refine-steps N spends N optimisation steps per image at encoding time for a better
+rate-distortion point.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 
 from cifarae.codec import SUFFIX, Refinement, bits_per_pixel, load_codec, png_bytes, read_image
-from cifarae.codec.hyperprior_codec import HyperpriorCodec
 from cifarae.codec.shipped import default_model, model_for
 from cifarae.errors import UserError, cli_main
 from cifarae.files import write_atomic
@@ -45,18 +44,12 @@ def output_paths(inputs: list[Path], out: Path, suffix: str) -> list[Path]:
 def compress(args) -> None:
     refine = Refinement(args.refine_steps, args.refine_lr, args.refine_lambda_scale)
     codec = load_codec(args.model, args.which, refine) if args.model else default_model(refine)
-    if isinstance(codec, HyperpriorCodec):
-        quality = codec.check_quality(codec.levels // 2 if args.quality is None else args.quality)
-        encode = lambda image: codec.compress(image, quality)[0]  # noqa: E731
-    elif args.quality is not None:
-        raise UserError(f"--quality needs a hyperprior codec; {args.model} is a one-rate v1 codec")
-    else:
-        encode = lambda image: codec.compress(image)[0]  # noqa: E731
+    quality = codec.check_quality(codec.levels // 2 if args.quality is None else args.quality)
     inputs = [Path(p) for p in args.inputs]
     outputs = output_paths(inputs, args.out, SUFFIX)
     images = [read_image(p) for p in inputs]  # read everything first: a bad input writes nothing
     for src, dst, image in zip(inputs, outputs, images):
-        data = encode(image.unsqueeze(0))
+        data = codec.compress(image.unsqueeze(0), quality)[0]
         write_atomic(dst, data)
         _, h, w = image.shape
         print(f"{src} ({w}x{h}) -> {dst}: {len(data)} bytes, {bits_per_pixel(len(data), h, w):.3f} bpp")
@@ -92,7 +85,7 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--model", help="shipped model folder, codec run directory or checkpoint (default: models/)")
         s.add_argument("--which", default="best", choices=("best", "last"), help="checkpoint of a run directory")
         if name == "compress":
-            s.add_argument("--quality", type=int, help="quality level of a hyperprior codec (default: the middle one)")
+            s.add_argument("--quality", type=int, help="quality level, 0 (smallest files) up (default: the middle one)")
             s.add_argument("--refine-steps", type=int, default=0, help="encoder-side latent refinement steps (0: off)")
             s.add_argument("--refine-lr", type=float, default=Refinement.lr, help="refinement step size")
             s.add_argument(

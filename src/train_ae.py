@@ -21,7 +21,7 @@ def main(argv=None):
     model = AutoEncoder(cfg)
     if cfg.init_from:  # e.g. a rate-distortion codec fine-tuned from a plain autoencoder
         init = checkpoint.load(cfg.init_from, "best")
-        checkpoint.load_weights(model, checkpoint.inference_state(init), init["path"], may_lack="entropy_bottleneck.")
+        checkpoint.load_weights(model, checkpoint.inference_state(init), init["path"], may_lack="latent_codec.")
     else:
         init_stem(model, dataset.images["train"])
     c, s, _ = model.latent_shape

@@ -2,14 +2,14 @@
 
     python src/train_codec.py --data PATH --ae runs/full/ae --out runs/full/codec --recipe jobs/configs/codec/full.yaml
 
-The recipe (jobs/configs/codec/) names the steps and their settings; each step is the entry
-script of the same name, run in this process. The training config is the AE's (so the backbone is
-the classifier's) with the recipe's train section on top.
-  hyperprior (v2, entropy_model: hyperprior): train -> export (OUT/model, a shipped-model folder:
-      copy it to models/codec-v2 to ship it) -> rd (OUT/rd: every quality level against AVIF, WebP, JPEG).
-  factorized (v1): init -> train -> prior fit -> context -> rd.
-OUT ends as a codec that `python src/codec.py compress IMG... -o DIR --model OUT` uses. Run again,
-it resumes: training from OUT/last.pt, and a step whose output is newer than its input is skipped.
+The recipe (jobs/configs/codec/) gives each step's settings; each step is an entry script run in this
+process. The training config is the AE's (so the backbone is the classifier's) with the recipe's
+train section on top (entropy_model: hyperprior):
+  train (src/train_ae.py) -> export (src/codec_export.py: OUT/model, a shipped-model folder; copy it
+  to models/codec-v2 to ship it) -> rd (src/rd_eval.py: OUT/rd, every quality level against AVIF,
+  WebP and JPEG).
+OUT/model is a codec that `python src/codec.py compress IMG... -o DIR --model OUT/model` uses. Run
+again, it resumes: training from OUT/last.pt, and a step whose output is newer than its input is skipped.
 """
 
 from __future__ import annotations
@@ -19,17 +19,14 @@ from pathlib import Path
 
 import yaml
 
-import codec_context
 import codec_export
-import codec_fit
-import codec_init
 import rd_eval
 import train_ae
 from cifarae import checkpoint
 from cifarae.config import Config
 from cifarae.errors import UserError, cli_main
 
-STEPS = {"init", "train", "fit", "context", "export", "rd"}
+STEPS = {"train", "export", "rd"}
 
 
 def load_recipe(path: Path) -> dict:
@@ -89,52 +86,26 @@ def main(argv=None):
     ae_cfg = checkpoint.checkpoint_config(checkpoint.load(args.ae, "best")) if args.ae else Config()
     if ae_cfg.task != "ae":
         raise UserError(f"--ae {args.ae} is a {ae_cfg.task} run, not an autoencoder")
-    if "init" in recipe and not args.ae:
-        raise UserError(f"codec recipe {args.recipe} starts from an autoencoder (init): pass --ae RUN")
     args.out.mkdir(parents=True, exist_ok=True)
     cache = ["--cache-dir", str(args.cache_dir)] if args.cache_dir else []
     data = ["--data", args.data, *cache]
 
     train = {**ae_cfg.to_dict(), "task": "ae", "init_from": "", **recipe["train"]}
+    if train.get("entropy_model") != "hyperprior":
+        raise UserError(f"codec recipe {args.recipe} must train entropy_model: hyperprior")
     if args.no_wandb:
         train["wandb"] = False
-    if "init" in recipe:
-        init = args.out / "init.pt"
-        step(
-            "init",
-            init.is_file(),
-            codec_init.main,
-            ["--ae", str(args.ae), "--out", str(init), *data, *flags(recipe["init"])],
-        )
-        train["init_from"] = str(init)
     step("train", False, train_ae.main, ["--out", str(args.out), *data, *overrides(train)])
 
     best = args.out / "best.pt"
-    if train.get("entropy_model") == "hyperprior":
-        model = args.out / "model"
-        export = ["--run", str(args.out), "--out", str(model), "--recipe", str(args.recipe)]
-        step("export", newer(model / "model.json", best), codec_export.main, export)
-        rd = args.out / "rd"
-        rd_argv = ["--runs", str(model), "--out", str(rd), *data, *flags(recipe.get("rd", {}))]
-        rd_argv += ["--no-wandb"] if args.no_wandb else []
-        step("rd", newer(rd / "rd.json", model / "model.json"), rd_eval.main, rd_argv)
-        print(f"codec: {model} is ready: python src/codec.py compress IMAGE... -o DIR --model {model} [--quality Q]")
-        return
-    model = args.out / "codec.pt"
-    step("fit", newer(model, best), codec_fit.main, ["--run", str(args.out), *data, *flags(recipe.get("fit", {}))])
-    if "context" in recipe:
-        context = args.out / "context.pt"
-        step(
-            "context",
-            newer(context, model),
-            codec_context.main,
-            ["--run", str(args.out), *data, *flags(recipe["context"])],
-        )
-        model = context
+    model = args.out / "model"
+    export = ["--run", str(args.out), "--out", str(model), "--recipe", str(args.recipe)]
+    step("export", newer(model / "model.json", best), codec_export.main, export)
     rd = args.out / "rd"
-    rd_argv = ["--runs", str(args.out), "--out", str(rd), *data, *flags(recipe.get("rd", {}))]
-    step("rd", newer(rd / "rd.json", model), rd_eval.main, rd_argv + (["--no-wandb"] if args.no_wandb else []))
-    print(f"codec: {args.out} is ready: python src/codec.py compress IMAGE... -o DIR --model {args.out}")
+    rd_argv = ["--model", str(model), "--out", str(rd), *data, *flags(recipe.get("rd", {}))]
+    rd_argv += ["--no-wandb"] if args.no_wandb else []
+    step("rd", newer(rd / "rd.json", model / "model.json"), rd_eval.main, rd_argv)
+    print(f"codec: {model} is ready: python src/codec.py compress IMAGE... -o DIR --model {model} [--quality Q]")
 
 
 if __name__ == "__main__":

@@ -327,13 +327,17 @@ def test_the_codec_owns_its_entropy_models_optimizer_settings():
     from cifarae.config import load_config
     from cifarae.models import AutoEncoder
 
-    cfg = load_config(None, [*TINY, "entropy_model=factorized", "lr=0.01", "weight_decay=0.1"])
+    cfg = load_config(None, [*TINY, "entropy_model=hyperprior", "hyper_channels=8", "lr=0.01", "weight_decay=0.1"])
     model = AutoEncoder(cfg)
     group_of = {id(p): g for g in model.param_groups(cfg) for p in g["params"]}
+    names = [name for name, _ in model.named_parameters()]
+    assert "latent_codec.log_gains" in names and any(n.startswith("latent_codec.entropy_bottleneck.") for n in names)
     for name, p in model.named_parameters():
         g = group_of[id(p)]
-        if name.startswith("entropy_bottleneck."):
+        if name.startswith("latent_codec.entropy_bottleneck."):
             assert (g["lr"], g["weight_decay"]) == (pytest.approx(0.1), 0.0), name
+        elif name == "latent_codec.log_gains":  # decay would pull every level's gain to 1
+            assert (g["lr"], g["weight_decay"]) == (pytest.approx(0.01), 0.0), name
         else:
             assert g["lr"] == pytest.approx(0.01) and g["weight_decay"] == (0.1 if p.ndim > 1 else 0.0), name
 

@@ -1,13 +1,12 @@
-"""The image codec: files, CLI, bit-exact decoding, error handling, and the RD evaluation."""
+"""The codec: a mean-scale hyperprior with quality levels, its files and CLI, bit-exact decoding, error
+handling, the shipped model and the RD evaluation."""
 
 from __future__ import annotations
 
 import importlib.util
 import io
 import json
-import math
 import re
-import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -16,32 +15,51 @@ import numpy as np
 import pytest
 import synth
 import torch
-from conftest import TINY, assert_one_line_error, run_script
+from conftest import assert_one_line_error, run_script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import codec_context
-import codec_fit
-import codec_init
 from cifarae import checkpoint, rd
 from cifarae import codec as lib
-from cifarae import data as data_lib
-from cifarae.codec import compressai_adapter
+from cifarae.codec import Refinement, load_codec
+from cifarae.codec import format as fmt
+from cifarae.codec.hyperprior import ExactHyperSynthesis
+from cifarae.codec.hyperprior_codec import HyperpriorCodec
+from cifarae.codec.shipped import (
+    DEFAULT_MODEL,
+    MANIFEST,
+    MAX_FILE_BYTES,
+    default_model,
+    export,
+    load_shipped,
+    models_dir,
+    read_manifest,
+)
+from cifarae.config import Config, load_config
 from cifarae.errors import UserError
-from cifarae.models import AutoEncoder
-from cifarae.tasks import reconstruct
+from cifarae.models import AutoEncoder, Classifier
 
-CODEC = [*TINY, "entropy_model=factorized", "precision=no", "epochs=1", "rd_lambda=0.01", "lr=0.01"]
+V2 = [
+    "widths=[8,16,16,16]",
+    "latent_size=8",
+    "entropy_model=hyperprior",
+    "latent_channels=8",
+    "skip_channels=4",
+    "hyper_channels=16",
+    "rd_lambdas=[0.004,0.03,0.2]",
+    "precision=fp32",
+    "epochs=1",
+    "batch_size=32",
+    "val_size=100",
+]
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-PROBES = "../experiments/codec/"  # run_script paths are relative to src/
 REPO = Path(__file__).resolve().parents[1]
 
 
 def load_script(path: Path, name: str):
-    """A script (src/codec.py, a probe under experiments/) as a module named ``name``, loaded by path: src/ is on
-    pytest's pythonpath, where a bare ``import codec`` would be the entry script, not the library cifarae.codec."""
+    """A script (src/codec.py) as a module named ``name``, loaded by path: src/ is on pytest's pythonpath,
+    where a bare ``import codec`` would be the entry script, not the library cifarae.codec."""
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -52,22 +70,36 @@ codec_cli = load_script(REPO / "src" / "codec.py", "codec_cli")
 
 
 @pytest.fixture(scope="module")
-def codec_run(tmp_path_factory, synth_cache):
-    """A tiny codec trained for one epoch through the real entry point (a few seconds)."""
-    run = tmp_path_factory.mktemp("codec") / "run"
-    run_script("train_ae.py", "--data", synth_cache, "--out", run, *CODEC, "wandb=false")
+def v2_run(tmp_path_factory, synth_cache):
+    """A tiny codec with three quality levels, trained for one epoch through the real entry point."""
+    run = tmp_path_factory.mktemp("v2") / "run"
+    run_script("train_ae.py", "--data", synth_cache, "--out", run, *V2, "wandb=false")
     return run
 
 
 @pytest.fixture(scope="module")
-def codec(codec_run):
-    return lib.load_codec(codec_run)
+def shipped(v2_run, tmp_path_factory):
+    """The run exported as a shipped model, in a models/ folder of its own."""
+    models = tmp_path_factory.mktemp("models")
+    export(v2_run, models / "codec-v2", recipe="tests")
+    return models
+
+
+@pytest.fixture
+def use_models(shipped, monkeypatch):
+    monkeypatch.setenv("CIFARAE_MODELS", str(shipped))
+    return shipped
 
 
 @pytest.fixture(scope="module")
-def other_model(codec_run, tmp_path_factory):
+def v2(shipped):
+    return load_shipped(shipped / "codec-v2")
+
+
+@pytest.fixture(scope="module")
+def other_model(v2_run, tmp_path_factory):
     """The same architecture with one weight changed: another model id."""
-    ckpt = checkpoint.load(codec_run)
+    ckpt = checkpoint.load(v2_run)
     state = dict(checkpoint.inference_state(ckpt))
     key = "decoder.layers.0.0.weight"
     state[key] = state[key] + 1e-3
@@ -81,6 +113,14 @@ def other_model(codec_run, tmp_path_factory):
 def images():
     x, _ = synth.make_images(1, seed=3)  # 10 images, one per class
     return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+
+
+def random_codec(cfg: Config) -> HyperpriorCodec:
+    """An untrained codec of ``cfg`` with its coder tables built: the same code paths as a trained one."""
+    torch.manual_seed(0)
+    model = AutoEncoder(cfg).eval()
+    model.latent_codec.export()
+    return HyperpriorCodec(model, cfg, source="random-init")
 
 
 def save_png(path, image: torch.Tensor):
@@ -110,185 +150,247 @@ def assert_user_error(code, err, *fragments):
         assert f in lines[0], lines[0]
 
 
+def reseal(body: bytes) -> bytes:
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
 # ---------------------------------------------------------------------------- round trips
-def test_cli_round_trip_equals_the_models_reconstruction(tmp_path, capsys, codec, codec_run, images):
-    pngs = [save_png(tmp_path / f"img{i}.png", img) for i, img in enumerate(images[:4])]
-    code, out, err = cli(capsys, "compress", *pngs, "-o", tmp_path / "cae", "--model", codec_run)
-    assert code == 0, err
-    files = sorted((tmp_path / "cae").glob("*.cae"))
-    assert [f.stem for f in files] == [p.stem for p in pngs]
-    code, out, err = cli(capsys, "decompress", *files, "-o", tmp_path / "out", "--model", codec_run)
-    assert code == 0, err
-    decoded = torch.stack([load_png(tmp_path / "out" / f"{p.stem}.png") for p in pngs])
-    assert torch.equal(decoded, codec.reconstruct(images[:4]))
-    # ... which is the autoencoder's own eval-mode forward pass (float32, batched), to within
-    # float rounding of the last 8-bit step.
-    model = codec_cli_model(codec_run)
-    with torch.no_grad():
-        forward = (reconstruct(model, images[:4].float() / 255) * 255).round().to(torch.uint8)
-    diff = (decoded.int() - forward.int()).abs()
-    assert diff.max() <= 1 and (diff > 0).float().mean() < 0.01
+def test_every_level_round_trips_to_the_models_reconstruction_and_rate_rises_with_level(v2, images):
+    sizes = []
+    for level in range(v2.levels):
+        files = v2.compress(images, level)
+        decoded = torch.stack([v2.decompress(f) for f in files])
+        assert torch.equal(decoded, v2.reconstruct(images, level))
+        assert all(fmt.parse(f, v2.num_streams(32, 32)).quality == level for f in files)
+        sizes.append(sum(map(len, files)))
+    assert sizes[0] < sizes[-1], sizes
 
 
-def codec_cli_model(run):
-    ckpt = checkpoint.load(run)
-    model = AutoEncoder(checkpoint.checkpoint_config(ckpt))
-    checkpoint.load_weights(model, checkpoint.inference_state(ckpt), "run")
-    return model.eval()
-
-
-def test_batch_size_and_threads_do_not_change_a_single_bit(codec, images):
-    x = images[:8]
-    batched = codec.compress(x, batch_size=8)
-    single = [codec.compress(x[i : i + 1])[0] for i in range(8)]
-    assert batched == single
-    decoded = [codec.decompress(f) for f in batched]
+def test_batch_size_and_threads_do_not_change_a_single_bit(v2, images):
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one_thread = [codec.decompress(f) for f in batched]
+        one = [v2.compress(images[i : i + 1], 1)[0] for i in range(len(images))]
+        torch.set_num_threads(2)
+        batched = v2.compress(images, 1, batch_size=len(images))
     finally:
         torch.set_num_threads(threads)
-    assert all(torch.equal(a, b) for a, b in zip(decoded, one_thread))
-    assert torch.equal(torch.stack(decoded), codec.reconstruct(x))
+    assert one == batched
 
 
-@pytest.mark.parametrize("height,width", [(1, 1), (3, 5), (31, 33), (17, 64), (45, 7)])
-def test_odd_sizes_round_trip(codec, height, width):
+def test_exact_hyper_synthesis_is_batch_invariant_integer_and_close_to_the_float_network(v2):
+    lc = v2.lc
+    z = torch.randint(-6, 7, (5, lc.entropy_bottleneck.channels, 3, 4), generator=torch.Generator().manual_seed(0))
+    exact = v2.hyper(z, 6, 8)
+    assert torch.equal(exact, torch.floor(exact))  # integers at 2**FRACTION_BITS
+    assert torch.equal(exact[2:3], v2.hyper(z[2:3], 6, 8))
+    with torch.no_grad():
+        floating = lc.h_s(z.double())[:, :, :6, :8] * 2**12
+    assert (exact - floating).abs().max() < 2**12 * 0.01  # within 0.01 of the float network
+
+
+def test_only_convolutions_relu_and_pixel_shuffle_have_an_exact_form():
+    with pytest.raises(TypeError, match="GELU"):
+        ExactHyperSynthesis(torch.nn.Sequential(torch.nn.GELU()))
+
+
+@pytest.mark.parametrize("height,width", [(1, 1), (3, 5), (31, 33), (17, 64), (45, 7), (37, 51)])
+def test_odd_sizes_round_trip(v2, height, width):
     gen = torch.Generator().manual_seed(height * 100 + width)
     x = torch.randint(0, 256, (2, 3, height, width), dtype=torch.uint8, generator=gen)
-    files = codec.compress(x)
-    decoded = torch.stack([codec.decompress(f) for f in files])
+    decoded = torch.stack([v2.decompress(f) for f in v2.compress(x, 2)])
     assert decoded.shape == x.shape
-    assert torch.equal(decoded, codec.reconstruct(x))
+    assert torch.equal(decoded, v2.reconstruct(x, 2))
 
 
-def test_cli_odd_sized_jpeg_and_single_output_file(tmp_path, capsys, codec, codec_run, images):
+def test_cli_odd_sized_jpeg_and_single_output_file(tmp_path, capsys, v2, v2_run, images):
     src = tmp_path / "odd.jpg"
     Image.fromarray(np.tile(images[0].permute(1, 2, 0).numpy(), (2, 2, 1))[:45, :37]).save(src, quality=90)
-    code, _, err = cli(capsys, "compress", src, "-o", tmp_path / "odd.cae", "--model", codec_run)
+    code, _, err = cli(capsys, "compress", src, "-o", tmp_path / "odd.cae", "--model", v2_run, "--quality", "0")
     assert code == 0, err
-    code, _, err = cli(capsys, "decompress", tmp_path / "odd.cae", "-o", tmp_path / "odd.png", "--model", codec_run)
+    code, _, err = cli(capsys, "decompress", tmp_path / "odd.cae", "-o", tmp_path / "odd.png", "--model", v2_run)
     assert code == 0, err
     out = load_png(tmp_path / "odd.png")
     assert out.shape == (3, 45, 37)
-    assert torch.equal(out, codec.reconstruct(lib.read_image(src).unsqueeze(0))[0])
+    from_run = load_codec(v2_run)
+    assert torch.equal(out, from_run.reconstruct(lib.read_image(src).unsqueeze(0), 0)[0])
+
+
+def test_cli_works_without_model_and_finds_the_model_by_its_id(tmp_path, capsys, use_models, images):
+    png = save_png(tmp_path / "a.png", images[0])
+    code, out, err = cli(capsys, "compress", png, "-o", tmp_path / "a.cae", "--quality", "2")
+    assert code == 0, err
+    assert (tmp_path / "a.cae").read_bytes()[3] == 2  # format version 2
+    code, out, err = cli(capsys, "decompress", tmp_path / "a.cae", "-o", tmp_path / "a_out.png")
+    assert code == 0, err
+    v2 = load_shipped(use_models / "codec-v2")
+    assert torch.equal(load_png(tmp_path / "a_out.png"), v2.reconstruct(images[:1], 2)[0])
+    code, _, err = cli(capsys, "compress", png, "-o", tmp_path / "b.cae", "--quality", "9")
+    assert_user_error(code, err, "quality 9")
+
+
+def test_unknown_model_id_and_tampered_weights_are_one_line_errors(tmp_path, capsys, use_models, v2, images):
+    parsed = fmt.parse(v2.compress(images[:1], 0)[0], v2.num_streams(32, 32))
+    other = fmt.pack(32, 32, bytes(6), parsed.streams, 0)  # a well-formed file from another model
+    (tmp_path / "other.cae").write_bytes(other)
+    code, _, err = cli(capsys, "decompress", tmp_path / "other.cae", "-o", tmp_path / "o")
+    assert_user_error(code, err, "not among the shipped models", "--model")
+
+    folder = tmp_path / "tampered"
+    folder.mkdir()
+    for f in (use_models / "codec-v2").iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    blob = bytearray((folder / "decoder.pt").read_bytes())
+    blob[-100] ^= 1
+    (folder / "decoder.pt").write_bytes(bytes(blob))
+    png = save_png(tmp_path / "a.png", images[0])
+    code, _, err = cli(capsys, "compress", png, "-o", tmp_path / "t.cae", "--model", folder)
+    assert_user_error(code, err, "does not match its checksum")
+
+
+def test_a_run_and_its_export_are_the_same_codec_up_to_float16_weights(v2_run, v2, images):
+    from_run = load_codec(v2_run)
+    assert isinstance(from_run, HyperpriorCodec)
+    a, b = from_run.reconstruct(images, 1).double(), v2.reconstruct(images, 1).double()
+    assert rd.psnr(((a - b) / 255).pow(2).mean().item()) > 30
+
+
+def test_shipped_manifest_records_checksums_model_id_and_small_files(shipped, v2):
+    manifest = json.loads((shipped / "codec-v2" / MANIFEST).read_text())
+    assert manifest["model_id"] == v2.model_id.hex()
+    assert set(manifest["files"]) == {"encoder.pt", "decoder.pt", "entropy.pt"}
+    state = torch.load(shipped / "codec-v2" / "decoder.pt", weights_only=True)
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
 
 
 # ---------------------------------------------------------------------------- bytes
-def test_bpp_counts_the_real_bytes_of_the_files(tmp_path, codec, images):
-    point = rd.codec_point(codec, images, tmp_path / "files")
-    sizes = [p.stat().st_size for p in sorted((tmp_path / "files").glob("*.cae"))]
-    assert len(sizes) == len(images)
-    assert point["bpp"] == pytest.approx(8 * sum(sizes) / len(sizes) / (32 * 32))
-    # 16 bytes of header + checksum at 32 x 32: magic 3, version 1, size 1 + 1, model id 6, CRC 4.
-    assert point["header_bytes"] == 16
-    assert point["bpp_payload"] == pytest.approx(8 * (sum(sizes) / len(sizes) - 16) / 1024)
-    files = codec.compress(images)
-    for data in files:
-        parsed = codec.parse(data)
-        assert parsed.header_bytes + sum(map(len, parsed.streams)) == len(data)
-    mse = np.mean([(codec.decompress(f).double() - img.double()).pow(2).mean().item() / 255**2 for f, img in
-                   zip(files, images)])  # fmt: skip
-    assert point["mse"] == pytest.approx(mse)
+def test_bpp_counts_the_real_bytes_of_the_files(tmp_path, v2, images):
+    curve, stats = rd.hyperprior_curve(v2, images, tmp_path / "files")
+    for level in range(v2.levels):
+        paths = sorted((tmp_path / "files" / f"q{level}").glob("*.cae"))
+        sizes = [p.stat().st_size for p in paths]
+        assert len(sizes) == len(images) and list(curve.file_bytes[level]) == sizes
+        files = [p.read_bytes() for p in paths]
+        headers = [v2.parse(f).header_bytes for f in files]
+        assert list(curve.payload_bytes[level]) == [s - h for s, h in zip(sizes, headers)]
+        assert curve.points()[level]["bpp"] == pytest.approx(8 * np.mean(sizes) / (32 * 32))
+        decoded = torch.stack([v2.decompress(f) for f in files]).double()
+        mse = (decoded - images.double()).div(255).pow(2).flatten(1).mean(1)
+        assert stats[level]["mse"] == pytest.approx(mse.mean().item())
+        assert stats[level]["encode_img_per_s"] > 0 and stats[level]["decode_peak_rss_mb"] > 0
 
 
-def test_header_layout(codec, images):
-    data = codec.compress(images[:1])[0]
-    assert data[:3] == b"CAE" and data[3] == lib.VERSION
+def test_header_layout(v2, images):
+    data = v2.compress(images[:1], 2)[0]
+    assert data[:3] == b"CAE" and data[3] == lib.VERSION == 2
     assert data[4:6] == bytes([32, 32])  # varint width, height
-    assert data[6:12] == codec.model_id
+    assert data[6:12] == v2.model_id
+    assert data[12] == 2  # the quality level
+    parsed = v2.parse(data)
+    sizes = b"".join(lib.put_varint(len(s)) for s in parsed.streams[:-1])
+    assert data[13 : 13 + len(sizes)] == sizes and data[13 + len(sizes) :].startswith(parsed.streams[0])
+    assert parsed.header_bytes == 13 + len(sizes) + 4
     assert struct.unpack(">I", data[-4:])[0] == zlib.crc32(data[:-4])
 
 
 # ---------------------------------------------------------------------------- bad files
-def test_truncated_corrupt_foreign_and_versioned_files_are_refused(codec, images):
-    data = codec.compress(images[:1])[0]
+def test_truncated_corrupt_foreign_and_versioned_files_are_refused(v2, images):
+    data = v2.compress(images[:1], 1)[0]
     for n in range(len(data)):
         with pytest.raises(UserError, match="truncated|corrupt|magic|checksum"):
-            codec.decompress(data[:n])
+            v2.decompress(data[:n])
     for pos in range(len(data)):
         for bit in (0x01, 0x80):
             bad = bytearray(data)
             bad[pos] ^= bit
             with pytest.raises(UserError):
-                codec.decompress(bytes(bad))
+                v2.decompress(bytes(bad))
     png = io.BytesIO()
     Image.new("RGB", (4, 4)).save(png, format="PNG")
     for foreign in (b"", b"CA", png.getvalue(), b"\x00" * 64, b"CAE" + b"\x00" * 40):
         with pytest.raises(UserError):
-            codec.decompress(foreign)
-    body = data[:3] + bytes([lib.VERSION + 1]) + data[4:-4]
-    with pytest.raises(UserError, match="format version 2"):
-        codec.decompress(body + struct.pack(">I", zlib.crc32(body)))
+            v2.decompress(foreign)
+    newer = reseal(data[:3] + bytes([lib.VERSION + 1]) + data[4:-4])
+    with pytest.raises(UserError, match="unsupported format version 3"):
+        v2.decompress(newer)
 
 
-def test_wrong_model_is_refused_by_identity(tmp_path, capsys, codec, codec_run, other_model, images):
-    other = lib.load_codec(other_model)
-    assert other.model_id != codec.model_id
+def v1_file(width: int = 32, height: int = 32) -> bytes:
+    """A file of the removed v1 format (the factorized-prior codec): magic, version 1, width, height,
+    model id, one rANS stream, CRC-32; no quality byte."""
+    return reseal(b"CAE\x01" + lib.put_varint(width) + lib.put_varint(height) + bytes(6) + bytes(40))
+
+
+def test_a_v1_file_is_a_one_line_older_format_error(tmp_path, capsys, use_models, v2):
+    with pytest.raises(UserError, match="made by an older format: version 1"):
+        v2.decompress(v1_file())
+    (tmp_path / "v1.cae").write_bytes(v1_file())
+    for model in ([], ["--model", use_models / "codec-v2"]):
+        code, _, err = cli(capsys, "decompress", tmp_path / "v1.cae", "-o", tmp_path / "o", *model)
+        assert_user_error(code, err, "v1.cae", "made by an older format", "version 1", "cdeb663")
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+
+
+def test_a_v1_run_or_config_is_a_one_line_error_and_old_configs_still_load(tmp_path, v2_run):
+    with pytest.raises(UserError, match="factorized.*v1 codec.*hyperprior"):
+        load_config(None, ["entropy_model=factorized"])
+    ckpt = checkpoint.load(v2_run)
+    ckpt["config"] = {**ckpt["config"], "entropy_model": "factorized"}
+    checkpoint.save_atomic({k: v for k, v in ckpt.items() if k != "path"}, tmp_path / "v1.pt")
+    with pytest.raises(UserError, match="v1 codec"):
+        load_codec(tmp_path / "v1.pt")
+    # ste_decoder, a v1 setting, is in the configs that earlier versions saved (the shipped model's too)
+    ckpt["config"] = {**ckpt["config"], "entropy_model": "hyperprior", "ste_decoder": True}
+    checkpoint.save_atomic({k: v for k, v in ckpt.items() if k != "path"}, tmp_path / "old.pt")
+    assert load_codec(tmp_path / "old.pt").model_id == load_codec(v2_run).model_id
+    with pytest.raises(UserError, match="unknown config key 'ste_decoder'"):
+        load_config(None, ["ste_decoder=true"])  # but a new config may not set it
+
+
+def test_wrong_model_is_refused_by_identity(tmp_path, capsys, v2, other_model, images):
+    other = load_codec(other_model)
+    assert other.model_id != v2.model_id
     with pytest.raises(UserError, match="written by model"):
-        other.decompress(codec.compress(images[:1])[0])
+        other.decompress(v2.compress(images[:1], 1)[0])
     path = tmp_path / "a.cae"
-    path.write_bytes(codec.compress(images[:1])[0])
+    path.write_bytes(v2.compress(images[:1], 1)[0])
     code, _, err = cli(capsys, "decompress", path, "-o", tmp_path / "out", "--model", other_model)
     assert_user_error(code, err, "a.cae", "written by model", "--model")
     assert not list((tmp_path / "out").glob("*.png"))
 
 
-def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys, codec_run, images):
+def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys, v2_run, images):
     bad = tmp_path / "bad.cae"
-    bad.write_bytes(b"CAE\x01" + b"\x07" * 30)
-    code, _, err = cli(capsys, "decompress", bad, "-o", tmp_path / "out", "--model", codec_run)
+    bad.write_bytes(b"CAE\x02" + b"\x07" * 30)
+    code, _, err = cli(capsys, "decompress", bad, "-o", tmp_path / "out", "--model", v2_run)
     assert_user_error(code, err, "bad.cae", "checksum")
     assert not list((tmp_path / "out").glob("*"))
-    code, _, err = cli(capsys, "compress", tmp_path / "missing.png", "-o", tmp_path / "c", "--model", codec_run)
+    code, _, err = cli(capsys, "compress", tmp_path / "missing.png", "-o", tmp_path / "c", "--model", v2_run)
     assert_user_error(code, err, "missing.png")
     notimg = tmp_path / "notimage.png"
     notimg.write_bytes(b"hello")
-    code, _, err = cli(capsys, "compress", notimg, "-o", tmp_path / "c", "--model", codec_run)
+    code, _, err = cli(capsys, "compress", notimg, "-o", tmp_path / "c", "--model", v2_run)
     assert_user_error(code, err, "cannot read image")
     code, _, err = cli(capsys, "compress", notimg, "-o", tmp_path / "c", "--model", tmp_path / "nothing")
     assert_user_error(code, err, "does not exist")
 
 
-def test_plain_autoencoder_is_not_a_codec(tmp_path, codec_run):
-    ckpt = checkpoint.load(codec_run)
-    ckpt["config"]["entropy_model"] = "none"
-    ckpt["model"] = {k: v for k, v in ckpt["model"].items() if not k.startswith("entropy_bottleneck.")}
+def test_plain_autoencoder_is_not_a_codec(tmp_path, v2_run):
+    ckpt = checkpoint.load(v2_run)
+    ckpt["config"] = {**ckpt["config"], "entropy_model": "none", "skip_channels": 0}
+    ckpt["model"] = {k: v for k, v in ckpt["model"].items() if not k.startswith(("latent_codec.", "to_skip."))}
     checkpoint.save_atomic({k: v for k, v in ckpt.items() if k != "path"}, tmp_path / "ae.pt")
     with pytest.raises(UserError, match="not a codec"):
-        lib.load_codec(tmp_path / "ae.pt")
-
-
-def test_codec_fit_lowers_the_rate_and_is_used_by_the_run(tmp_path, capsys, codec_run, synth_cache, images):
-    run = tmp_path / "run"
-    shutil.copytree(codec_run, run)
-    before = lib.load_codec(run)
-    codec_fit.main(["--run", str(run), "--data", str(synth_cache), "--images", "200", "--steps", "30"])
-    assert "estimated rate" in capsys.readouterr().out
-    fitted = lib.load_codec(run)
-    assert fitted.source.endswith("codec.pt") and fitted.model_id != before.model_id
-    stats = checkpoint.load(run / "codec.pt")["codec_fit"]
-    assert stats["bpp_after"] < stats["bpp_before"]
-    # Medians stay: the quantised latents, hence the reconstruction, are unchanged.
-    assert torch.equal(fitted.reconstruct(images), before.reconstruct(images))
-    files = fitted.compress(images)
-    assert torch.equal(torch.stack([fitted.decompress(f) for f in files]), before.reconstruct(images))
-    with pytest.raises(UserError, match="written by model"):
-        before.decompress(files[0])
+        load_codec(tmp_path / "ae.pt")
 
 
 # ---------------------------------------------------------------------------- fuzzing
-def reseal(body: bytes) -> bytes:
-    return body + struct.pack(">I", zlib.crc32(body))
-
-
 @FUZZ
 @given(st.binary(max_size=300))
-def test_fuzz_arbitrary_bytes(codec, data):
-    for blob in (data, b"CAE\x01" + data, reseal(b"CAE\x01" + data)):
+def test_fuzz_arbitrary_bytes(v2, data):
+    for blob in (data, b"CAE\x02" + data, reseal(b"CAE\x02" + data)):
         try:
-            out = codec.decompress(blob)
+            out = v2.decompress(blob)
         except UserError:
             continue
         assert out.dtype == torch.uint8 and out.ndim == 3
@@ -296,14 +398,10 @@ def test_fuzz_arbitrary_bytes(codec, data):
 
 @FUZZ
 @given(st.data())
-def test_fuzz_mutated_files(codec, images, data):
-    mutate_and_decode(codec, images, data)
-
-
-def mutate_and_decode(codec, images, data):
+def test_fuzz_mutated_files(v2, images, data):
     """Flip, insert and delete bytes of a real file, maybe forge its checksum: a UserError or a valid decode."""
-    original = codec.compress(images[:1])[0]
-    expected = codec.decompress(original)
+    original = v2.compress(images[:1], 1)[0]
+    expected = v2.decompress(original)
     blob = bytearray(original)
     for _ in range(data.draw(st.integers(1, 4))):
         op = data.draw(st.sampled_from(["flip", "insert", "delete"]))
@@ -317,13 +415,13 @@ def mutate_and_decode(codec, images, data):
     resealed = data.draw(st.booleans())  # a forged checksum reaches the entropy decoder
     blob = reseal(bytes(blob[:-4])) if resealed else bytes(blob)
     try:
-        out = codec.decompress(blob)
+        out = v2.decompress(blob)
     except UserError:
         return
     if blob == original:
         assert torch.equal(out, expected)
     else:
-        assert resealed and out.dtype == torch.uint8  # a forged but self-consistent file: a valid decode
+        assert resealed and out.dtype == torch.uint8 and out.shape[0] == 3  # forged but self-consistent
 
 
 @FUZZ
@@ -334,7 +432,7 @@ def test_varint_round_trip(value):
 
 
 # ---------------------------------------------------------------------------- evaluation
-def test_jpeg_scan_bytes_and_floor_interpolation(images):
+def test_jpeg_scan_bytes_and_interpolation(images):
     coded = rd.pillow_roundtrip(images[:1], "JPEG", 30)
     data = coded.files[0]
     scan = rd.jpeg_scan_bytes(data)
@@ -343,15 +441,8 @@ def test_jpeg_scan_bytes_and_floor_interpolation(images):
     header_len = int.from_bytes(data[sos + 2 : sos + 4], "big")
     assert scan == len(data) - (sos + 2 + header_len) - 2  # up to the EOI marker
     ours = [{"bpp": 0.5, "psnr": 25}, {"bpp": 1.5, "psnr": 31}, {"bpp": 2.5, "psnr": 34}]
-    webp = [{"bpp": 0.8, "psnr": 22}, {"bpp": 3.0, "psnr": 33}]
-    jpeg = [{"bpp": 5, "bpp_scan": 0.5, "psnr": 20}, {"bpp": 6, "bpp_scan": 1.5, "psnr": 26}]
     assert rd.interpolate(ours, 1.0) == pytest.approx(28)
     assert rd.interpolate(ours, 3.0) is None
-    result = rd.floors(ours, jpeg, webp)
-    assert result["vs_jpeg_scan_only@1bpp"]["jpeg_scan_psnr"] == pytest.approx(23)
-    assert result["all_pass"]
-    with pytest.raises(UserError, match="75"):
-        rd.baseline_points(images[:1], "JPEG", (75,))
 
 
 def boxes(data: bytes) -> dict[bytes, int]:
@@ -366,15 +457,15 @@ def boxes(data: bytes) -> dict[bytes, int]:
 
 
 def test_pillow_roundtrip_counts_whole_files_and_payloads(images):
-    for fmt, quality in (("JPEG", 30), ("WEBP", 50), ("AVIF", 50)):
-        coded = rd.pillow_roundtrip(images, fmt, quality)
-        assert coded.decoded.shape == images.shape and coded.decoded.dtype == torch.uint8, fmt
+    for kind, quality in (("JPEG", 30), ("WEBP", 50), ("AVIF", 50)):
+        coded = rd.pillow_roundtrip(images, kind, quality)
+        assert coded.decoded.shape == images.shape and coded.decoded.dtype == torch.uint8, kind
         assert list(coded.file_bytes) == [len(f) for f in coded.files]
-        assert (0 < coded.payload_bytes).all() and (coded.payload_bytes < coded.file_bytes).all(), fmt
+        assert (0 < coded.payload_bytes).all() and (coded.payload_bytes < coded.file_bytes).all(), kind
         # What Pillow decodes the files to, and near the source at these qualities.
         again = torch.stack([lib.read_image(io.BytesIO(f)) for f in coded.files])
-        assert torch.equal(coded.decoded, again), fmt
-        assert (coded.decoded.float() - images.float()).abs().mean() < 40, fmt
+        assert torch.equal(coded.decoded, again), kind
+        assert (coded.decoded.float() - images.float()).abs().mean() < 40, kind
     jpeg = rd.pillow_roundtrip(images, "JPEG", 30)
     assert list(jpeg.payload_bytes) == [rd.jpeg_scan_bytes(f) for f in jpeg.files]
     avif = rd.pillow_roundtrip(images, "AVIF", 50)
@@ -391,99 +482,80 @@ def test_pillow_roundtrip_counts_whole_files_and_payloads(images):
         rd.pillow_roundtrip(images[:1], "PNG", 90)
 
 
-def test_only_the_adapter_touches_compressai_private_names():
+def test_no_module_touches_compressai_private_names():
+    """CompressAI through its public API only: no underscored attribute of its modules, no compressai._*."""
     pattern = re.compile(
-        r"\._(logits_cumulative|likelihood|quantized_cdf|CXX|cdf_length|offset|get_medians)\b|compressai\._"
+        r"\._(logits_cumulative|likelihood|quantized_cdf|CXX|cdf_length|offset|get_medians|standardized_cumulative|"
+        r"pmf_to_quantized_cdf|build_indexes)\b|compressai\._"
     )
     hits = [
         f"{path.relative_to(REPO)}:{i}"
         for top in ("src", "jobs", "bench", "experiments")
         for path in sorted((REPO / top).rglob("*.py"))
         for i, line in enumerate(path.read_text().splitlines(), 1)
-        if pattern.search(line) and path.name != "compressai_adapter.py"
+        if pattern.search(line)
     ]
     assert not hits, hits
 
 
-def test_rd_eval_script_writes_json_plot_and_wandb_table(tmp_path, synth_cache, codec_run, other_model):
+def test_bd_rate_of_a_curve_against_itself_and_against_twice_its_bits():
+    curve = [{"bpp": b, "psnr": 20 + 6 * np.log2(b)} for b in (0.5, 1, 2, 4)]
+    assert rd.bd_rate(curve, curve) == pytest.approx(0, abs=1e-9)
+    double = [{"bpp": 2 * p["bpp"], "psnr": p["psnr"]} for p in curve]
+    assert rd.bd_rate(curve, double) == pytest.approx(-50, abs=1e-6)
+    assert rd.bd_rate(curve, [{"bpp": 1, "psnr": 90}, {"bpp": 2, "psnr": 95}]) is None
+
+
+def test_rd_eval_measures_every_level_against_avif_webp_and_jpeg_with_bootstrap(tmp_path, synth_cache, shipped):
     out = tmp_path / "rd"
-    proc = run_script(
-        "rd_eval.py", "--data", synth_cache, "--runs", codec_run, other_model, "--out", out, "--splits", "test",
-        "--limit", "20",
+    run_script(
+        "rd_eval.py", "--data", synth_cache, "--model", shipped / "codec-v2", "--out", out,
+        "--splits", "test", "--limit", "20", "--resamples", "50", "--refine-steps", "3",
     )  # fmt: skip
-    assert "floors" in proc.stdout and "vs_webp@1bpp" in proc.stdout
     result = json.loads((out / "rd.json").read_text())
-    points = result["points"]["test"]
-    assert len(points["cae"]) == 2 and points["num_images"] == 20
-    assert {p["quality"] for p in points["jpeg"]} == set(rd.JPEG_QUALITIES)
-    assert {p["quality"] for p in points["webp"]} >= {5, 90}
-    assert all(p["bpp_scan"] < p["bpp"] for p in points["jpeg"])
-    for p in points["cae"]:
-        assert p["bpp_payload"] < p["bpp"] and p["encode_img_per_s"] > 0 and p["decode_peak_rss_mb"] > 0
-    assert set(result["floors"]["test"]) >= {"vs_webp@1bpp", "vs_webp@2bpp", "vs_jpeg_scan_only@1bpp", "all_pass"}
-    assert (out / "rd_test.png").stat().st_size > 1000
-    assert len(list((out / "files" / codec_run.name / "test").glob("*.cae"))) == 20
+    test = result["splits"]["test"]
+    assert test["num_images"] == 20 and len(test["curves"]["cae"]) == 3 and len(test["curves"]["cae_refined"]) == 3
+    assert len(list((out / "files" / "test" / "q2").glob("*.cae"))) == 20
+    assert len(list((out / "files" / "test" / "refine3x1" / "q2").glob("*.cae"))) == 20
+    payload = {p["quality"]: p["bpp"] for p in test["curves"]["avif_payload"]}
+    whole = {p["quality"]: p["bpp"] for p in test["curves"]["avif_file"]}
+    assert all(payload[q] < whole[q] for q in payload)
+    assert set(test["comparisons"]) == {
+        "avif_payload", "avif_file", "webp", "jpeg_scan", "refined_vs_plain", "refined_vs_avif_payload"
+    }  # fmt: skip
+    assert result["refinement"] == {"tag": "refine3x1", "steps": 3, "lr": 0.02, "lambda_scale": 1.0}
+    assert "bd_rate_pct" in test["comparisons"]["webp"]
+    assert (out / "rd_test.png").is_file() and list((out / "baselines").glob("avif-*.npz"))
     wandb_files = list((out / "wandb").glob("offline-run-*/*.wandb"))
     assert wandb_files and b"rd/points" in wandb_files[0].read_bytes()
+    assert b"vs_avif_payload/test/bd_rate_pct" in wandb_files[0].read_bytes()
+    proc = run_script("rd_eval.py", "--data", synth_cache, "--model", tmp_path / "nothing", "--out", out, check=False)
+    assert_one_line_error(proc, "does not exist")
 
 
-def test_rd_eval_reuses_points_of_models_already_measured(tmp_path, synth_cache, codec_run, other_model):
-    common = ["--data", synth_cache, "--splits", "test", "--limit", "20", "--no-wandb"]
-    run_script("rd_eval.py", *common, "--runs", codec_run, "--out", tmp_path / "one")
-    first = json.loads((tmp_path / "one" / "rd.json").read_text())["points"]["test"]["cae"][0]
-    proc = run_script(
-        "rd_eval.py", *common, "--runs", codec_run, other_model, "--out", tmp_path / "two",
-        "--reuse", tmp_path / "one" / "rd.json",
-    )  # fmt: skip
-    assert "reused from" in proc.stdout
-    kept, measured = json.loads((tmp_path / "two" / "rd.json").read_text())["points"]["test"]["cae"]
-    assert {k: v for k, v in kept.items() if k not in ("run", "reused_from")} == {
-        k: v for k, v in first.items() if k != "run"
-    }
-    assert "reused_from" not in measured and measured["model_id"] != kept["model_id"]
-    assert not (tmp_path / "two" / "files" / codec_run.name).exists()  # the reused model coded nothing
-    assert len(list((tmp_path / "two" / "files" / other_model.name / "test").glob("*.cae"))) == 20
+# ---------------------------------------------------------------------------- the model
+def test_bad_rate_levels_are_a_one_line_config_error():
+    with pytest.raises(UserError, match="rd_lambdas"):
+        load_config(None, ["entropy_model=hyperprior", "rd_lambdas=[0.01,-1]"])
 
 
-def test_codec_init_widens_a_plain_autoencoder_into_a_trainable_codec(tmp_path, codec_run, synth_cache, images):
-    # A plain autoencoder: the tiny codec's transforms without its entropy model.
-    ckpt = checkpoint.load(codec_run)
-    ckpt["config"]["entropy_model"] = "none"
-    ckpt["model"] = {k: v for k, v in ckpt["model"].items() if not k.startswith("entropy_bottleneck.")}
-    checkpoint.save_atomic({k: v for k, v in ckpt.items() if k != "path"}, tmp_path / "ae.pt")
-    ae = AutoEncoder(checkpoint.checkpoint_config(checkpoint.load(tmp_path / "ae.pt")))
-    checkpoint.load_weights(ae, checkpoint.load(tmp_path / "ae.pt")["model"], "ae")
-    x = images.float() / 255
-
-    # Same width, rescaled latents: the same function.
-    args = ["--ae", tmp_path / "ae.pt", "--data", synth_cache, "--images", "200", "--fit-steps", "50"]
-    codec_init.main([str(a) for a in [*args, "--out", tmp_path / "same.pt"]])
-    same = AutoEncoder(checkpoint.checkpoint_config(checkpoint.load(tmp_path / "same.pt")))
-    checkpoint.load_weights(same, checkpoint.load(tmp_path / "same.pt")["model"], "same")
-    with torch.no_grad():
-        assert torch.allclose(same.eval().decoder(same.encode(x)), ae.eval().decoder(ae.encode(x)), atol=1e-4)
-        assert same.encode(x).std(dim=(0, 2, 3)).mean() == pytest.approx(3.0, rel=0.2)
-
-    # Widened: loads the way train_ae.py's init_from= does, and makes a working codec.
-    codec_init.main([str(a) for a in [*args, "--out", tmp_path / "wide.pt", "--latent-channels", "6"]])
-    init = checkpoint.load(tmp_path / "wide.pt")
-    assert init["codec_init"]["prior_fit"]["bits_per_latent_after"] < 5  # centred and fitted: no 30-bit floor
-    cfg = checkpoint.checkpoint_config(init)
-    assert cfg.latent_channels == 6 and cfg.entropy_model == "factorized"
-    model = AutoEncoder(cfg)
-    checkpoint.load_weights(model, checkpoint.inference_state(init), "wide", may_lack="entropy_bottleneck.")
-    wide = lib.Codec(model, cfg)
-    files = wide.compress(images[:2])
-    assert torch.equal(torch.stack([wide.decompress(f) for f in files]), wide.reconstruct(images[:2]))
+def test_the_model_picks_each_images_level_and_the_gain_scales_its_latent():
+    cfg = load_config(None, V2)
+    model = AutoEncoder(cfg).eval()
+    x = torch.rand(2, 3, 32, 32)
+    low, _ = model(x, torch.tensor([0, 0]))
+    high, _ = model(x, torch.tensor([2, 2]))
+    mixed, _ = model(x, torch.tensor([0, 2]))
+    assert torch.allclose(mixed[0], low[0], atol=1e-6) and torch.allclose(mixed[1], high[1], atol=1e-6)
+    gains = model.latent_codec.gains(torch.tensor([0, 2]))
+    assert (gains[1] > gains[0]).all()
 
 
 def test_entropy_model_stays_fp32_under_bf16_autocast():
-    """bf16 matmuls in the prior round its CDF differences (a wrong, even infinite, rate): it runs in fp32."""
-    from cifarae.config import load_config
-
+    """bf16 in the entropy model rounds its CDF differences (a wrong, even infinite, rate): it runs in fp32."""
     torch.manual_seed(0)
-    model = AutoEncoder(load_config(None, [*TINY, "entropy_model=factorized"])).eval()
-    y = 3 * torch.randn(2, 4, 8, 8)
+    model = AutoEncoder(load_config(None, V2)).eval()
+    y = 3 * torch.randn(2, *model.latent_shape)
     model.encode = lambda x: y  # the same latents with and without autocast
     x = torch.rand(2, 3, 32, 32)
     _, reference = model(x)
@@ -493,20 +565,42 @@ def test_entropy_model_stays_fp32_under_bf16_autocast():
     assert torch.equal(likelihoods, reference)
 
 
-def test_a_wider_decoder_leaves_the_backbone_as_the_classifiers_and_round_trips(tmp_path):
-    from cifarae.config import Config, load_config
-    from cifarae.models import Classifier
+def test_the_decoder_trains_on_the_rounded_latents_the_coder_will_send():
+    """In training the decoder gets round(y_g - mean) + mean (over the gain), as after decoding a file,
+    with the encoder still receiving gradients; the rate sees noisy latents."""
+    torch.manual_seed(0)
+    model = AutoEncoder(load_config(None, V2)).train()
+    lc, seen = model.latent_codec, {}
+    parameters_from, decode = lc.parameters_from, model.decode
 
-    cfg = Config(entropy_model="factorized", latent_channels=8, decoder_widths=[16, 24, 32, 32]).check()
-    model = AutoEncoder(cfg).eval()
-    assert model.decoder.layers[-1].in_channels == 16  # the last stage has decoder_widths[0] channels
+    def spy_parameters(*args):
+        seen["means"], log_scales = parameters_from(*args)
+        return seen["means"], log_scales
+
+    def spy_decode(y_hat):
+        seen["y_hat"] = y_hat
+        return decode(y_hat)
+
+    lc.parameters_from, model.decode = spy_parameters, spy_decode
+    quality = torch.tensor([0, 2, 1, 2])
+    x_hat, likelihoods = model(torch.rand(4, 3, 32, 32), quality)
+    symbols = seen["y_hat"] * lc.gains(quality) - seen["means"]
+    assert torch.allclose(symbols, symbols.round(), atol=1e-4)
+    assert not torch.allclose(likelihoods, likelihoods.round())
+    x_hat.square().mean().backward()
+    assert model.to_latent.weight.grad.abs().sum() > 0  # straight-through: the encoder still learns
+
+
+def test_a_wider_decoder_leaves_the_backbone_as_the_classifiers_and_round_trips():
+    cfg = Config(entropy_model="hyperprior", latent_channels=8, hyper_channels=16, decoder_widths=[16, 24, 32, 32])
+    codec = random_codec(cfg.check())
+    assert codec.model.decoder.layers[-1].in_channels == 16  # the last stage has decoder_widths[0] channels
     clf = Classifier(Config(task="clf"))
-    assert {k: v.shape for k, v in model.backbone.state_dict().items()} == {
+    assert {k: v.shape for k, v in codec.model.backbone.state_dict().items()} == {
         k: v.shape for k, v in clf.backbone.state_dict().items()
     }
-    codec = lib.Codec(model, cfg)
     image = torch.randint(0, 256, (1, 3, 20, 28), dtype=torch.uint8)
-    decoded = codec.decompress(codec.compress(image)[0])
+    decoded = codec.decompress(codec.compress(image, 0)[0])
     assert decoded.shape[-2:] == (20, 28)
     with pytest.raises(UserError, match="decoder_widths"):
         load_config(overrides=["decoder_widths=[16,32]"])
@@ -514,13 +608,10 @@ def test_a_wider_decoder_leaves_the_backbone_as_the_classifiers_and_round_trips(
 
 @pytest.mark.parametrize("latent_size", [4, 8, 16])
 def test_a_skip_latent_keeps_the_classifiers_backbone_carries_detail_and_round_trips(latent_size):
-    from cifarae.config import Config, load_config
-    from cifarae.models import Classifier
-
-    torch.manual_seed(0)
-    small = dict(widths=[8, 16, 32, 32], latent_size=latent_size, latent_channels=4)
-    cfg = Config(entropy_model="factorized", skip_channels=3, **small).check()
-    model = AutoEncoder(cfg).eval()
+    small = dict(widths=[8, 16, 32, 32], latent_size=latent_size, latent_channels=4, hyper_channels=8)
+    cfg = Config(entropy_model="hyperprior", skip_channels=3, **small).check()
+    codec = random_codec(cfg)
+    model = codec.model.float()
     fold = 16 // latent_size  # block 1's output is 16x16 for every latent size here
     assert model.latent_shape == (4 + 3 * fold**2, latent_size, latent_size)
     clf = Classifier(Config(task="clf", widths=small["widths"], latent_size=latent_size))
@@ -533,352 +624,107 @@ def test_a_skip_latent_keeps_the_classifiers_backbone_carries_detail_and_round_t
     skip_only = y.clone()
     skip_only[:, 4:] += 1.0  # the folded skip channels reach the decoder
     assert not torch.allclose(model.decode(y), model.decode(skip_only))
-    codec = lib.Codec(model, cfg)
+    codec.model.double()
     image = torch.randint(0, 256, (1, 3, 20, 24), dtype=torch.uint8)
-    decoded = codec.decompress(codec.compress(image)[0])
-    assert torch.equal(decoded, codec.reconstruct(image)[0])
+    decoded = codec.decompress(codec.compress(image, 0)[0])
+    assert torch.equal(decoded, codec.reconstruct(image, 0)[0])
     with pytest.raises(UserError, match="skip_channels"):
         load_config(overrides=["skip_channels=4"])  # a plain autoencoder has no entropy model to code it
 
 
-def test_pack_checkpoint_ships_float16_transforms_that_still_code_and_a_backbone_alone(codec_run, tmp_path, images):
+def test_pack_checkpoint_ships_float16_transforms_that_still_code_and_a_backbone_alone(v2_run, tmp_path, images):
     packed, backbone = tmp_path / "packed.pt", tmp_path / "backbone.pt"
-    run_script("../experiments/gpu/pack_checkpoint.py", codec_run, packed, "--float16")
+    run_script("../experiments/gpu/pack_checkpoint.py", v2_run, packed, "--float16")
     ckpt = checkpoint.load(packed)
     assert set(ckpt) <= {*checkpoint.RUN_KEYS, "model", "ema_model", "packed_float16", "path"}
     for key, value in ckpt["model"].items():
-        if value.is_floating_point():  # the entropy model stays float32: its CDF tables come from it
-            assert value.dtype == (torch.float32 if key.startswith("entropy_bottleneck.") else torch.float16), key
-    full, half = lib.load_codec(codec_run), lib.load_codec(packed)
+        if value.is_floating_point():  # the entropy model stays float32: its coder tables come from it
+            assert value.dtype == (torch.float32 if key.startswith("latent_codec.") else torch.float16), key
+    full, half = load_codec(v2_run), load_codec(packed)
     assert half.model_id != full.model_id  # rounded weights are another model: files do not mix
-    difference = (half.reconstruct(images).float() - full.reconstruct(images).float()).abs().mean()
+    difference = (half.reconstruct(images, 1).float() - full.reconstruct(images, 1).float()).abs().mean()
     assert difference < 1.0  # mean 8-bit levels
-    assert half.decompress(half.compress(images[:1])[0]).shape == (3, 32, 32)
+    assert half.decompress(half.compress(images[:1], 1)[0]).shape == (3, 32, 32)
 
-    run_script("../experiments/gpu/pack_checkpoint.py", codec_run, backbone, "--only-prefix", "backbone.")
+    run_script("../experiments/gpu/pack_checkpoint.py", v2_run, backbone, "--only-prefix", "backbone.")
     assert all(k.startswith("backbone.") for k in checkpoint.load(backbone)["model"])
     proc = run_script("../experiments/gpu/pack_checkpoint.py", tmp_path / "missing", tmp_path / "x.pt", check=False)
     assert_one_line_error(proc, "does not exist")
 
 
-def test_a_codec_run_records_its_validation_rate_each_epoch(codec_run):
-    history = json.loads((codec_run / "history.json").read_text())
+def test_a_codec_run_records_its_validation_rate_each_epoch(v2_run):
+    history = json.loads((v2_run / "history.json").read_text())
     assert history and all(0 < h["val_bpp_estimate"] < 64 for h in history)  # 64: a float32 per pixel
 
 
-@pytest.mark.parametrize("ste_decoder", [True, False])
-def test_the_decoder_trains_on_the_rounded_latents_the_coder_will_send(ste_decoder):
-    """ste_decoder: in training the decoder gets round(y - median) + median, as after decoding a file,
-    with the encoder still receiving gradients; without it, it gets the prior's noisy latents."""
-    from cifarae.config import load_config
-
-    torch.manual_seed(0)
-    model = AutoEncoder(load_config(None, [*TINY, "entropy_model=factorized", f"ste_decoder={ste_decoder}"]))
-    with torch.no_grad():
-        model.entropy_bottleneck.quantiles[:, :, 1] = torch.linspace(-0.3, 0.3, model.latent_shape[0])[:, None]
-    medians = compressai_adapter.medians(model.entropy_bottleneck).detach().reshape(1, -1, 1, 1)
-    seen, decode = {}, model.decode
-
-    def spy(y_hat):
-        seen["y_hat"] = y_hat
-        return decode(y_hat)
-
-    model.decode = spy
-    model.train()
-    x_hat, likelihoods = model(torch.rand(4, 3, 32, 32))
-    symbols = seen["y_hat"] - medians
-    assert torch.allclose(symbols, symbols.round(), atol=1e-5) == ste_decoder
-    x_hat.square().mean().backward()
-    assert model.to_latent.weight.grad.abs().sum() > 0  # straight-through: the encoder still learns
-    assert likelihoods.shape[1] == model.latent_shape[0]
-
-    model.eval()  # at evaluation both settings decode the coder's own rounding
-    y = model.encode(torch.rand(2, 3, 32, 32))
-    model.encode = lambda x: y
-    model(torch.zeros(2, 3, 32, 32))
-    assert torch.allclose(seen["y_hat"], torch.round(y - medians) + medians)
-
-
-def test_quant_gap_feeds_the_decoder_the_coders_latents_and_the_others(tmp_path, synth_cache, codec_run):
-    from cifarae import data
-    from cifarae.evaluation import load_model
-    from cifarae.tasks import quantize_8bit
-
-    out = tmp_path / "gap.json"
-    run_script(PROBES + "quant_gap.py", "--data", synth_cache, "--runs", codec_run, "--out", out, "--images", "40")
-    result = json.loads(out.read_text())
-    row = result["runs"][str(codec_run)]
-    assert result["images"] == 40 and row["rd_lambda"] == 0.01
-    # "coded" is what a file decodes to: the model's own evaluation forward, which rounds about the medians
-    model, cfg = load_model(checkpoint.load(codec_run, "best"))
-    dataset = data.load(synth_cache, cfg.val_size, cfg.split_seed)
-    x = dataset.images["val"][data.stratified_subset(dataset.labels["val"], 40, seed=0)].float() / 255
-    with torch.no_grad():
-        mse = (quantize_8bit(model(x)[0]) - x).double().pow(2).mean().item()
-    assert row["psnr_coded"] == pytest.approx(10 * np.log10(1 / mse), abs=1e-6)
-    assert len({round(row[f"psnr_{k}"], 6) for k in ("coded", "rounded", "noisy", "float")}) > 1
-
-    missing = tmp_path / "nope"
-    proc = run_script(PROBES + "quant_gap.py", "--data", synth_cache, "--runs", missing, "--out", out, check=False)
-    assert_one_line_error(proc, "nope")
-
-
-# ---------------------------------------------------------------------------- encoder-side refinement
-def code_bits(codec, symbols):
-    """Per image: the entropy model's bits for the symbols a file holds."""
-    return lib.latent_rate(codec.model.entropy_bottleneck, codec.context, symbols.double(), symbols.double())
-
-
-def rd_loss(codec, images, symbols):
-    """Per image: the entropy model's bits for a file's symbols (per pixel) + λ·255²·MSE of their 8-bit decode."""
-    bits = code_bits(codec, symbols)
-    decoded = torch.stack([codec.synthesize(s, *images.shape[2:]) for s in symbols])
-    mse = (decoded.double() - images.double()).div(255).pow(2).flatten(1).mean(1)
-    return bits / (images.shape[2] * images.shape[3]) + codec.cfg.rd_lambda * 255**2 * mse
-
-
-def test_refinement_lowers_the_rate_distortion_loss_of_what_the_files_hold(codec, codec_run, images):
-    refined = lib.load_codec(codec_run, refine=lib.Refinement(steps=30))
-    before = rd_loss(codec, images, codec.symbols(images))
-    after = rd_loss(refined, images, refined.symbols(images))
-    assert after.mean() < 0.95 * before.mean()
-    # A smaller lambda trades distortion for rate: fewer bits than refining at the model's own lambda.
-    thrifty = lib.load_codec(codec_run, refine=lib.Refinement(steps=30, lambda_scale=0.25))
-    bits = [code_bits(c, c.symbols(images)).mean() for c in (refined, thrifty)]
-    assert bits[1] < bits[0]
-
-
-def test_refined_files_are_ordinary_files_for_the_same_model(codec, codec_run, images):
-    refined = lib.load_codec(codec_run, refine=lib.Refinement(steps=10))
-    assert refined.model_id == codec.model_id  # refinement is the encoder's business: same model, same decoder
-    files = refined.compress(images[:6], batch_size=6)
-    assert files != codec.compress(images[:6])
-    decoded = torch.stack([codec.decompress(f) for f in files])
-    assert torch.equal(decoded, refined.reconstruct(images[:6]))
-    # Each image's latents move as if it were alone: the batch does not change a bit.
-    assert files == [refined.compress(images[i : i + 1])[0] for i in range(6)]
-    # Padding: only the image's own pixels count in the loss, and odd sizes still round-trip.
-    odd = torch.randint(0, 256, (2, 3, 17, 45), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    decoded = torch.stack([codec.decompress(f) for f in refined.compress(odd)])
-    assert decoded.shape == odd.shape and torch.equal(decoded, refined.reconstruct(odd))
-
-
-def test_cli_refine_steps_and_bad_refinement_settings(tmp_path, capsys, codec, codec_run, images):
-    png = save_png(tmp_path / "a.png", images[0])
-    code, out, err = cli(capsys, "compress", png, "-o", tmp_path / "a.cae", "--model", codec_run, "--refine-steps", 5)
+# ---------------------------------------------------------------------------- the shipped model, refinement
+def test_the_shipped_model_works_right_after_setup(tmp_path, capsys, images, monkeypatch):
+    """models/codec-v2 is in the repository: small files whose checksums hold, found with no --model."""
+    monkeypatch.delenv("CIFARAE_MODELS", raising=False)
+    folder = models_dir() / DEFAULT_MODEL
+    sizes = [(folder / name).stat().st_size for name in read_manifest(folder)["files"]]
+    assert max(sizes) <= MAX_FILE_BYTES and sum(sizes) <= 12_000_000, sizes
+    png = save_png(tmp_path / "a.png", images[3])
+    code, _, err = cli(capsys, "compress", png, "-o", tmp_path / "a.cae")
     assert code == 0, err
-    refined = lib.load_codec(codec_run, refine=lib.Refinement(steps=5))
-    assert (tmp_path / "a.cae").read_bytes() == refined.compress(images[:1])[0]
-    code, out, err = cli(capsys, "decompress", tmp_path / "a.cae", "-o", tmp_path / "a.png", "--model", codec_run)
+    code, _, err = cli(capsys, "decompress", tmp_path / "a.cae", "-o", tmp_path / "a_out.png")
     assert code == 0, err
-    assert torch.equal(load_png(tmp_path / "a.png"), refined.reconstruct(images[:1])[0])
-    code, out, err = cli(capsys, "compress", png, "-o", tmp_path / "b.cae", "--model", codec_run, "--refine-steps", -1)
-    assert_user_error(code, err, "refinement needs steps >= 0")
-    assert not (tmp_path / "b.cae").exists()
+    shipped_codec = load_shipped(folder)
+    expected = shipped_codec.reconstruct(images[3:4], shipped_codec.levels // 2)[0]
+    assert torch.equal(load_png(tmp_path / "a_out.png"), expected)
 
 
-def test_refinement_runs_a_pluggable_objective_in_the_librarys_loop(codec, codec_run, images):
-    seen = []
-
-    def shipped(s: lib.RefinementStep):  # the shipped objective, watched
-        seen.append((s.step, s.steps, s.height, s.width, s.lam, s.y.shape[0]))
-        return lib.rate_distortion(s)
-
-    x = images[:3, :, :29, :30]
-    plain = lib.load_codec(codec_run, refine=lib.Refinement(steps=4, lambda_scale=0.5))
-    watched = lib.load_codec(codec_run, refine=lib.Refinement(steps=4, lambda_scale=0.5, objective=shipped))
-    assert watched.compress(x) == plain.compress(x)
-    lam = codec.cfg.rd_lambda * 0.5 * 255**2
-    assert seen == [(k, 4, 29, 30, lam, 3) for k in range(4)]
-    assert watched.refine.tag == "refine4x0.5-shipped" and plain.refine.tag == "refine4x0.5"
-    assert repr(watched.refine) == "Refinement(steps=4, lr=0.02, lambda_scale=0.5)"
-
-    def distortion(s: lib.RefinementStep):  # another objective: distortion alone spends more bits
-        y_hat = s.y + (torch.round(s.y - s.medians) + s.medians - s.y).detach()
-        return (s.model.decode(y_hat)[:, :, : s.height, : s.width] - s.target).pow(2).sum()
-
-    greedy = lib.load_codec(codec_run, refine=lib.Refinement(steps=30, objective=distortion))
-    shipped30 = lib.load_codec(codec_run, refine=lib.Refinement(steps=30))
-    assert code_bits(greedy, greedy.symbols(images)).mean() > code_bits(shipped30, shipped30.symbols(images)).mean()
-    files = greedy.compress(images[:2])  # ordinary files of the same model
-    assert torch.equal(torch.stack([codec.decompress(f) for f in files]), greedy.reconstruct(images[:2]))
+def rd_cost(codec: HyperpriorCodec, images: torch.Tensor, files: list[bytes], quality: int) -> float:
+    """Mean over images of what refinement minimises, measured on real files: bpp + lambda * 255^2 * MSE."""
+    decoded = torch.stack([codec.decompress(f) for f in files]).double()
+    mse = (decoded - images.double()).div(255).pow(2).flatten(1).mean(1)
+    bpp = torch.tensor([8 * len(f) / images[0, 0].numel() for f in files], dtype=torch.float64)
+    return (bpp + codec.cfg.rd_lambdas[quality] * 255**2 * mse).mean().item()
 
 
-def test_rd_eval_refines_per_run_and_merges_parallel_jobs(tmp_path, synth_cache, codec_run):
-    common = ["--data", synth_cache, "--splits", "test", "--limit", "10", "--no-wandb", "--refine-steps", "3"]
-    for name, scale in (("one", "1"), ("two", "0.5")):
-        out = tmp_path / name
-        run_script("rd_eval.py", *common, "--runs", codec_run, "--refine-lambda-scales", scale, "--out", out)
-        assert len(list((out / "files" / f"{codec_run.name}-refine3x{scale}" / "test").glob("*.cae"))) == 10
-    proc = run_script(
-        "rd_eval.py", *common, "--runs", codec_run, codec_run, "--refine-lambda-scales", "1", "0.5",
-        "--out", tmp_path / "both", "--reuse", tmp_path / "one" / "rd.json", tmp_path / "two" / "rd.json",
-    )  # fmt: skip
-    assert proc.stdout.count("reused from") == 2 and not (tmp_path / "both" / "files").exists()
-    points = json.loads((tmp_path / "both" / "rd.json").read_text())["points"]["test"]["cae"]
-    assert [p["refine"] for p in points] == ["refine3x1", "refine3x0.5"]
-    assert points[0]["refine_lambda"] == 2 * points[1]["refine_lambda"]
-    bad = run_script("rd_eval.py", *common, "--runs", codec_run, "--refine-lambda-scales", "1", "0.5", "--out",
-                     tmp_path / "bad", check=False)  # fmt: skip
-    assert_one_line_error(bad, "one per run")
+def test_refinement_lowers_the_rd_cost_of_the_shipped_model_and_its_files_decode_unchanged(images, monkeypatch):
+    """Encoder-side refinement on the trained, shipped model: the files cost less (bits + lambda * MSE, from
+    the real files) at every level tried, decode with the plain model (same model id, same decoder), and
+    the same images give the same files."""
+    monkeypatch.delenv("CIFARAE_MODELS", raising=False)
+    plain = default_model()
+    refined = default_model(Refinement(steps=20))
+    assert refined.model_id == plain.model_id
+    batch = images[:8]
+    for quality in (1, plain.levels - 1):
+        files = refined.compress(batch, quality)
+        assert refined.compress(batch, quality) == files
+        assert rd_cost(plain, batch, files, quality) < rd_cost(plain, batch, plain.compress(batch, quality), quality)
 
 
-def test_refine_probe_codes_real_files_for_every_variant(tmp_path, synth_cache, codec_run):
-    """refine_probe.py: its "ste" rows reproduce the shipped refinement (same loss, written per image),
-    the other variants change the files, and the coder-overhead figures count real streams."""
-    from cifarae import data
-
-    out = tmp_path / "probe.json"
-    run_script(PROBES + "refine_probe.py", "--data", synth_cache, "--run", codec_run, "--far-run", codec_run,
-               "--out", out, "--images", "10", "--prior-images", "10", "--mse-refs", "0.01")  # fmt: skip
-    r = json.loads(out.read_text())
-    rows = {(p["run"], p["variant"], p.get("scale"), p.get("mse_ref")): p for p in r["points"]}
-    assert len(rows) == 9 and r["images"] == 10
-    shipped = lib.load_codec(codec_run, refine=lib.Refinement(steps=50))
-    dataset = data.load(synth_cache, shipped.cfg.val_size, shipped.cfg.split_seed)
-    val = dataset.images["val"][data.stratified_subset(dataset.labels["val"], 10, shipped.cfg.split_seed)]
-    expect = rd.codec_point(shipped, val, None)
-    for key in (("model", "ste", 1.0, None), ("far", "ste", 1.0, None)):
-        assert rows[key]["bpp"] == pytest.approx(expect["bpp"], rel=0.01)
-        assert rows[key]["psnr"] == pytest.approx(expect["psnr"], abs=0.02)
-    plain = rd.codec_point(lib.load_codec(codec_run), val, None)
-    assert rows[("model", "none", None, None)]["psnr"] == pytest.approx(plain["psnr"], abs=1e-9)
-    assert rows[("model", "sga", 1.0, None)]["psnr"] != rows[("model", "ste", 1.0, None)]["psnr"]
-    overhead = r["coder_overhead"]
-    assert overhead["stream_bytes"] == pytest.approx(plain["bpp_payload"] * 32 * 32 / 8)
-    assert 0 < overhead["overhead_bytes"] < 16  # rANS: a 64-bit state flushed, 32-bit words
-    prior = r["refitted_prior"]
-    assert prior["bpp_refitted_prior"]["train"] < prior["bpp_model_prior"]["train"]
+def test_cli_refines_with_the_shipped_model(tmp_path, capsys, images, monkeypatch):
+    monkeypatch.delenv("CIFARAE_MODELS", raising=False)
+    png = save_png(tmp_path / "a.png", images[5])
+    code, _, err = cli(capsys, "compress", png, "-o", tmp_path / "a.cae", "--quality", "4", "--refine-steps", "5")
+    assert code == 0, err
+    refined = default_model(Refinement(steps=5))
+    assert (tmp_path / "a.cae").read_bytes() == refined.compress(images[5:6], 4)[0]
+    assert (tmp_path / "a.cae").read_bytes() != default_model().compress(images[5:6], 4)[0]
+    code, _, err = cli(capsys, "decompress", tmp_path / "a.cae", "-o", tmp_path / "a_out.png")
+    assert code == 0, err
 
 
-# ---------------------------------------------------------------------------- checkerboard context model
-@pytest.fixture(scope="module")
-def context_run(codec_run, synth_cache, tmp_path_factory):
-    run = tmp_path_factory.mktemp("context") / "run"
-    shutil.copytree(codec_run, run)
-    fit = ["--images", "500", "--epochs", "30", "--hidden", "32", "--batch-size", "50"]
-    codec_context.main(["--run", str(run), "--data", str(synth_cache), *fit])
-    return run
-
-
-@pytest.fixture(scope="module")
-def context_codec(context_run):
-    return lib.load_codec(context_run)
-
-
-def test_context_model_codes_the_same_latents_in_fewer_real_bytes(context_run, codec, images):
-    context = lib.load_codec(context_run)
-    assert context.source.endswith("context.pt") and context.context is not None
-    assert context.model_id != codec.model_id
-    stats = checkpoint.load(context_run / "context.pt")["context_fit"]
-    assert stats["bpp_after"] < 0.97 * stats["bpp_before"]
-    assert json.loads((context_run / "context_fit.json").read_text())["bpp_after"] == stats["bpp_after"]
-    # The latents and the decoder are the plain codec's: the same pixels, fewer bytes.
-    assert torch.equal(context.symbols(images), codec.symbols(images))
-    files, plain = context.compress(images), codec.compress(images)
-    assert sum(map(len, files)) < sum(map(len, plain))
-    assert torch.equal(torch.stack([context.decompress(f) for f in files]), codec.reconstruct(images))
-    with pytest.raises(UserError, match="written by model"):
-        codec.decompress(files[0])
-
-
-def test_context_files_round_trip_across_stream_slices(context_codec, images, monkeypatch):
-    odd = torch.randint(0, 256, (2, 3, 21, 38), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-    for slice_symbols in (7, 64, lib.SLICE_SYMBOLS):  # slices that end inside the anchors, at and after them
-        monkeypatch.setattr(lib.format, "SLICE_SYMBOLS", slice_symbols)  # where the Codec reads it
-        latents = context_codec.model.latent_shape[0] * math.prod(context_codec.latent_hw(21, 38))
-        assert context_codec.num_streams(21, 38) == -(-latents // slice_symbols)
-        for batch in (images[:3], odd):
-            files = context_codec.compress(batch)
-            decoded = torch.stack([context_codec.decompress(f) for f in files])
-            assert decoded.shape == batch.shape and torch.equal(decoded, context_codec.reconstruct(batch))
-
-
-@FUZZ
-@given(st.data())
-def test_fuzz_mutated_context_files(context_codec, images, data):
-    mutate_and_decode(context_codec, images, data)
-
-
-def test_context_files_truncated_or_corrupt_are_refused(context_codec, images):
-    data = context_codec.compress(images[:1])[0]
-    for n in range(len(data)):
-        with pytest.raises(UserError):
-            context_codec.decompress(data[:n])
-    for pos in range(len(data)):
-        bad = bytearray(data)
-        bad[pos] ^= 0x10
-        with pytest.raises(UserError):
-            context_codec.decompress(bytes(bad))
-    body = data[:-4]
-    streams = context_codec.parse(data).streams
-    for pos in range(len(body) - len(streams[-1]), len(body)):  # checksum resealed: the stream check must hold
-        bad = bytearray(body)
-        bad[pos] ^= 0x01
-        with pytest.raises(UserError, match="corrupt"):
-            context_codec.decompress(reseal(bytes(bad)))
-
-
-def test_refinement_under_the_context_model_lowers_its_loss_and_decodes_with_it(context_run, context_codec, images):
-    refined = lib.load_codec(context_run, refine=lib.Refinement(steps=20))
-    before, after = (rd_loss(c, images, c.symbols(images)).mean() for c in (context_codec, refined))
-    assert after < 0.95 * before
-    files = refined.compress(images[:4])
-    assert torch.equal(torch.stack([context_codec.decompress(f) for f in files]), refined.reconstruct(images[:4]))
-
-
-def test_a_mismatched_context_model_is_a_one_line_error(context_run, tmp_path):
-    ckpt = checkpoint.load(context_run / "context.pt")
-    for fit, context in (({**ckpt["context_fit"], "hidden": 7}, ckpt["context"]), ({}, ckpt["context"])):
-        path = tmp_path / "context.pt"
-        bad = {k: v for k, v in ckpt.items() if k != "path"}
-        checkpoint.save_atomic({**bad, "context_fit": fit, "context": context}, path)
-        with pytest.raises(UserError, match="another architecture|without its width"):
-            lib.load_codec(path)
-
-
-def test_codec_context_errors_are_one_line(tmp_path, synth_cache):
-    proc = run_script("codec_context.py", "--run", tmp_path / "nothing", "--data", synth_cache, check=False)
-    assert_one_line_error(proc, "does not exist")
-    proc = run_script("codec_context.py", "--run", tmp_path, "--data", synth_cache, "--epochs", "0", check=False)
-    assert_one_line_error(proc, "--epochs")
-
-
-def load_probe(name: str):
-    """A probe under experiments/codec/ as a module (experiments/ is not a package)."""
-    return load_script(REPO / "experiments" / "codec" / f"{name}.py", name)
-
-
-def test_floor_bootstrap_decodes_the_files_again_and_pairs_the_images(tmp_path, synth_cache, codec_run):
-    out = tmp_path / "rd"
-    run_script(
-        "rd_eval.py", "--data", synth_cache, "--runs", codec_run, codec_run, "--refine-steps", "3",
-        "--refine-lambda-scales", "1", "0.1", "--out", out, "--splits", "test", "--limit", "20", "--no-wandb",
-    )  # fmt: skip
-    points = json.loads((out / "rd.json").read_text())["points"]["test"]
-    boot = load_probe("floor_bootstrap")
-    codec = lib.load_codec(codec_run)
-    cfg = codec.cfg
-    dataset = data_lib.load(synth_cache, cfg.val_size, cfg.split_seed)
-    images = dataset.images["test"][data_lib.stratified_subset(dataset.labels["test"], 20, cfg.split_seed)]
-    # Decoding the files again gives rd_eval's bytes and PSNR, per point; WebP per image gives its points.
-    folders = [out / "files" / f"{codec_run.name}-{p['refine']}" for p in points["cae"]]
-    for p, folder in zip(points["cae"], folders):
-        sizes, psnr = boot.our_point(codec, folder / "test", images)
-        assert sizes.mean() == pytest.approx(p["bytes_per_image"]) and psnr.mean() == pytest.approx(p["psnr"])
-    webp = boot.webp_points(images)
-    for q, sizes, psnr in zip(rd.WEBP_QUALITIES, *webp):
-        point = next(p for p in points["webp"] if p["quality"] == q)
-        assert 8 * sizes.mean() / 1024 == pytest.approx(point["bpp"]) and psnr.mean() == pytest.approx(point["psnr"])
-    # A curve exactly 1 dB above WebP on every image is 1 dB above it in every resample: images stay paired.
-    above = [(sizes, psnr + 1.0) for sizes, psnr in zip(*webp)]
-    rng = np.random.default_rng(0)
-    for idx in (np.arange(20), *(rng.integers(0, 20, 20) for _ in range(5))):
-        assert boot.gain_at(2.0, above, webp, 1024, idx) == pytest.approx(1.0)
-    # The tiny codec's points sit below WebP's lowest rate: a one-line error, no JSON.
-    proc = run_script(
-        PROBES + "floor_bootstrap.py", "--data", synth_cache, "--runs", codec_run, codec_run, "--files", *folders,
-        "--splits", "test", "--limit", "20", "--resamples", "20", "--out", tmp_path / "boot.json", check=False,
-    )  # fmt: skip
-    assert_one_line_error(proc, "do not both reach 2 bpp")
-    assert not (tmp_path / "boot.json").exists()
+def test_photos_probe_codes_odd_sized_photos_against_avif_webp_and_jpeg(tmp_path, shipped, images):
+    """experiments/generalisation/photos.py: photos of other sizes than 32x32, every level and reference."""
+    tiles = torch.cat([torch.cat(list(images[i : i + 2]), dim=2) for i in (0, 2)], dim=1)  # 3 x 64 x 64
+    paths = [save_png(tmp_path / "a.png", tiles[:, :45, :61]), save_png(tmp_path / "b.png", tiles[:, :64, :37])]
+    out = tmp_path / "photos"
+    run_script("../experiments/generalisation/photos.py", "--photos", *paths, "--out", out,
+               "--model", shipped / "codec-v2")  # fmt: skip
+    result = json.loads((out / "photos.json").read_text())
+    assert [(p["photo"], p["width"], p["height"]) for p in result["photos"]] == [("a.png", 61, 45), ("b.png", 37, 64)]
+    for photo in result["photos"]:
+        assert [p["level"] for p in photo["curves"]["cae"]] == [0, 1, 2]
+        assert {"avif", "webp", "jpeg"} <= set(photo["curves"]) and set(photo["bd_rate_pct"]) == {
+            "avif",
+            "webp",
+            "jpeg",
+        }
+        rates = [p["bpp"] for p in photo["curves"]["cae"]]
+        assert rates == sorted(rates)
+    assert (out / "photos_rd.png").is_file()

@@ -12,6 +12,6 @@ cd "$(dirname "$0")/../.."
 DATA=${1:?usage: experiments/codec/refine_v2.sh DATA}
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-$PY src/rd_eval.py --data "$DATA" --runs models/codec-v2 --out outs/codec_v2_refine --splits test \
+$PY src/rd_eval.py --data "$DATA" --model models/codec-v2 --out outs/codec_v2_refine --splits test \
     --limit 400 --refine-steps 30 --no-files --no-wandb
 rm -rf outs/codec_v2_refine/baselines  # Pillow's cached curves: large, and recomputed by a rerun

@@ -2,10 +2,9 @@
 
     python experiments/gpu/pack_checkpoint.py SRC DST [--only-prefix backbone.] [--float16]
 
-SRC is a run directory (its codec.pt when codec_fit.py wrote one, else best.pt) or a checkpoint
-file. --float16 halves the transforms (a 4.5M-parameter codec: 17.9 -> 9 MB, under what one
-device call may bring back); the entropy model stays float32. experiments/gpu/run.sh's report
-and codecs call this with PACK=DIR.
+SRC is a run directory (its best.pt) or a checkpoint file. --float16 halves the transforms, to fit
+what one device call may bring back; the codec's entropy model (latent_codec.*) stays float32.
+experiments/gpu/run.sh's report calls this with PACK=DIR.
 """
 
 from __future__ import annotations
@@ -25,8 +24,7 @@ def main(argv=None):
     p.add_argument("--only-prefix", default="", help="keep only the weights under this prefix, e.g. backbone.")
     p.add_argument("--float16", action="store_true", help="store the transforms in float16")
     args = p.parse_args(argv)
-    which = "codec" if args.src.is_dir() and (args.src / "codec.pt").is_file() else "best"
-    ckpt = checkpoint.load(args.src, which)
+    ckpt = checkpoint.load(args.src, "best")
     args.dst.parent.mkdir(parents=True, exist_ok=True)
     checkpoint.save_atomic(checkpoint.slim(ckpt, args.only_prefix, args.float16), args.dst)
     print(f"{ckpt['path']} -> {args.dst} ({args.dst.stat().st_size / 2**20:.1f} MiB)")

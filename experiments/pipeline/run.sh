@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # docs/pipeline-log.md §11: the whole chain through the project's own launcher on the CPU: jobs/pipeline.py
-# (submitit) on the local Slurm cluster (slurm/local/start.sh: 2 CPUs, one CPU per job), then the
-# codec branch from the pipeline's autoencoder.
+# (submitit) on the local Slurm cluster (slurm/local/start.sh: 2 CPUs, one CPU per job).
 #
 #   bash experiments/pipeline/run.sh DATA [RUNS]    DATA: CIFAR-10 source (e.g. the JPEG archive); RUNS: default runs/report
 #
@@ -24,31 +23,15 @@ mkdir -p "$P"
 $PY jobs/pipeline.py --executor "$EXECUTOR" --data "$DATA" --run "$P" --config jobs/configs/cpu_pipeline.yaml \
     --grid jobs/configs/clf_grid.yaml --no-codec --gpus 0 --cpus 1 --eval-args "--precision bf16" | tee "$RUNS/pipeline.log"
 
-# outs/pipeline/{codec,rd}: the codec branch, which §11's run submitted through the launcher's former
-# --lambdas flag (--lambdas 0.004,0.012,0.035 --codec-epochs 1 --rd-limit 2000; the pipeline's codec
-# stage is now src/train_codec.py with a recipe): codec_init.py on the pipeline's AE, one 1-epoch codec
-# run per λ (the GPU report's codec settings on cpu_pipeline.yaml), the prior refits, then rd_eval.py on
-# 2,000 stratified test and validation images. One thread per process, as each Slurm job had one CPU.
-C=$P/codec
-lambdas=(0.004 0.012 0.035)
-export OMP_NUM_THREADS=1
-$PY src/codec_init.py --ae "$P/ae" --out "$C/init.pt" --data "$DATA" --latent-channels 48
-for lam in "${lambdas[@]}"; do
-    $PY src/train_ae.py --data "$DATA" --config jobs/configs/cpu_pipeline.yaml --out "$C/lambda$lam" rd_lambda="$lam" \
-        entropy_model=factorized latent_channels=48 init_from="$C/init.pt" lr=0.001 warmup_epochs=0.2 epochs=1 &
-done
-wait
-for lam in "${lambdas[@]}"; do $PY src/codec_fit.py --run "$C/lambda$lam" --data "$DATA"; done
-$PY src/rd_eval.py --data "$DATA" --runs "${lambdas[@]/#/$C/lambda}" --out "$P/rd" --splits test val --limit 2000
-unset OMP_NUM_THREADS
-
-mkdir -p outs/pipeline/ae outs/pipeline/grid/histories outs/pipeline/rd outs/pipeline/codec
+# outs/pipeline/{codec,rd}, the codec branch of that run (the v1 codec: codec_init.py, one 1-epoch codec
+# per λ, prior refits, rd_eval.py on 2,000 test and validation images), were made by this script at
+# commit cdeb663; the v1 codec has been removed since, and the pipeline's codec stage is now
+# src/train_codec.py with a recipe (jobs/configs/codec/).
+mkdir -p outs/pipeline/ae outs/pipeline/grid/histories
 cp "$P"/ae/eval/*.png "$P"/ae/eval/metrics.json "$P"/ae/eval/metrics.csv "$P"/ae/history.json "$P"/ae/config.yaml outs/pipeline/ae/
 cp "$P"/grid/grid.* outs/pipeline/grid/
 for cell in "$P"/grid/*-f*-s*/; do cp "$cell/history.json" "outs/pipeline/grid/histories/$(basename "$cell").json"; done
 cp "$P"/grid/finetune-f1-s0/config.yaml outs/pipeline/grid/config_finetune.yaml
-cp "$P"/rd/rd.json "$P"/rd/rd_*.png outs/pipeline/rd/
-for run in "$C"/lambda*/; do cp "$run/history.json" "outs/pipeline/codec/$(basename "$run").json"; done
 if [ "$EXECUTOR" != local ]; then
     ids=$(sed -n 's/^job ids: //p' "$RUNS/pipeline.log" | grep -o '=[0-9]*' | tr -d = | paste -sd,)
     sacct -j "$ids" --parsable2 -o JobID,JobName,State,Elapsed,Start,End >outs/pipeline/jobs.txt

@@ -97,7 +97,7 @@ def new(cfg: Config, classes: list[str] | None, model_state: dict, **extra) -> d
 
 
 def derived(ckpt: dict, model_state: dict, **extra) -> dict:
-    """``ckpt``'s run metadata with other weights (a refitted prior, a slimmed copy) and ``extra`` keys."""
+    """``ckpt``'s run metadata with other weights (a slimmed copy) and ``extra`` keys."""
     return {**{k: ckpt[k] for k in RUN_KEYS if k in ckpt}, "model": model_state, "ema_model": None, **extra}
 
 
@@ -111,7 +111,6 @@ def slim(ckpt: dict, only_prefix: str = "", float16: bool = False) -> dict:
     state = {k: v for k, v in inference_state(ckpt).items() if k.startswith(only_prefix)}
     if float16:
         state = {
-            k: v.half() if v.is_floating_point() and not k.startswith("entropy_bottleneck.") else v
-            for k, v in state.items()
+            k: v.half() if v.is_floating_point() and not k.startswith("latent_codec.") else v for k, v in state.items()
         }
     return derived(ckpt, state, **({"packed_float16": True} if float16 else {}))

@@ -61,15 +61,13 @@ class Config:
     objective: str = "reconstruct"
     mask_ratio: float = 0.6  # masked: the fraction of patches hidden in each image
     mask_patch: int = 4  # masked: the patches' side in pixels (divides 32)
-    # entropy-coded bottleneck for the codec: "none", "factorized" (v1) or "hyperprior" (v2: mean-scale
+    # entropy-coded bottleneck for the codec: "none" (a plain autoencoder) or "hyperprior" (mean-scale
     # hyperprior with gain units, codec/hyperprior.py)
     entropy_model: str = "none"
     rd_lambda: float = 0.01  # rate + lambda * 255^2 * mse when entropy_model != none
     # hyperprior: one quality level per lambda (a variable-rate model); empty: one level at rd_lambda
     rd_lambdas: list[float] = field(default_factory=list)
     hyper_channels: int = 128  # hyperprior: channels of the hyper-latent z
-    # codec: the decoder trains on rounded latents (straight-through) instead of noisy ones
-    ste_decoder: bool = True
     init_from: str = ""  # AE run dir or checkpoint to start from (e.g. a codec from a plain AE)
     # --- classifier ---
     mode: str = "scratch"  # linear | finetune | scratch
@@ -124,7 +122,7 @@ class Config:
         choices = {
             "task": ("ae", "clf"),
             "upsample": ("resize_conv", "pixel_shuffle", "transposed"),
-            "entropy_model": ("none", "factorized", "hyperprior"),
+            "entropy_model": ("none", "hyperprior"),
             "mode": ("linear", "finetune", "scratch"),
             "optimizer": ("adamw", "sgd"),
             "schedule": ("cosine", "onecycle", "airbench"),
@@ -132,6 +130,11 @@ class Config:
             "arch": ("airbench", "airbench_whiten"),
             "objective": ("reconstruct", "masked"),
         }
+        if self.entropy_model == "factorized":
+            raise UserError(
+                "config entropy_model='factorized' was the v1 codec, removed after commit cdeb663; "
+                "use entropy_model=hyperprior (jobs/configs/codec/)"
+            )
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise UserError(f"config {key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
@@ -143,7 +146,7 @@ class Config:
             raise UserError(f"config decoder_widths={self.decoder_widths} needs 4 entries (or none: mirror widths)")
         if self.skip_channels < 0 or (self.skip_channels and self.entropy_model == "none"):
             raise UserError(
-                f"config skip_channels={self.skip_channels} needs entropy_model=factorized (a codec) and must be >= 0"
+                f"config skip_channels={self.skip_channels} needs entropy_model=hyperprior (a codec) and must be >= 0"
             )
         if any(lam <= 0 for lam in self.rd_lambdas) or len(self.rd_lambdas) > 255:
             raise UserError(f"config rd_lambdas={self.rd_lambdas} must be at most 255 positive numbers")
@@ -235,9 +238,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return Config(**values).check()
 
 
+# Keys that saved configs may hold but this version no longer reads. ste_decoder switched v1's decoder
+# between rounded and noisy latents; the hyperprior always trains its decoder on rounded ones.
+RETIRED_KEYS = {"ste_decoder"}
+
+
 def config_from_dict(values: dict) -> Config:
     """Rebuild a Config saved in a run or checkpoint, rejecting keys this version does not know."""
-    return Config(**{k: _coerce(k, v, "the checkpoint") for k, v in values.items()}).check()
+    return Config(**{k: _coerce(k, v, "the checkpoint") for k, v in values.items() if k not in RETIRED_KEYS}).check()
 
 
 def save_config(cfg: Config, path: Path) -> None:

@@ -207,24 +207,19 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
         self.to_skip = nn.Conv2d(cfg.widths[1], cfg.skip_channels, 1) if cfg.skip_channels else None
         self.skip_fold = (32 >> pools_for(cfg.latent_size)[0]) // cfg.latent_size
         coded_channels = cfg.latent_channels + cfg.skip_channels * self.skip_fold**2
-        self.entropy_bottleneck = self.latent_codec = None
-        if cfg.entropy_model == "factorized":
-            from compressai.entropy_models import EntropyBottleneck
-
-            self.entropy_bottleneck = EntropyBottleneck(coded_channels)
-        elif cfg.entropy_model == "hyperprior":
+        self.latent_codec = None
+        if cfg.entropy_model == "hyperprior":
             from .codec.hyperprior import HyperpriorLatentCodec
 
             lambdas = cfg.rd_lambdas or [cfg.rd_lambda]
             self.latent_codec = HyperpriorLatentCodec(coded_channels, cfg.hyper_channels, len(lambdas), lambdas)
         self.latent_shape = (coded_channels, cfg.latent_size, cfg.latent_size)
-        self.ste_decoder = cfg.ste_decoder
 
     def lr_mult_and_decay(self, name: str, param: nn.Parameter, cfg: Config) -> tuple[float, bool]:
         # The codec's entropy model (its densities and quantiles) trains at 10x the learning rate,
         # with no weight decay: its densities start 10 units wide and must follow the latents within
         # a short run, or the rate term gives the encoder no useful gradient.
-        if name.startswith(("entropy_bottleneck.", "latent_codec.entropy_bottleneck.")):
+        if name.startswith("latent_codec.entropy_bottleneck."):
             return 10.0, False
         if name == "latent_codec.log_gains":  # gains set the rate: decay would pull them all to 1
             return 1.0, False
@@ -232,8 +227,7 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
 
     def aux_loss(self) -> torch.Tensor:
         """The entropy model's own loss: it fits the CDF quantiles the coder uses."""
-        eb = self.entropy_bottleneck if self.latent_codec is None else self.latent_codec.entropy_bottleneck
-        return eb.loss()
+        return self.latent_codec.aux_loss()
 
     @property
     def compression_ratio(self) -> float:
@@ -256,28 +250,14 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
         """Returns (reconstruction in [0, 1], latent likelihoods or None). ``quality``: each image's rate
         level for the hyperprior (default: the middle one)."""
         y = self.encode(x)
-        if self.latent_codec is not None:
-            if quality is None:
-                quality = torch.full((len(x),), (self.latent_codec.levels - 1) // 2, device=x.device)
-            with torch.autocast(device_type=y.device.type, enabled=False):  # fp32: see below
-                y_hat, likelihoods = self.latent_codec(y.float(), quality)
-            return self.decode(y_hat), likelihoods
-        if self.entropy_bottleneck is None:
+        if self.latent_codec is None:
             return self.decode(y), None
+        if quality is None:
+            quality = torch.full((len(x),), (self.latent_codec.levels - 1) // 2, device=x.device)
         # The entropy model runs in fp32 even under autocast: its likelihoods are differences of
         # CDFs that bf16 rounds to zero, which would make the rate term infinite.
         with torch.autocast(device_type=y.device.type, enabled=False):
-            y_hat, likelihoods = self.entropy_bottleneck(y.float())
-            if self.training and self.ste_decoder:
-                from compressai.ops import quantize_ste
-
-                from .codec.compressai_adapter import medians as prior_medians
-
-                # Noise trains the rate; the decoder trains on what the coder will hand it: latents
-                # rounded about the prior's medians (straight-through gradient). A decoder fitted to
-                # noise alone loses ~0.7 dB on those (docs/codec-log.md §9, experiments/codec/quant_gap.py).
-                medians = prior_medians(self.entropy_bottleneck).detach().reshape(1, -1, 1, 1)
-                y_hat = quantize_ste(y.float() - medians) + medians
+            y_hat, likelihoods = self.latent_codec(y.float(), quality)
         return self.decode(y_hat), likelihoods
 
 

@@ -1,4 +1,4 @@
-"""Rate-distortion measurement: our codec files, Pillow's JPEG, WebP and AVIF, metrics and floors.
+"""Rate-distortion measurement: our codec files, Pillow's JPEG, WebP and AVIF, per-image curves, BD-rates.
 
 Every bpp is 8 * (bytes) / (pixels) of the actual encoded files. Distortion is measured on the
 8-bit images each decoder returns, against the source pixels (for the CIFAR-10 archive, the
@@ -8,7 +8,6 @@ JPEG-decoded q75 pixels: see ../shared/data/README.md).
 from __future__ import annotations
 
 import io
-import os
 import resource
 import time
 from dataclasses import dataclass
@@ -18,16 +17,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .codec import Codec
-from .errors import UserError
 from .files import atomic_path
 from .metrics import psnr
 
 JPEG_QUALITIES = (5, 10, 15, 20, 25, 30, 35, 40, 45, 50)
 # 5-90 as asked; 0-3 as well, since WebP's lowest qualities are what reach 1 bpp on CIFAR-10.
 WEBP_QUALITIES = (0, 1, 2, 3, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90)
-FLOOR_BPPS = (1.0, 2.0)
-FLOOR_MARGIN_DB = 1.0
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -179,69 +174,7 @@ def pillow_roundtrip(images: torch.Tensor, fmt: str, quality: int) -> PillowCode
     )
 
 
-def baseline_points(images: torch.Tensor, fmt: str, qualities: tuple[int, ...]) -> list[dict]:
-    """One RD point per quality for Pillow's JPEG or WebP (default settings, 4:2:0)."""
-    if fmt == "JPEG" and any(q >= 75 for q in qualities):
-        raise UserError("JPEG quality >= 75 re-encodes the q75 archive copy to itself: not a fair comparison")
-    pixels = images.shape[2] * images.shape[3]
-    points = []
-    for q in qualities:
-        coded = pillow_roundtrip(images, fmt, q)
-        point = {"codec": fmt.lower(), "quality": q, "bpp": 8 * float(np.mean(coded.file_bytes)) / pixels}
-        if fmt == "JPEG":
-            point["bpp_scan"] = 8 * float(np.mean(coded.payload_bytes)) / pixels
-        points.append({**point, **quality_metrics(images, coded.decoded)})
-    return points
-
-
-# ---------------------------------------------------------------------------- our codec
-def codec_point(codec: Codec, images: torch.Tensor, file_dir: Path | None, batch_size: int = 256) -> dict:
-    """Compress every image to a file, decode the files back, measure bytes, quality, speed, memory."""
-    n, _, height, width = images.shape
-    reset_peak_rss()
-    t0 = time.perf_counter()
-    files = codec.compress(images, batch_size=batch_size)
-    encode_s = time.perf_counter() - t0
-    encode_mb = peak_rss_mb()
-    if file_dir is not None:
-        file_dir.mkdir(parents=True, exist_ok=True)
-        paths = [file_dir / f"{i:05d}.cae" for i in range(n)]
-        for path, data in zip(paths, files):
-            path.write_bytes(data)
-        sizes = [os.path.getsize(p) for p in paths]
-        files = [p.read_bytes() for p in paths]  # decode what is on disk
-    else:
-        sizes = [len(f) for f in files]
-    header = [codec.parse(f).header_bytes for f in files]
-    reset_peak_rss()
-    t0 = time.perf_counter()
-    decoded = torch.stack([codec.decompress(f) for f in files])
-    decode_s = time.perf_counter() - t0
-    decode_mb = peak_rss_mb()
-    pixels = height * width
-    return {
-        "codec": "cae",
-        "model_id": codec.model_id.hex(),
-        "rd_lambda": codec.cfg.rd_lambda,
-        "context": codec.context is not None,
-        "refine": codec.refine.tag,
-        "refine_lambda": codec.cfg.rd_lambda * codec.refine.lambda_scale if codec.refine.steps else None,
-        "latent_channels": codec.cfg.latent_channels,
-        "skip_channels": codec.cfg.skip_channels,
-        "bpp": 8 * float(np.mean(sizes)) / pixels,
-        "bpp_payload": 8 * float(np.mean(np.subtract(sizes, header))) / pixels,
-        "header_bytes": float(np.mean(header)),
-        "bytes_per_image": float(np.mean(sizes)),
-        **quality_metrics(images, decoded),
-        "encode_img_per_s": n / encode_s,
-        "decode_img_per_s": n / decode_s,
-        "encode_peak_rss_mb": encode_mb,
-        "decode_peak_rss_mb": decode_mb,
-        "threads": torch.get_num_threads(),
-    }
-
-
-# ---------------------------------------------------------------------------- floors
+# ---------------------------------------------------------------------------- per-image curves, BD-rate, bootstrap
 def interpolate(points: list[dict], bpp: float, x: str = "bpp", y: str = "psnr") -> float | None:
     """y at ``bpp`` along the curve (linear between the neighbouring points); None outside it."""
     pts = sorted((p[x], p[y]) for p in points)
@@ -251,57 +184,6 @@ def interpolate(points: list[dict], bpp: float, x: str = "bpp", y: str = "psnr")
     return float(np.interp(bpp, xs, ys))
 
 
-def floors(ours: list[dict], jpeg: list[dict], webp: list[dict]) -> dict:
-    """The issue's floors, at matched bpp with whole files (header included)."""
-    out, ok = {}, True
-    for bpp in FLOOR_BPPS:
-        a, b = interpolate(ours, bpp), interpolate(webp, bpp)
-        gain = None if a is None or b is None else a - b
-        passed = gain is not None and gain >= FLOOR_MARGIN_DB
-        ok &= passed
-        out[f"vs_webp@{bpp:g}bpp"] = {"cae_psnr": a, "webp_psnr": b, "gain_db": gain, "pass": passed}
-    a, b = interpolate(ours, 1.0), interpolate(jpeg, 1.0, x="bpp_scan")
-    gain = None if a is None or b is None else a - b
-    passed = gain is not None and gain > 0
-    out["vs_jpeg_scan_only@1bpp"] = {"cae_psnr": a, "jpeg_scan_psnr": b, "gain_db": gain, "pass": passed}
-    out["all_pass"] = ok and passed
-    return out
-
-
-def format_floors(result: dict) -> list[str]:
-    lines = []
-    for name, r in result.items():
-        if name == "all_pass":
-            continue
-        values = ", ".join(
-            f"{k}={'n/a (outside the curve)' if v is None else f'{v:.2f}'}"
-            for k, v in r.items()
-            if k != "pass" and not isinstance(v, bool)
-        )
-        lines.append(f"  {name}: {values} -> {'PASS' if r['pass'] else 'FAIL'}")
-    lines.append(f"  all floors: {'PASS' if result['all_pass'] else 'FAIL'}")
-    return lines
-
-
-def plot(curves: dict[str, list[dict]], path: Path, title: str) -> None:
-    """The v1 RD figure: our codec with and without its header, WebP, JPEG and its scan data."""
-    lines = [  # (label, points, style, x key)
-        ("CAE (ours), whole file", curves.get("cae"), "o-", "bpp"),
-        ("CAE (ours), without header", curves.get("cae"), "o--", "bpp_payload"),
-        ("WebP (Pillow), whole file", curves.get("webp"), "s-", "bpp"),
-        ("JPEG (Pillow), whole file", curves.get("jpeg"), "^-", "bpp"),
-        ("JPEG, entropy-coded data only", curves.get("jpeg"), "^--", "bpp_scan"),
-    ]
-    plot_curves(
-        [(label, [{"bpp": p[x], "psnr": p["psnr"]} for p in pts], style) for label, pts, style, x in lines if pts],
-        path,
-        title,
-        xmax=8,
-        marks=FLOOR_BPPS,
-    )
-
-
-# ---------------------------------------------------------------------------- v2: curves per image, BD-rate, bootstrap
 # AVIF at speed 0 takes ~0.2 s per 32x32 image: six qualities spanning 0.5-3 bpp of payload.
 AVIF_QUALITIES = (15, 30, 45, 60, 70, 80)
 GAP_BPPS = (0.5, 1.0, 2.0, 3.0)

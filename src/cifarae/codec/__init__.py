@@ -1,35 +1,20 @@
-"""The learned image codec: an entropy-coded AutoEncoder turned into real files with measured bits.
+"""The learned image codec: an AutoEncoder with a mean-scale hyperprior, turned into real files with measured bits.
 
-One home per concept:
+One home per concept, laid out as CompressAI lays out its own:
+    hyperprior.py         the entropy model: CompressAI's EntropyBottleneck and GaussianConditional
+                          behind a hyper-encoder/decoder, with per-level gain units (variable rate)
+    hyperprior_codec.py   HyperpriorCodec: images <-> .cae files at a chosen quality level (rANS)
     format.py             the versioned .cae container (magic, version, varints, model id, CRC, limits)
     images.py             image files in and out (read_image, png_bytes, to_uint8)
-    compressai_adapter.py the only module that touches CompressAI's private API
-    entropy.py            code lengths under the prior (and context model); refitting the prior
-    context.py            the checkerboard context model and its Gaussian coding tables
-    refinement.py         encoder-side latent refinement, with a pluggable objective
-    facade.py             Codec: images <-> files
-    fitting.py            fitting a context model; the training images priors are fitted on
-    loading.py            codec runs from disk (load_codec_checkpoint, load_codec)
+    refinement.py         encoder-side latent refinement (settings and the loop)
+    shipped.py            the models/ folder: export, checksums, lookup by model id
+    loading.py            codecs from disk (load_codec_checkpoint, load_codec)
 
-The names below are re-exported so that ``from cifarae.codec import X`` keeps working. They are
-copies of module constants: to change one at run time (a test cutting smaller stream slices, say)
-set it on its own module, e.g. ``cifarae.codec.format.SLICE_SYMBOLS``.
+The names below are re-exported so that ``from cifarae.codec import X`` works. They are copies of
+module constants: to change one at run time (a test cutting smaller stream slices, say) set it on its
+own module, e.g. ``cifarae.codec.format.SLICE_SYMBOLS``.
 """
 
-from .context import (
-    MEAN_BINS,
-    SCALE_LEVELS,
-    SCALE_MAX,
-    SCALE_MIN,
-    TAIL_MASS,
-    CheckerboardContext,
-    anchor_mask,
-    gaussian_bits,
-    gaussian_tables,
-)
-from .entropy import encode_latents, fit_densities, fit_entropy_model, fit_tails, latent_bits, latent_rate
-from .facade import ARCH_KEYS, Codec
-from .fitting import fit_context, training_images
 from .format import (
     CRC_BYTES,
     MAGIC,
@@ -47,52 +32,33 @@ from .format import (
     parse,
     put_varint,
 )
+from .hyperprior_codec import HyperpriorCodec
 from .images import png_bytes, read_image, to_uint8
 from .loading import load_codec, load_codec_checkpoint
-from .refinement import Objective, Refinement, RefinementStep, rate_distortion
+from .refinement import NO_REFINEMENT, Refinement
 
 __all__ = [
-    "ARCH_KEYS",
     "CRC_BYTES",
     "MAGIC",
     "MAX_PIXELS",
     "MAX_SIDE",
     "MAX_SYMBOL",
-    "MEAN_BINS",
     "MODEL_ID_BYTES",
-    "SCALE_LEVELS",
-    "SCALE_MAX",
-    "SCALE_MIN",
+    "NO_REFINEMENT",
     "SLICE_SYMBOLS",
     "SUFFIX",
-    "TAIL_MASS",
     "VERSION",
-    "CheckerboardContext",
-    "Codec",
-    "Objective",
+    "HyperpriorCodec",
     "Parsed",
     "Refinement",
-    "RefinementStep",
-    "anchor_mask",
     "bits_per_pixel",
-    "encode_latents",
-    "fit_context",
-    "fit_densities",
-    "fit_entropy_model",
-    "fit_tails",
-    "gaussian_bits",
-    "gaussian_tables",
     "get_varint",
-    "latent_bits",
-    "latent_rate",
     "load_codec",
     "load_codec_checkpoint",
     "pack",
     "parse",
     "png_bytes",
     "put_varint",
-    "rate_distortion",
     "read_image",
     "to_uint8",
-    "training_images",
 ]

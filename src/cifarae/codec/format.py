@@ -1,23 +1,23 @@
-"""The .cae container: magic, version, size, model id, entropy-coded streams, checksum.
+"""The .cae container: magic, version, size, model id, quality level, entropy-coded streams, checksum.
 
-File format, version 1 (integers big-endian; varints are unsigned LEB128):
+File format, version 2 (integers big-endian; varints are unsigned LEB128):
 
     field        bytes  notes
     magic        3      b"CAE"
-    version      1      1
+    version      1      2
     width        1-3    varint, 1..65535
     height       1-3    varint, 1..65535
     model id     6      first 6 bytes of SHA-256 over the model's architecture, weights and CDF tables
+    quality      1      the quality level the image was coded at
     stream sizes varint each, for every stream but the last (the last runs up to the checksum)
-    streams      ...    rANS streams: the symbols in coding order (with a context model: anchors, then the
-                        rest) cut into slices of at most SLICE_SYMBOLS symbols
+    streams      ...    rANS streams: the hyper-latent's slices, then the latent's, each at most
+                        SLICE_SYMBOLS symbols
     crc32        4      zlib CRC-32 of every byte before it
 
-A 32 x 32 image with one stream has a 16-byte header + checksum (0.125 bpp at 32 x 32).
-
-Version 2 (the hyperprior codec, hyperprior_codec.py) adds one byte after the model id: the
-quality level the image was coded at. Its streams are the hyper-latent's slices, then the latent's.
-This module knows bytes only; what the streams hold is the codecs' business.
+The shipped model codes a 32 x 32 image in three streams: 18-20 bytes of header + checksum (~0.15 bpp).
+Version 1 was the factorized-prior codec (v1), removed from this repository after commit cdeb663;
+its files are refused with a one-line "made by an older format" error.
+This module knows bytes only; what the streams hold is the codec's business (hyperprior_codec.py).
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ from dataclasses import dataclass
 from ..errors import UserError
 
 MAGIC = b"CAE"
-VERSION = 1  # the factorized-prior codec (facade.py)
-VERSION_HYPERPRIOR = 2  # the hyperprior codec (hyperprior_codec.py)
-VERSIONS = {VERSION: "the factorized-prior codec (v1)", VERSION_HYPERPRIOR: "the hyperprior codec (v2)"}
+VERSION = 2  # the hyperprior codec (hyperprior_codec.py)
+# Formats this decoder no longer reads, and where they can still be decoded.
+OLDER_VERSIONS = {1: "the factorized-prior codec v1; decode it with a checkout of commit cdeb663"}
 MODEL_ID_BYTES = 6
 CRC_BYTES = 4
 MAX_SIDE = 65535
 MAX_PIXELS = 1024 * 1024  # decoding runs in float64: ~10 GB at this size
-# One rANS stream per slice: bounds the decoder's read-ahead padding. The Codec reads this module
+# One rANS stream per slice: bounds the decoder's read-ahead padding. The codec reads this module
 # attribute each time it cuts or counts slices (tests set it lower to cut slices inside the anchors).
 SLICE_SYMBOLS = 8192
 # CompressAI's rANS coder loops forever on |symbol| >= 2**28 (its bypass shift wraps): stay well inside.
@@ -79,14 +79,11 @@ class Parsed:
     model_id: bytes
     streams: list[bytes]
     header_bytes: int  # everything that is not stream payload: header + checksum
-    quality: int = 0  # version 2: the quality level
+    quality: int
 
 
-def pack(width: int, height: int, model_id: bytes, streams: list[bytes], quality: int | None = None) -> bytes:
-    """Version 1 without ``quality``, version 2 with it."""
-    version = VERSION if quality is None else VERSION_HYPERPRIOR
-    head = MAGIC + bytes([version]) + put_varint(width) + put_varint(height) + model_id
-    head += b"" if quality is None else bytes([quality])
+def pack(width: int, height: int, model_id: bytes, streams: list[bytes], quality: int) -> bytes:
+    head = MAGIC + bytes([VERSION]) + put_varint(width) + put_varint(height) + model_id + bytes([quality])
     head += b"".join(put_varint(len(s)) for s in streams[:-1])
     body = head + b"".join(streams)
     return body + struct.pack(">I", zlib.crc32(body))
@@ -103,15 +100,14 @@ def version_of(data: bytes) -> int:
     return data[len(MAGIC)]
 
 
-def parse(data: bytes, num_streams: int | None = None, version: int = VERSION) -> Parsed:
-    """Check and split a file of format ``version``. ``num_streams``: how many the model expects (None: one)."""
+def parse(data: bytes, num_streams: int | None = None) -> Parsed:
+    """Check and split a file. ``num_streams``: how many the model expects (None: one)."""
     found = version_of(data)
     data = bytes(data)
-    if found != version:
-        made = VERSIONS.get(found)
-        if made and found < version:
-            raise UserError(f"made by an older format: version {found}, {made}; decode it with that codec's --model")
-        raise UserError(f"unsupported format version {found} (this decoder reads version {version})")
+    if found in OLDER_VERSIONS:
+        raise UserError(f"made by an older format: version {found}, {OLDER_VERSIONS[found]}")
+    if found != VERSION:
+        raise UserError(f"unsupported format version {found} (this decoder reads version {VERSION})")
     if len(data) < len(MAGIC) + 1 + 2 + MODEL_ID_BYTES + CRC_BYTES:
         raise UserError(f"truncated file ({len(data)} bytes is shorter than any header)")
     body, (crc,) = data[:-CRC_BYTES], struct.unpack(">I", data[-CRC_BYTES:])
@@ -125,11 +121,9 @@ def parse(data: bytes, num_streams: int | None = None, version: int = VERSION) -
     model_id, pos = body[pos : pos + MODEL_ID_BYTES], pos + MODEL_ID_BYTES
     if len(model_id) != MODEL_ID_BYTES:
         raise UserError("truncated header (model id)")
-    quality = 0
-    if version == VERSION_HYPERPRIOR:
-        if pos >= len(body):
-            raise UserError("truncated header (quality)")
-        quality, pos = body[pos], pos + 1
+    if pos >= len(body):
+        raise UserError("truncated header (quality)")
+    quality, pos = body[pos], pos + 1
     sizes = []
     for i in range((num_streams or 1) - 1):
         size, pos = get_varint(body, pos, f"stream {i} size", len(body))

@@ -4,8 +4,8 @@ Encoding: image -> [0, 1] float64 -> replicate-pad to a multiple of the stride -
 y_g = y * gain[q] -> h_a -> hyper-symbols round(z - median) -> EntropyBottleneck.compress; the
 hyper-symbols -> ExactHyperSynthesis -> integer (mean, log-scale) -> latent symbols round(y_g - mean)
 -> GaussianConditional.compress at the integer scale indexes -> file. Decoding inverts it, and the
-synthesis transform runs on the CPU in float64, one image at a time (as in v1, facade.py): its 8-bit
-output does not depend on the batch size, the encoder's device or the thread count.
+synthesis transform runs on the CPU in float64, one image at a time: its 8-bit output does not depend
+on the batch size, the encoder's device or the thread count.
 
 Streams are cut into slices of at most ~SLICE_SYMBOLS symbols: CompressAI's rANS decoder does not
 bounds-check its input, so each slice is decoded from a copy padded with zeros by the most a forged
@@ -29,7 +29,7 @@ from ..config import Config
 from ..errors import UserError
 from ..models import AutoEncoder
 from . import format as fmt
-from .format import MAX_SYMBOL, MODEL_ID_BYTES, VERSION_HYPERPRIOR, Parsed, pack, parse
+from .format import MAX_SYMBOL, MODEL_ID_BYTES, VERSION, Parsed, pack, parse
 from .hyperprior import FRACTION_BITS, ExactHyperSynthesis
 from .images import to_uint8
 from .refinement import NO_REFINEMENT, Refinement
@@ -47,7 +47,7 @@ def _pad(stream: bytes, symbols: int) -> bytes:
 class HyperpriorCodec:
     """A trained AutoEncoder with entropy_model=hyperprior, exported (its coder tables built). CPU, float64."""
 
-    version = VERSION_HYPERPRIOR
+    version = VERSION
 
     def __init__(self, model: AutoEncoder, cfg: Config, source: str = "model", refine: Refinement = NO_REFINEMENT):
         if model.latent_codec is None:
@@ -223,8 +223,8 @@ class HyperpriorCodec:
         return out
 
     def parse(self, data: bytes) -> Parsed:
-        first = parse(data, num_streams=1, version=self.version)  # magic, version, checksum, size
-        parsed = parse(data, self.num_streams(first.height, first.width), version=self.version)
+        first = parse(data, num_streams=1)  # magic, version, checksum, size
+        parsed = parse(data, self.num_streams(first.height, first.width))
         if parsed.model_id != self.model_id:
             raise UserError(
                 f"file was written by model {parsed.model_id.hex()}, but {self.source} is model "

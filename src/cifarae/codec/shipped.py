@@ -135,7 +135,7 @@ def model_for(data: bytes) -> HyperpriorCodec:
     """The shipped model that wrote a file, found by the model id in its header."""
     from .format import parse
 
-    parsed = parse(data, num_streams=1, version=HyperpriorCodec.version)  # one-line errors, older formats too
+    parsed = parse(data, num_streams=1)  # one-line errors, older formats too
     folder = shipped_models().get(parsed.model_id.hex())
     if folder is None:
         raise UserError(
