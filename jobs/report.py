@@ -1221,13 +1221,14 @@ def run_jobs() -> str | None:
 
 # The v1 codec's experiments, whose outs/ stay as measured (experiments/codec/README.md).
 V1_CODEC = "experiments/codec/run.sh at commit cdeb663 (the v1 codec, removed since)"
+V1_GPU = "experiments/gpu/run.sh collect at commit cdeb663"
 
 TABLES = {
     "recipe_hyperparameters": (recipe_hyperparameters, "experiments/gpu/run.sh collect; experiments/classifier/run.sh"),
     "label_efficiency": (label_efficiency, "experiments/gpu/run.sh collect"),
     "clf_curves": (clf_curves, "experiments/gpu/run.sh collect"),
-    "codec_points": (codec_points, "experiments/gpu/run.sh collect; " + V1_CODEC),
-    "codec_floors": (codec_floors, "experiments/gpu/run.sh collect; " + V1_CODEC),
+    "codec_points": (codec_points, V1_GPU + "; " + V1_CODEC),
+    "codec_floors": (codec_floors, V1_GPU + "; " + V1_CODEC),
     "codec_lineage": (codec_lineage, V1_CODEC),
     "generalisation_gaps": (generalisation_gaps, "experiments/gpu/run.sh collect; experiments/classifier/run.sh"),
     "design_loop": (design_loop, "the run.sh of each experiments/ topic"),
@@ -1253,7 +1254,7 @@ TABLES = {
     "full_grid": (lambda: grid("full/"), "experiments/gpu/run.sh collect"),
     "full_grid_margin": (lambda: grid_margin("full/"), "experiments/gpu/run.sh collect"),
     "full_budget": (full_budget, "experiments/gpu/run.sh collect"),
-    "full_codec_training": (full_codec_training, "experiments/gpu/run.sh collect"),
+    "full_codec_training": (full_codec_training, V1_GPU),
     "recipe": (recipe, "experiments/classifier/run.sh"),
     "cpu_recipe": (cpu_recipe, "experiments/classifier/run.sh"),
     "cpu_recipe_history": (cpu_recipe_history, "experiments/classifier/run.sh"),
@@ -1261,8 +1262,8 @@ TABLES = {
     "jpeg": (jpeg, "experiments/classifier/run.sh"),
     "airbench_ref": (airbench_ref, "experiments/classifier/run.sh"),
     "full_steps": (gpu_steps, "experiments/gpu/run.sh collect"),
-    "rd_points": (rd_points, "experiments/gpu/run.sh collect"),
-    "codec_families": (codec_families, "experiments/gpu/run.sh collect and collect-codecs; " + V1_CODEC),
+    "rd_points": (rd_points, V1_GPU),
+    "codec_families": (codec_families, V1_GPU + " (and collect-codecs); " + V1_CODEC),
     "ste_rd_points": (lambda: rd_points("codec_skip_ste/", baselines=False), V1_CODEC),
     "ste_vs_webp": (lambda: against_webp("codec_skip_ste/"), V1_CODEC),
     "quant_gap": (quant_gap, V1_CODEC),
@@ -1276,7 +1277,7 @@ TABLES = {
         for kind, table in (("refine_vs_plain", refine_vs_plain), ("floors", rd_floors))
     },
     "ctx_rate": (context_rate, V1_CODEC),
-    "rd_floors": (rd_floors, "experiments/gpu/run.sh collect"),
+    "rd_floors": (rd_floors, V1_GPU),
     "gpu_bench": (lambda: bench("gpu/bench.json"), "bench/gpu_check.sh on a GPU"),
     "gpu_sweep": (lambda: bench("gpu/sweep.json"), "bench/gpu_check.sh on a GPU"),
     "pipeline_ae_metrics": (lambda: ae_metrics("pipeline/"), "experiments/pipeline/run.sh"),

@@ -42,7 +42,7 @@ def load_recipe(path: Path) -> dict:
 
 
 def flags(section: dict) -> list[str]:
-    """{'fit_steps': 20, 'splits': ['test']} -> ['--fit-steps', '20', '--splits', 'test']."""
+    """{'limit': 2000, 'splits': ['test']} -> ['--limit', '2000', '--splits', 'test']."""
     out = []
     for key, value in section.items():
         out.append("--" + key.replace("_", "-"))
@@ -86,13 +86,13 @@ def main(argv=None):
     ae_cfg = checkpoint.checkpoint_config(checkpoint.load(args.ae, "best")) if args.ae else Config()
     if ae_cfg.task != "ae":
         raise UserError(f"--ae {args.ae} is a {ae_cfg.task} run, not an autoencoder")
+    train = {**ae_cfg.to_dict(), "task": "ae", "init_from": "", **recipe["train"]}
+    if train.get("entropy_model") != "hyperprior":
+        raise UserError(f"codec recipe {args.recipe} must train entropy_model: hyperprior (a codec)")
     args.out.mkdir(parents=True, exist_ok=True)
     cache = ["--cache-dir", str(args.cache_dir)] if args.cache_dir else []
     data = ["--data", args.data, *cache]
 
-    train = {**ae_cfg.to_dict(), "task": "ae", "init_from": "", **recipe["train"]}
-    if train.get("entropy_model") != "hyperprior":
-        raise UserError(f"codec recipe {args.recipe} must train entropy_model: hyperprior")
     if args.no_wandb:
         train["wandb"] = False
     step("train", False, train_ae.main, ["--out", str(args.out), *data, *overrides(train)])

@@ -103,7 +103,7 @@ def wandb_runs(wandb_dir: Path) -> list:
 
 # Tests that train, run scripts or start jobs: `pytest -m "not slow"` leaves them out for a quick loop.
 SLOW_FILES = {"test_slurm.py", "test_launch.py"}
-SLOW_FIXTURES = {"synth_folder", "synth_archive", "synth_torchvision", "synth_cache", "codec_run", "other_model"}
+SLOW_FIXTURES = {"synth_folder", "synth_archive", "synth_torchvision", "synth_cache", "v2_run", "other_model"}
 
 
 def pytest_collection_modifyitems(items):

@@ -227,3 +227,9 @@ def test_train_codec_rejects_a_bad_recipe(synth_cache, tmp_path):
     )
     assert_one_line_error(proc, f"codec recipe {recipe} needs a train section")
     assert not os.path.exists(tmp_path / "c")
+    # a recipe that trains no entropy model would leave a plain autoencoder, not a codec
+    recipe.write_text("train: {rd_lambda: 0.01}\n")
+    cmd = ["--data", synth_cache, "--out", tmp_path / "c", "--recipe", recipe]
+    proc = run_script("train_codec.py", *cmd, check=False)
+    assert_one_line_error(proc, f"codec recipe {recipe} must train entropy_model: hyperprior")
+    assert not os.path.exists(tmp_path / "c")

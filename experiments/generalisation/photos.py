@@ -21,7 +21,7 @@ import numpy as np
 from cifarae import rd
 from cifarae.codec import load_codec, read_image
 from cifarae.codec.shipped import default_model
-from cifarae.errors import UserError, cli_main
+from cifarae.errors import cli_main
 
 # Wider than the CIFAR-10 evaluation's ranges: a large photo costs fewer bits per pixel at one quality.
 REFERENCES = {
@@ -83,8 +83,6 @@ def main(argv=None):
     p.add_argument("--model", help="codec: shipped model folder or codec run (default: models/codec-v2)")
     args = p.parse_args(argv)
     codec = load_codec(args.model) if args.model else default_model()
-    if not hasattr(codec, "levels"):
-        raise UserError(f"{args.model} is a one-rate v1 codec; this probe needs a hyperprior (v2) codec")
     results = [measure(codec, path) for path in args.photos]
     mean_bd = {
         name: float(np.mean(vals)) if (vals := [r["bd_rate_pct"][name] for r in results]) and None not in vals else None

@@ -29,7 +29,7 @@ export PYTHONUNBUFFERED=1
 #   scratch: the classifier grid's scratch cells (they need no encoder)
 #   probe:   once the AE exists, the finetune and linear cells, then the shift evaluation
 #   budget:  finetune and scratch at 100% labels in 10 epochs instead of 20 (a design iteration)
-#   codec:   once the AE exists, src/train_codec.py with jobs/configs/codec/full.yaml
+#   codec:   src/train_codec.py with jobs/configs/codec/full.yaml (from scratch: it needs no AE weights)
 # Every step runs under the phase deadline; runs keep a best.pt per epoch, so a cut run still counts.
 # Phase C then runs bench/gpu_check.sh alone, so its timings see an idle GPU.
 # Writes OUT/runs/... (every run directory), OUT/steps.txt (each step's exit code and seconds),
@@ -79,10 +79,10 @@ stream_probe() {
         --out "$R/shift"
 }
 
-stream_codec() {  # the codec recipe of PROFILE=full on the AE's config; the deadline may cut its training
-    wait_for_ae || return 1  # (best.pt is kept each epoch): `collect` exports and evaluates what it reached
-    step codec "$PY" src/train_codec.py --data "$DATA" --ae "$R/ae" --out "$R/codec" \
-        --recipe jobs/configs/codec/full.yaml --no-wandb
+stream_codec() {  # the codec recipe of PROFILE=full (full.yaml is the config defaults: no --ae to wait for);
+    # the deadline may cut its training (best.pt is kept each epoch): `collect` exports and evaluates it
+    step codec "$PY" src/train_codec.py --data "$DATA" --out "$R/codec" --recipe jobs/configs/codec/full.yaml \
+        --no-wandb
 }
 
 stream_budget() {
@@ -147,7 +147,8 @@ report() {
 }
 
 # ---- collect: after `report`, on the machine that holds REP (CPU): the grid table from the evaluated
-# cells, the codec's export and RD evaluation (CODEC: the packed codec.pt), and the copies into outs/full/.
+# cells, the codec's export and RD evaluation, and the copies into outs/full/. CODEC: the codec run, or
+# the codec.pt that PACK brought back (results.tar.gz holds no checkpoints).
 collect() {
     set -e
     DATA=${1:?usage: experiments/gpu/run.sh collect DATA REP}
@@ -155,6 +156,10 @@ collect() {
     local R=$REP/runs CODEC=${CODEC:-$REP/runs/codec}
     PY=${PY:-.venv/bin/python}
     export WANDB_MODE=${WANDB_MODE:-offline}
+    [ -f "$CODEC" ] || [ -f "$CODEC/best.pt" ] || {
+        echo "error: no codec checkpoint at $CODEC; set CODEC=<PACK dir>/codec.pt" >&2
+        exit 2
+    }
 
     $PY jobs/clf_grid.py --data "$DATA" --out "$R/grid" --grid jobs/configs/gpu_clf_grid.yaml --tabulate --no-wandb
     $PY src/codec_export.py --run "$CODEC" --out "$REP/codec_model" --recipe jobs/configs/codec/full.yaml

@@ -175,9 +175,9 @@ def pillow_roundtrip(images: torch.Tensor, fmt: str, quality: int) -> PillowCode
 
 
 # ---------------------------------------------------------------------------- per-image curves, BD-rate, bootstrap
-def interpolate(points: list[dict], bpp: float, x: str = "bpp", y: str = "psnr") -> float | None:
-    """y at ``bpp`` along the curve (linear between the neighbouring points); None outside it."""
-    pts = sorted((p[x], p[y]) for p in points)
+def interpolate(points: list[dict], bpp: float) -> float | None:
+    """PSNR at ``bpp`` along the curve (linear between the neighbouring points); None outside it."""
+    pts = sorted((p["bpp"], p["psnr"]) for p in points)
     if not pts or not pts[0][0] <= bpp <= pts[-1][0]:
         return None
     xs, ys = zip(*pts)
@@ -329,10 +329,8 @@ def _diff(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
-def plot_curves(
-    curves: list[tuple[str, list[dict], str]], path: Path, title: str, xmax: float = 6, marks: tuple = ()
-) -> None:
-    """PSNR vs bpp, one line per (label, points, style); dotted verticals at the bpps in marks."""
+def plot_curves(curves: list[tuple[str, list[dict], str]], path: Path, title: str) -> None:
+    """PSNR vs bpp, one line per (label, points, style), up to 6 bpp."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -342,11 +340,9 @@ def plot_curves(
     for label, pts, style in curves:
         pts = sorted(pts, key=lambda p: p["bpp"])
         ax.plot([p["bpp"] for p in pts], [p["psnr"] for p in pts], style, label=label, markersize=4)
-    for bpp in marks:
-        ax.axvline(bpp, color="grey", lw=0.5, ls=":")
     ax.set_xlabel("bits per pixel")
     ax.set_ylabel("PSNR (dB, mean over images)")
-    ax.set_xlim(0, xmax)
+    ax.set_xlim(0, 6)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)

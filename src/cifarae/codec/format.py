@@ -14,7 +14,7 @@ File format, version 2 (integers big-endian; varints are unsigned LEB128):
                         SLICE_SYMBOLS symbols
     crc32        4      zlib CRC-32 of every byte before it
 
-The shipped model codes a 32 x 32 image in three streams: 18-20 bytes of header + checksum (~0.15 bpp).
+The shipped model codes a 32 x 32 image in three streams: 19-21 bytes of header + checksum (~0.16 bpp).
 Version 1 was the factorized-prior codec (v1), removed from this repository after commit cdeb663;
 its files are refused with a one-line "made by an older format" error.
 This module knows bytes only; what the streams hold is the codec's business (hyperprior_codec.py).
@@ -37,7 +37,7 @@ CRC_BYTES = 4
 MAX_SIDE = 65535
 MAX_PIXELS = 1024 * 1024  # decoding runs in float64: ~10 GB at this size
 # One rANS stream per slice: bounds the decoder's read-ahead padding. The codec reads this module
-# attribute each time it cuts or counts slices (tests set it lower to cut slices inside the anchors).
+# attribute each time it cuts or counts slices (tests set it lower to cut small images into many slices).
 SLICE_SYMBOLS = 8192
 # CompressAI's rANS coder loops forever on |symbol| >= 2**28 (its bypass shift wraps): stay well inside.
 MAX_SYMBOL = 2**24
