@@ -784,3 +784,13 @@ def test_photos_probe_codes_odd_sized_photos_against_avif_webp_and_jpeg(tmp_path
         rates = [p["bpp"] for p in photo["curves"]["cae"]]
         assert rates == sorted(rates)
     assert (out / "photos_rd.png").is_file()
+
+
+def test_a_one_level_codec_takes_rd_lambda_for_its_level_and_refines(images):
+    small = dict(widths=[8, 16, 16, 16], latent_channels=4, hyper_channels=8)
+    cfg = Config(entropy_model="hyperprior", rd_lambda=0.02, **small)
+    assert cfg.level_lambdas == [0.02] and Config(rd_lambdas=[0.1, 0.3]).level_lambdas == [0.1, 0.3]
+    plain = random_codec(cfg.check())
+    assert plain.levels == 1
+    refined = HyperpriorCodec(plain.model, cfg, source="random-init", refine=Refinement(steps=2))
+    assert plain.decompress(refined.compress(images[:1], 0)[0]).shape == (3, 32, 32)

@@ -181,6 +181,11 @@ class Config:
                 raise UserError(f"config {key}={getattr(self, key)} must be at least 1")
         return self
 
+    @property
+    def level_lambdas(self) -> list[float]:
+        """The hyperprior's lambda per quality level: rd_lambdas, or one level at rd_lambda."""
+        return self.rd_lambdas or [self.rd_lambda]
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -211,7 +211,7 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
         if cfg.entropy_model == "hyperprior":
             from .codec.hyperprior import HyperpriorLatentCodec
 
-            lambdas = cfg.rd_lambdas or [cfg.rd_lambda]
+            lambdas = cfg.level_lambdas
             self.latent_codec = HyperpriorLatentCodec(coded_channels, cfg.hyper_channels, len(lambdas), lambdas)
         self.latent_shape = (coded_channels, cfg.latent_size, cfg.latent_size)
 

@@ -272,7 +272,7 @@ def hyperprior_curve(codec, images: torch.Tensor, file_dir: Path | None) -> tupl
         stats.append(
             {
                 "level": level,
-                "rd_lambda": codec.cfg.rd_lambdas[level] if codec.cfg.rd_lambdas else codec.cfg.rd_lambda,
+                "rd_lambda": codec.cfg.level_lambdas[level],
                 **quality_metrics(images, decoded),
                 "encode_img_per_s": n / encode_s,
                 "decode_img_per_s": n / decode_s,

@@ -132,7 +132,7 @@ class HyperpriorCodec:
             self._trainable = copy.deepcopy(self.model).float().eval()
             self._trainable.latent_codec.train()  # the entropy models' noisy (differentiable) rate
         model, target = self._trainable, target.float()
-        lam = (self.cfg.rd_lambdas or [self.cfg.rd_lambda])[quality] * self.refine.lambda_scale * 255**2
+        lam = self.cfg.level_lambdas[quality] * self.refine.lambda_scale * 255**2
         q = torch.full((len(y_g),), quality, dtype=torch.long)
         gain = model.latent_codec.gains(q)
         height, width = target.shape[-2:]
