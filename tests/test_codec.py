@@ -181,9 +181,16 @@ def test_batch_size_and_threads_do_not_change_a_single_bit(v2, images):
     assert all(torch.equal(a, b) for a, b in zip(decoded_one, decoded_two))
 
 
+def test_a_32x32_image_is_one_stream(v2, images):
+    assert v2.num_streams(32, 32) == 1 and len(v2.parse(v2.compress(images[:1], 0)[0]).streams) == 1
+
+
 def test_many_stream_slices_round_trip_and_truncations_are_refused(v2, images, monkeypatch):
-    """Slices cut inside the hyper-latent's rows and the latent: each a stream of its own, all decoded."""
-    monkeypatch.setattr(fmt, "SLICE_SYMBOLS", 64)
+    """Slices cut inside the hyper-latent and the latent, one of them holding the end of the first and
+    the start of the second: each a stream of its own, all decoded."""
+    monkeypatch.setattr(fmt, "SLICE_SYMBOLS", 100)
+    num_hyper, _ = v2.num_symbols(32, 32)
+    assert num_hyper % 100, "no slice would hold both the hyper-latent's and the latent's symbols"
     x = images[:2]
     files = v2.compress(x, 1)
     assert v2.num_streams(32, 32) > 10 and len(v2.parse(files[0]).streams) == v2.num_streams(32, 32)
@@ -251,7 +258,7 @@ def test_cli_works_without_model_and_finds_the_model_by_its_id(tmp_path, capsys,
     png = save_png(tmp_path / "a.png", images[0])
     code, out, err = cli(capsys, "compress", png, "-o", tmp_path / "a.cae", "--quality", "2")
     assert code == 0, err
-    assert (tmp_path / "a.cae").read_bytes()[3] == 2  # format version 2
+    assert (tmp_path / "a.cae").read_bytes()[3] == fmt.VERSION == 3
     code, out, err = cli(capsys, "decompress", tmp_path / "a.cae", "-o", tmp_path / "a_out.png")
     assert code == 0, err
     v2 = load_shipped(use_models / "codec-v2")
@@ -313,14 +320,13 @@ def test_bpp_counts_the_real_bytes_of_the_files(tmp_path, v2, images):
 
 def test_header_layout(v2, images):
     data = v2.compress(images[:1], 2)[0]
-    assert data[:3] == b"CAE" and data[3] == lib.VERSION == 2
+    assert data[:3] == b"CAE" and data[3] == lib.VERSION == 3
     assert data[4:6] == bytes([32, 32])  # varint width, height
     assert data[6:12] == v2.model_id
     assert data[12] == 2  # the quality level
     parsed = v2.parse(data)
-    sizes = b"".join(lib.put_varint(len(s)) for s in parsed.streams[:-1])
-    assert data[13 : 13 + len(sizes)] == sizes and data[13 + len(sizes) :].startswith(parsed.streams[0])
-    assert parsed.header_bytes == 13 + len(sizes) + 4
+    assert parsed.streams == [data[13:-4]]  # one stream, so no stream sizes
+    assert parsed.header_bytes == 13 + 4
     assert struct.unpack(">I", data[-4:])[0] == zlib.crc32(data[:-4])
 
 
@@ -342,7 +348,7 @@ def test_truncated_corrupt_foreign_and_versioned_files_are_refused(v2, images):
         with pytest.raises(UserError):
             v2.decompress(foreign)
     newer = reseal(data[:3] + bytes([lib.VERSION + 1]) + data[4:-4])
-    with pytest.raises(UserError, match="unsupported format version 3"):
+    with pytest.raises(UserError, match=f"unsupported format version {lib.VERSION + 1}"):
         v2.decompress(newer)
 
 
@@ -352,13 +358,22 @@ def v1_file(width: int = 32, height: int = 32) -> bytes:
     return reseal(b"CAE\x01" + lib.put_varint(width) + lib.put_varint(height) + bytes(6) + bytes(40))
 
 
-def test_a_v1_file_is_a_one_line_older_format_error(tmp_path, capsys, use_models, v2):
-    with pytest.raises(UserError, match="made by an older format: version 1"):
-        v2.decompress(v1_file())
-    (tmp_path / "v1.cae").write_bytes(v1_file())
+def v2_file(model_id: bytes) -> bytes:
+    """A file of format version 2 (this codec, one stream per entropy model): magic, version 2, width,
+    height, model id, quality, the sizes of the first two of three streams, the streams, CRC-32."""
+    head = b"CAE\x02" + bytes([32, 32]) + model_id + bytes([1]) + bytes([20, 30])
+    return reseal(head + bytes(20 + 30 + 40))
+
+
+@pytest.mark.parametrize("version, commit", [(1, "cdeb663"), (2, "925282e")])
+def test_an_older_format_is_a_one_line_error(tmp_path, capsys, use_models, v2, version, commit):
+    old = v1_file() if version == 1 else v2_file(v2.model_id)
+    with pytest.raises(UserError, match=f"made by an older format: version {version}"):
+        v2.decompress(old)
+    (tmp_path / "old.cae").write_bytes(old)
     for model in ([], ["--model", use_models / "codec-v2"]):
-        code, _, err = cli(capsys, "decompress", tmp_path / "v1.cae", "-o", tmp_path / "o", *model)
-        assert_user_error(code, err, "v1.cae", "made by an older format", "version 1", "cdeb663")
+        code, _, err = cli(capsys, "decompress", tmp_path / "old.cae", "-o", tmp_path / "o", *model)
+        assert_user_error(code, err, "old.cae", "made by an older format", f"version {version}", commit)
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
 
 
@@ -392,7 +407,7 @@ def test_wrong_model_is_refused_by_identity(tmp_path, capsys, v2, other_model, i
 
 def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys, v2_run, images):
     bad = tmp_path / "bad.cae"
-    bad.write_bytes(b"CAE\x02" + b"\x07" * 30)
+    bad.write_bytes(b"CAE" + bytes([fmt.VERSION]) + b"\x07" * 30)
     code, _, err = cli(capsys, "decompress", bad, "-o", tmp_path / "out", "--model", v2_run)
     assert_user_error(code, err, "bad.cae", "checksum")
     assert not list((tmp_path / "out").glob("*"))
@@ -419,7 +434,7 @@ def test_plain_autoencoder_is_not_a_codec(tmp_path, v2_run):
 @FUZZ
 @given(st.binary(max_size=300))
 def test_fuzz_arbitrary_bytes(v2, data):
-    for blob in (data, b"CAE\x02" + data, reseal(b"CAE\x02" + data)):
+    for blob in (data, b"CAE" + bytes([fmt.VERSION]) + data, reseal(b"CAE" + bytes([fmt.VERSION]) + data)):
         try:
             out = v2.decompress(blob)
         except UserError:

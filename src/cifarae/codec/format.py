@@ -1,22 +1,23 @@
 """The .cae container: magic, version, size, model id, quality level, entropy-coded streams, checksum.
 
-File format, version 2 (integers big-endian; varints are unsigned LEB128):
+File format, version 3 (integers big-endian; varints are unsigned LEB128):
 
     field        bytes  notes
     magic        3      b"CAE"
-    version      1      2
+    version      1      3
     width        1-3    varint, 1..65535
     height       1-3    varint, 1..65535
     model id     6      first 6 bytes of SHA-256 over the model's architecture, weights and CDF tables
     quality      1      the quality level the image was coded at
     stream sizes varint each, for every stream but the last (the last runs up to the checksum)
-    streams      ...    rANS streams: the hyper-latent's slices, then the latent's, each at most
-                        SLICE_SYMBOLS symbols
+    streams      ...    rANS streams, one per slice of at most SLICE_SYMBOLS symbols of the
+                        image's sequence: the hyper-latent's symbols, then the latent's
     crc32        4      zlib CRC-32 of every byte before it
 
-The shipped model codes a 32 x 32 image in three streams: 19-21 bytes of header + checksum (~0.16 bpp).
-Version 1 was the factorized-prior codec (v1), removed from this repository after commit cdeb663;
-its files are refused with a one-line "made by an older format" error.
+The shipped model codes a 32 x 32 image in one stream: 17 bytes of header + checksum (0.13 bpp).
+Older versions are refused with a one-line "made by an older format" error that says where they
+decode: version 1 was the factorized-prior codec (v1), removed after commit cdeb663; version 2 was
+this codec with one stream per entropy model (three on a 32 x 32 image, ~14 bytes more).
 This module knows bytes only; what the streams hold is the codec's business (hyperprior_codec.py).
 """
 
@@ -29,16 +30,20 @@ from dataclasses import dataclass
 from ..errors import UserError
 
 MAGIC = b"CAE"
-VERSION = 2  # the hyperprior codec (hyperprior_codec.py)
+VERSION = 3  # the hyperprior codec (hyperprior_codec.py), one stream per slice
 # Formats this decoder no longer reads, and where they can still be decoded.
-OLDER_VERSIONS = {1: "the factorized-prior codec v1; decode it with a checkout of commit cdeb663"}
+OLDER_VERSIONS = {
+    1: "the factorized-prior codec v1; decode it with a checkout of commit cdeb663",
+    2: "the hyperprior codec's three-stream files; decode it with a checkout of commit 925282e",
+}
 MODEL_ID_BYTES = 6
 CRC_BYTES = 4
 MAX_SIDE = 65535
 MAX_PIXELS = 1024 * 1024  # decoding runs in float64: ~10 GB at this size
-# One rANS stream per slice: bounds the decoder's read-ahead padding. The codec reads this module
-# attribute each time it cuts or counts slices (tests set it lower to cut small images into many slices).
-SLICE_SYMBOLS = 8192
+# One rANS stream per slice: bounds the decoder's read-ahead padding; a 32 x 32 image (14,336 symbols
+# with the shipped model) is one slice. The codec reads this module attribute each time it cuts or
+# counts slices (tests set it lower to cut small images into many slices).
+SLICE_SYMBOLS = 16384
 # CompressAI's rANS coder loops forever on |symbol| >= 2**28 (its bypass shift wraps): stay well inside.
 MAX_SYMBOL = 2**24
 SUFFIX = ".cae"

@@ -1,15 +1,19 @@
-"""HyperpriorCodec: the v2 codec, images <-> .cae files (format version 2) at a chosen quality level.
+"""HyperpriorCodec: the v2 codec, images <-> .cae files (format version 3) at a chosen quality level.
 
 Encoding: image -> [0, 1] float64 -> replicate-pad to a multiple of the stride -> encoder -> y ->
-y_g = y * gain[q] -> h_a -> hyper-symbols round(z - median) -> EntropyBottleneck.compress; the
+y_g = y * gain[q] -> h_a -> hyper-symbols round(z - median); the
 hyper-symbols -> ExactHyperSynthesis -> integer (mean, log-scale) -> latent symbols round(y_g - mean)
--> GaussianConditional.compress at the integer scale indexes -> file. Decoding inverts it, and the
-synthesis transform runs on the CPU in float64, one image at a time: its 8-bit output does not depend
-on the batch size, the encoder's device or the thread count.
+at the integer scale indexes; both in one rANS stream (CompressAI's BufferedRansEncoder, with the
+EntropyBottleneck's tables for the hyper-symbols and the GaussianConditional's for the latent) -> file.
+Decoding inverts it, and the synthesis transform runs on the CPU in float64, one image at a time: its
+8-bit output does not depend on the batch size, the encoder's device or the thread count.
 
-Streams are cut into slices of at most ~SLICE_SYMBOLS symbols: CompressAI's rANS decoder does not
-bounds-check its input, so each slice is decoded from a copy padded with zeros by the most a forged
-stream could read ahead (1092 bytes per symbol + 120 per stream byte), and re-encoded to check it.
+One stream, not one per entropy model: each rANS stream ends in a flushed state, and on a 32 x 32
+image two more streams and their sizes cost ~14 bytes (0.11 bpp, measured), format version 2's layout.
+The image's symbols (hyper-symbols, then latent symbols) are cut into slices of at most SLICE_SYMBOLS,
+one stream each; a 32 x 32 image is one slice. CompressAI's rANS decoder does not bounds-check its
+input, so each slice is decoded from a copy padded with zeros by the most a forged stream could read
+ahead (1092 bytes per symbol + 120 per stream byte), and re-encoded to check it.
 
 Encoder-side refinement (``refine``, off by default) moves each image's gained latents y_g by a few
 Adam steps on the training loss (bits + lambda * 255^2 * MSE, at its level's lambda) before coding; the
@@ -24,6 +28,7 @@ import json
 
 import torch
 import torch.nn.functional as F
+from compressai.ans import BufferedRansEncoder, RansDecoder
 
 from ..config import Config
 from ..errors import UserError
@@ -40,8 +45,18 @@ ARCH_KEYS = (
 )  # fmt: skip
 
 
+# The model's identity, salted with the codec's name: it does not change with the container's version.
+MODEL_ID_SALT = b"cifarae-codec-v2"
+
+
 def _pad(stream: bytes, symbols: int) -> bytes:
     return stream + bytes(1092 * symbols + 120 * len(stream) + 64)
+
+
+def _coder_tables(entropy_model) -> tuple[list, list, list]:
+    """(CDFs, CDF lengths, offsets) as the rANS coder takes them; converted once per codec, where
+    CompressAI's own compress() converts them on every call."""
+    return entropy_model.quantized_cdf.tolist(), entropy_model.cdf_length.tolist(), entropy_model.offset.tolist()
 
 
 class HyperpriorCodec:
@@ -63,11 +78,13 @@ class HyperpriorCodec:
         self.hyper = ExactHyperSynthesis(lc.h_s)
         self.medians = lc.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1).clone()
         self.scale_codes = lc.scale_codes[:-1].view(-1, 1)  # index = how many of these the log-scale exceeds
+        self.z_tables = _coder_tables(lc.entropy_bottleneck)
+        self.y_tables = _coder_tables(lc.gaussian_conditional)
         self.model_id = self._identity()
         self._trainable = None  # the float32 copy that refinement differentiates, made on first use
 
     def _identity(self) -> bytes:
-        h = hashlib.sha256(f"cifarae-codec-v{self.version}".encode())
+        h = hashlib.sha256(MODEL_ID_SALT)
         h.update(json.dumps({k: getattr(self.cfg, k) for k in ARCH_KEYS}, sort_keys=True).encode())
         for name, t in sorted(self.model.state_dict().items()):
             h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
@@ -82,18 +99,18 @@ class HyperpriorCodec:
         lh, lw = self.latent_hw(height, width)
         return -(-lh // 2), -(-lw // 2)
 
-    def _z_rows(self, height: int, width: int) -> list[slice]:
+    def num_symbols(self, height: int, width: int) -> tuple[int, int]:
+        """(hyper-symbols, latent symbols) of an image: coded in this order, one sequence."""
         hz, wz = self.hyper_hw(height, width)
-        rows = max(1, fmt.SLICE_SYMBOLS // (self.medians.shape[1] * wz))
-        return [slice(r, min(r + rows, hz)) for r in range(0, hz, rows)]
-
-    def _y_slices(self, height: int, width: int) -> list[slice]:
         lh, lw = self.latent_hw(height, width)
-        n = self.model.latent_shape[0] * lh * lw
+        return self.medians.shape[1] * hz * wz, self.model.latent_shape[0] * lh * lw
+
+    def _slices(self, height: int, width: int) -> list[slice]:
+        n = sum(self.num_symbols(height, width))
         return [slice(i, min(i + fmt.SLICE_SYMBOLS, n)) for i in range(0, n, fmt.SLICE_SYMBOLS)]
 
     def num_streams(self, height: int, width: int) -> int:
-        return len(self._z_rows(height, width)) + len(self._y_slices(height, width))
+        return len(self._slices(height, width))
 
     def check_quality(self, quality: int) -> int:
         if not 0 <= quality < self.levels:
@@ -166,46 +183,56 @@ class HyperpriorCodec:
         return torch.stack(out)
 
     # ---- entropy coding of one image
+    def _hyper_indexes(self, height: int, width: int) -> list[int]:
+        """The hyper-symbols' CDF indexes: each symbol's channel (the EntropyBottleneck has one per channel)."""
+        hz, wz = self.hyper_hw(height, width)
+        return torch.arange(self.medians.shape[1]).repeat_interleave(hz * wz).tolist()
+
+    def _parts(self, s: slice, num_hyper: int) -> list[tuple[tuple, slice]]:
+        """The hyper-latent's and the latent's shares of slice ``s``, each with its coder tables."""
+        parts = []
+        if s.start < num_hyper:
+            parts.append((self.z_tables, slice(s.start, min(s.stop, num_hyper))))
+        if s.stop > num_hyper:
+            parts.append((self.y_tables, slice(max(s.start, num_hyper), s.stop)))
+        return parts
+
+    def _encode_slice(self, symbols: list[int], indexes: list[int], num_hyper: int, s: slice) -> bytes:
+        encoder = BufferedRansEncoder()
+        for tables, part in self._parts(s, num_hyper):
+            encoder.encode_with_indexes(symbols[part], indexes[part], *tables)
+        return encoder.flush()
+
     def encode_symbols(self, z: torch.Tensor, y: torch.Tensor, height: int, width: int) -> list[bytes]:
         lh, lw = self.latent_hw(height, width)
         if y.abs().max() >= MAX_SYMBOL or z.abs().max() >= MAX_SYMBOL:
             raise UserError("latent out of the entropy coder's range")
-        eb, gc = self.lc.entropy_bottleneck, self.lc.gaussian_conditional
-        z_float = z.unsqueeze(0).double() + self.medians  # eb.compress codes round(z_float - median) = z
-        streams = [eb.compress(z_float[:, :, rows])[0] for rows in self._z_rows(height, width)]
-        _, indexes = self.conditionals(z.unsqueeze(0), lh, lw)
-        values, indexes = y.reshape(1, -1).double(), indexes.reshape(1, -1)
-        streams += [gc.compress(values[:, s], indexes[:, s])[0] for s in self._y_slices(height, width)]
-        return streams
+        _, y_indexes = self.conditionals(z.unsqueeze(0), lh, lw)
+        symbols = z.reshape(-1).tolist() + y.reshape(-1).tolist()
+        indexes = self._hyper_indexes(height, width) + y_indexes.reshape(-1).tolist()
+        return [self._encode_slice(symbols, indexes, z.numel(), s) for s in self._slices(height, width)]
 
     def decode_symbols(self, streams: list[bytes], height: int, width: int):
         """(latent symbols C x h x w, means 1 x C x h x w) of one image's streams; checks every slice."""
         lh, lw = self.latent_hw(height, width)
-        eb, gc = self.lc.entropy_bottleneck, self.lc.gaussian_conditional
-        _, wz = self.hyper_hw(height, width)
-        z_rows = self._z_rows(height, width)
-        parts = []
-        for rows, stream in zip(z_rows, streams):
-            n = rows.stop - rows.start
-            decoded = eb.decompress([_pad(stream, self.medians.shape[1] * n * wz)], (n, wz))
-            symbols = torch.round(decoded.double() - self.medians)
-            if symbols.abs().max() >= MAX_SYMBOL:
-                raise UserError("corrupt entropy-coded stream (hyper-latent out of range)")
-            if eb.compress(symbols + self.medians)[0] != stream:
+        hz, wz = self.hyper_hw(height, width)
+        num_hyper, _ = self.num_symbols(height, width)
+        symbols, indexes, means = [], self._hyper_indexes(height, width), None
+        for s, stream in zip(self._slices(height, width), streams):
+            decoder = RansDecoder()
+            decoder.set_stream(_pad(stream, s.stop - s.start))
+            for tables, part in self._parts(s, num_hyper):
+                if part.start == num_hyper:  # the hyper-latent is complete: the latent's conditionals
+                    z = torch.tensor(symbols, dtype=torch.float64).view(1, -1, hz, wz)
+                    means, y_indexes = self.conditionals(z, lh, lw)
+                    indexes += y_indexes.reshape(-1).tolist()
+                decoded = decoder.decode_stream(indexes[part], *tables)
+                if max(map(abs, decoded)) >= MAX_SYMBOL:
+                    raise UserError("corrupt entropy-coded stream (symbol out of range)")
+                symbols += decoded
+            if self._encode_slice(symbols, indexes, num_hyper, s) != stream:
                 raise UserError("corrupt entropy-coded stream (it does not re-encode to itself)")
-            parts.append(symbols)
-        z = torch.cat(parts, dim=2)
-        means, indexes = self.conditionals(z, lh, lw)
-        indexes = indexes.reshape(1, -1)
-        values = []
-        for s, stream in zip(self._y_slices(height, width), streams[len(z_rows) :]):
-            decoded = gc.decompress([_pad(stream, s.stop - s.start)], indexes[:, s], dtype=torch.float64)
-            if decoded.abs().max() >= MAX_SYMBOL:
-                raise UserError("corrupt entropy-coded stream (latent out of range)")
-            if gc.compress(decoded, indexes[:, s])[0] != stream:
-                raise UserError("corrupt entropy-coded stream (it does not re-encode to itself)")
-            values.append(decoded)
-        return torch.cat(values, dim=1).view(-1, lh, lw), means
+        return torch.tensor(symbols[num_hyper:], dtype=torch.float64).view(-1, lh, lw), means
 
     # ---- files
     def compress(self, images: torch.Tensor, quality: int, batch_size: int = 256) -> list[bytes]:
