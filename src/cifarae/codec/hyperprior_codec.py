@@ -28,7 +28,6 @@ import json
 
 import torch
 import torch.nn.functional as F
-from compressai.ans import BufferedRansEncoder, RansDecoder
 
 from ..config import Config
 from ..errors import UserError
@@ -198,6 +197,8 @@ class HyperpriorCodec:
         return parts
 
     def _encode_slice(self, symbols: list[int], indexes: list[int], num_hyper: int, s: slice) -> bytes:
+        from compressai.ans import BufferedRansEncoder  # here: importing compressai imports torchvision (~2 s)
+
         encoder = BufferedRansEncoder()
         for tables, part in self._parts(s, num_hyper):
             encoder.encode_with_indexes(symbols[part], indexes[part], *tables)
@@ -217,6 +218,8 @@ class HyperpriorCodec:
         lh, lw = self.latent_hw(height, width)
         hz, wz = self.hyper_hw(height, width)
         num_hyper, _ = self.num_symbols(height, width)
+        from compressai.ans import RansDecoder
+
         symbols, indexes, means = [], self._hyper_indexes(height, width), None
         for s, stream in zip(self._slices(height, width), streams):
             decoder = RansDecoder()
