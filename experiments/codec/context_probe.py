@@ -27,6 +27,7 @@ from cifarae import data as data_lib
 from cifarae.codec.shipped import default_model
 from cifarae.errors import cli_main
 from cifarae.files import write_atomic
+from cifarae.metrics import psnr
 
 
 def non_anchor_mask(h: int, w: int) -> torch.Tensor:
@@ -97,7 +98,7 @@ def main() -> None:
     steps = args.epochs * (len(y_train) // 64)
     opt = torch.optim.Adam(ctx.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-3, total_steps=steps, pct_start=0.05)
-    start, step = time.time(), 0
+    start = time.time()
     for epoch in range(args.epochs):
         perm = torch.randperm(len(y_train))
         for idx in perm.split(64):
@@ -110,7 +111,6 @@ def main() -> None:
             loss.backward()
             opt.step()
             sched.step()
-            step += 1
         print(f"epoch {epoch + 1}/{args.epochs}: train bpp {loss.item():.3f} ({time.time() - start:.0f} s)", flush=True)
     ctx.eval()
     lc.gaussian_conditional.eval()
@@ -123,7 +123,7 @@ def main() -> None:
                 bits, y_hat = rate_and_hat(lc, c, y_val, q, noisy=False)
                 rec = torch.cat([model.decode(b).clamp(0, 1) for b in y_hat.split(500)])
                 mse = (rec - val.float() / 255).pow(2).flatten(1).mean(1)
-                row[name] = {"bpp": bits.mean().item() / 1024, "psnr": (-10 * torch.log10(mse)).mean().item()}
+                row[name] = {"bpp": bits.mean().item() / 1024, "psnr": psnr(mse).mean().item()}
             row["rate_saving_pct"] = 100 * (1 - row["context"]["bpp"] / row["hyperprior"]["bpp"])
             levels.append(row)
             print(json.dumps(row), flush=True)

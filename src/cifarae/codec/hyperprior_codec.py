@@ -33,7 +33,7 @@ from ..config import Config
 from ..errors import UserError
 from ..models import AutoEncoder
 from . import format as fmt
-from .format import MAX_SYMBOL, MODEL_ID_BYTES, VERSION, Parsed, pack, parse
+from .format import MAX_SYMBOL, MODEL_ID_BYTES, Parsed, pack, parse
 from .hyperprior import FRACTION_BITS, ExactHyperSynthesis
 from .images import to_uint8
 from .refinement import NO_REFINEMENT, Refinement
@@ -60,8 +60,6 @@ def _coder_tables(entropy_model) -> tuple[list, list, list]:
 
 class HyperpriorCodec:
     """A trained AutoEncoder with entropy_model=hyperprior, exported (its coder tables built). CPU, float64."""
-
-    version = VERSION
 
     def __init__(self, model: AutoEncoder, cfg: Config, source: str = "model", refine: Refinement = NO_REFINEMENT):
         if model.latent_codec is None:
@@ -215,11 +213,11 @@ class HyperpriorCodec:
 
     def decode_symbols(self, streams: list[bytes], height: int, width: int):
         """(latent symbols C x h x w, means 1 x C x h x w) of one image's streams; checks every slice."""
+        from compressai.ans import RansDecoder
+
         lh, lw = self.latent_hw(height, width)
         hz, wz = self.hyper_hw(height, width)
         num_hyper, _ = self.num_symbols(height, width)
-        from compressai.ans import RansDecoder
-
         symbols, indexes, means = [], self._hyper_indexes(height, width), None
         for s, stream in zip(self._slices(height, width), streams):
             decoder = RansDecoder()
