@@ -6,6 +6,7 @@ Works the same under `accelerate launch` and `torchrun`; an existing --out resum
 """
 
 from cifarae import checkpoint, cli, engine
+from cifarae.codec.loading import init_state
 from cifarae.config import load_config
 from cifarae.errors import cli_main
 from cifarae.models import AutoEncoder, init_stem
@@ -20,8 +21,8 @@ def main(argv=None):
     dataset = cli.load_dataset(args.data, cfg, args.cache_dir, accelerator)
     model = AutoEncoder(cfg)
     if cfg.init_from:  # e.g. a rate-distortion codec fine-tuned from a plain autoencoder
-        init = checkpoint.load(cfg.init_from, "best")
-        checkpoint.load_weights(model, checkpoint.inference_state(init), init["path"], may_lack="latent_codec.")
+        state, source = init_state(cfg.init_from, cfg)
+        checkpoint.load_weights(model, state, source, may_lack="latent_codec.")
     else:
         init_stem(model, dataset.images["train"])
     c, s, _ = model.latent_shape

@@ -1,6 +1,7 @@
 """Train a codec beside a trained autoencoder with one recipe, from training to its RD evaluation.
 
-    python src/train_codec.py --data PATH --ae runs/full/ae --out runs/full/codec --recipe jobs/configs/codec/full.yaml
+    python src/train_codec.py --data PATH --ae runs/full/ae --out runs/full/codec \
+        --recipe jobs/configs/codec/full.yaml [key=value ...]
 
 The recipe (jobs/configs/codec/) gives each step's settings; each step is an entry script run in this
 process. The training config is the AE's (so the backbone is the classifier's) with the recipe's
@@ -81,6 +82,7 @@ def main(argv=None):
     p.add_argument("--recipe", required=True, type=Path, help="codec recipe (jobs/configs/codec/*.yaml)")
     p.add_argument("--no-wandb", action="store_true", help="no W&B for training and the RD evaluation")
     p.add_argument("--cache-dir", type=Path, default=None)
+    p.add_argument("overrides", nargs="*", help="key=value config overrides on top of the recipe's train section")
     args = p.parse_args(argv)
     recipe = load_recipe(args.recipe)
     ae_cfg = checkpoint.checkpoint_config(checkpoint.load(args.ae, "best")) if args.ae else Config()
@@ -95,7 +97,7 @@ def main(argv=None):
 
     if args.no_wandb:
         train["wandb"] = False
-    step("train", False, train_ae.main, ["--out", str(args.out), *data, *overrides(train)])
+    step("train", False, train_ae.main, ["--out", str(args.out), *data, *overrides(train), *args.overrides])
 
     best = args.out / "best.pt"
     model = args.out / "model"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import math
 import re
 import struct
 import zlib
@@ -24,12 +25,14 @@ from cifarae import checkpoint, rd
 from cifarae import codec as lib
 from cifarae.codec import Refinement, load_codec
 from cifarae.codec import format as fmt
-from cifarae.codec.hyperprior import ExactHyperSynthesis
+from cifarae.codec.hyperprior import ExactNetwork, anchor_mask
 from cifarae.codec.hyperprior_codec import HyperpriorCodec
+from cifarae.codec.loading import init_state
 from cifarae.codec.shipped import (
     DEFAULT_MODEL,
     MANIFEST,
     MAX_FILE_BYTES,
+    RETIRED_MODELS,
     default_model,
     export,
     load_shipped,
@@ -47,6 +50,7 @@ V2 = [
     "latent_channels=8",
     "skip_channels=4",
     "hyper_channels=16",
+    "context=checkerboard",
     "rd_lambdas=[0.004,0.03,0.2]",
     "precision=fp32",
     "epochs=1",
@@ -219,17 +223,41 @@ def test_cli_codes_many_images_into_a_folder_by_their_stems(tmp_path, capsys, v2
 def test_exact_hyper_synthesis_is_batch_invariant_integer_and_close_to_the_float_network(v2):
     lc = v2.lc
     z = torch.randint(-6, 7, (5, lc.entropy_bottleneck.channels, 3, 4), generator=torch.Generator().manual_seed(0))
-    exact = v2.hyper(z, 6, 8)
+    exact = v2.hyper(z)[:, :, :6, :8]
     assert torch.equal(exact, torch.floor(exact))  # integers at 2**FRACTION_BITS
-    assert torch.equal(exact[2:3], v2.hyper(z[2:3], 6, 8))
+    assert torch.equal(exact[2:3], v2.hyper(z[2:3])[:, :, :6, :8])
     with torch.no_grad():
         floating = lc.h_s(z.double())[:, :, :6, :8] * 2**12
     assert (exact - floating).abs().max() < 2**12 * 0.01  # within 0.01 of the float network
 
 
+def test_exact_context_reads_only_the_anchors_and_matches_the_float_context(v2):
+    """The checkerboard context in fixed point: integers, the same for an image alone or in a batch, the
+    hyperprior's parameters kept at the anchors, the non-anchors' symbols never read, and means within 0.05 of
+    the float context's (the training network's)."""
+    lc, c = v2.lc, v2.model.latent_shape[0]
+    gen = torch.Generator().manual_seed(1)
+    z = torch.randint(-4, 5, (3, lc.entropy_bottleneck.channels, 4, 4), generator=gen).double()
+    y = torch.randint(-8, 9, (3, c, 8, 8), generator=gen).double()
+    anchors = anchor_mask(8, 8).bool().expand_as(y)
+    means, indexes = v2.conditionals(z, 8, 8, y)
+    hyper_means, hyper_indexes = v2.conditionals(z, 8, 8)
+    assert torch.equal(means[anchors], hyper_means[anchors]) and torch.equal(indexes[anchors], hyper_indexes[anchors])
+    assert not torch.equal(means, hyper_means)  # the trained context moves the non-anchors
+    assert torch.equal(means * 2**12, torch.floor(means * 2**12))
+    assert torch.equal(means[1:2], v2.conditionals(z[1:2], 8, 8, y[1:2])[0])
+    scrambled = torch.where(anchors, y, torch.randint(-50, 50, y.shape, generator=gen).double())
+    scrambled_means, scrambled_indexes = v2.conditionals(z, 8, 8, scrambled)
+    assert torch.equal(scrambled_means, means) and torch.equal(scrambled_indexes, indexes)
+    with torch.no_grad():
+        hyper = v2.hyper(z)[:, :, :8, :8] / 2**12
+        floating = lc.context((y + hyper[:, :c]) * anchors, hyper)
+    assert (means - floating[:, :c]).abs().max() < 0.05
+
+
 def test_only_convolutions_relu_and_pixel_shuffle_have_an_exact_form():
     with pytest.raises(TypeError, match="GELU"):
-        ExactHyperSynthesis(torch.nn.Sequential(torch.nn.GELU()))
+        ExactNetwork(torch.nn.Sequential(torch.nn.GELU()))
 
 
 @pytest.mark.parametrize("height,width", [(1, 1), (3, 5), (31, 33), (17, 64), (45, 7), (37, 51)])
@@ -273,6 +301,10 @@ def test_unknown_model_id_and_tampered_weights_are_one_line_errors(tmp_path, cap
     (tmp_path / "other.cae").write_bytes(other)
     code, _, err = cli(capsys, "decompress", tmp_path / "other.cae", "-o", tmp_path / "o")
     assert_user_error(code, err, "not among the shipped models", "--model")
+    retired = fmt.pack(32, 32, bytes.fromhex(next(iter(RETIRED_MODELS))), parsed.streams, 0)
+    (tmp_path / "retired.cae").write_bytes(retired)
+    code, _, err = cli(capsys, "decompress", tmp_path / "retired.cae", "-o", tmp_path / "o")
+    assert_user_error(code, err, "shipped before the current one", f"commit {next(iter(RETIRED_MODELS.values()))}")
 
     folder = tmp_path / "tampered"
     folder.mkdir()
@@ -296,7 +328,10 @@ def test_a_run_and_its_export_are_the_same_codec_up_to_float16_weights(v2_run, v
 def test_shipped_manifest_records_checksums_model_id_and_small_files(shipped, v2):
     manifest = json.loads((shipped / "codec-v2" / MANIFEST).read_text())
     assert manifest["model_id"] == v2.model_id.hex()
-    assert set(manifest["files"]) == {"encoder.pt", "decoder.pt", "entropy.pt"}
+    assert set(manifest["files"]) == {"encoder.pt", "decoder.pt", "entropy.pt", "context.pt"}
+    context = torch.load(shipped / "codec-v2" / "context.pt", weights_only=True)
+    assert context and all(k.startswith("latent_codec.context.") for k in context)
+    assert context["latent_codec.context.context.mask"].dtype == torch.uint8  # a 0/1 mask: one byte a value
     state = torch.load(shipped / "codec-v2" / "decoder.pt", weights_only=True)
     assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
 
@@ -421,9 +456,35 @@ def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys, v2_run, ima
     assert_user_error(code, err, "does not exist")
 
 
+def test_a_codec_fine_tunes_from_another_with_more_levels_and_a_context_added(tmp_path):
+    """init_from a codec without a context and with fewer levels: its levels keep their gains, a new level
+    starts from its nearest level's gains moved by sqrt(lambda ratio), the context starts as the identity, so
+    the new model codes the old levels exactly as the old one did; the old coder tables are not carried."""
+    cfg = load_config(None, [a for a in V2 if not a.startswith("context")])
+    torch.manual_seed(0)
+    old = AutoEncoder(cfg).eval()
+    old.latent_codec.export()
+    path = tmp_path / "old.pt"
+    checkpoint.save_atomic(checkpoint.new(cfg, None, old.state_dict()), path)
+    new_cfg = load_config(None, [*V2, "rd_lambdas=[0.001,0.004,0.03,0.2]", f"init_from={path}"])
+    state, _ = init_state(path, new_cfg)
+    assert not any(k.endswith("_quantized_cdf") for k in state)
+    new = AutoEncoder(new_cfg).eval()
+    checkpoint.load_weights(new, state, str(path), may_lack="latent_codec.")
+    gains = new.latent_codec.log_gains.detach()
+    assert torch.equal(gains[1:], old.latent_codec.log_gains.detach())
+    assert torch.allclose(gains[0], gains[1] + 0.5 * math.log(0.001 / 0.004))
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        for old_level in range(3):
+            q = torch.full((2,), old_level)
+            (a, lik_a), (b, lik_b) = old(x, q), new(x, q + 1)
+            assert torch.equal(a, b) and torch.equal(lik_a, lik_b)
+
+
 def test_plain_autoencoder_is_not_a_codec(tmp_path, v2_run):
     ckpt = checkpoint.load(v2_run)
-    ckpt["config"] = {**ckpt["config"], "entropy_model": "none", "skip_channels": 0}
+    ckpt["config"] = {**ckpt["config"], "entropy_model": "none", "skip_channels": 0, "context": "none"}
     ckpt["model"] = {k: v for k, v in ckpt["model"].items() if not k.startswith(("latent_codec.", "to_skip."))}
     checkpoint.save_atomic({k: v for k, v in ckpt.items() if k != "path"}, tmp_path / "ae.pt")
     with pytest.raises(UserError, match="not a codec"):

@@ -1,6 +1,8 @@
-"""Would a checkerboard context pay on the shipped codec? (issue #26: "a spatial/channel context where it pays")
+"""Would a checkerboard context pay on a codec without one? (issue #26: "a spatial/channel context where it pays")
 
-The shipped model's transforms, gains and hyperprior stay frozen. A checkerboard context (He et al. 2021)
+The probe that led to the library's context (codec/hyperprior.py, config context=checkerboard), run on the
+model shipped before it: experiments/codec/v2.sh's base, RUNS/codec_v2_base/model. Its transforms, gains and
+hyperprior stay frozen. A checkerboard context (He et al. 2021)
 is fitted on top: a masked 5x5 convolution over the decoded anchor latents (CompressAI's
 CheckerboardMaskedConv2d) and a pointwise network that turns (hyperprior's mean and log-scale, context)
 into new ones, a residual on the hyperprior's, initialised to add zero. Anchors keep the hyperprior's
@@ -8,7 +10,8 @@ parameters; only the non-anchor half can gain. Loss: the estimated rate (noisy l
 random quality level. Measured on held-out validation images in float (no coder): bits per pixel of the
 latents with and without the context, and the PSNR change from the moved means.
 
-    python experiments/codec/context_probe.py --data DATA [--train 20000] [--epochs 4] [--out outs/codec_context_probe]
+    python experiments/codec/context_probe.py --data DATA --model runs/codec_v2_base/model [--train 20000]
+        [--epochs 4] [--out outs/codec_context_probe]
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from compressai.ops import quantize_ste
 from torch import nn
 
 from cifarae import data as data_lib
-from cifarae.codec.shipped import default_model
-from cifarae.errors import cli_main
+from cifarae.codec import load_codec
+from cifarae.errors import UserError, cli_main
 from cifarae.files import write_atomic
 from cifarae.metrics import psnr
 
@@ -77,6 +80,7 @@ def rate_and_hat(lc, ctx, y, quality, noisy: bool):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True)
+    ap.add_argument("--model", required=True, help="a codec without a context (shipped folder or run)")
     ap.add_argument("--train", type=int, default=20000)
     ap.add_argument("--val", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=4)
@@ -84,7 +88,9 @@ def main() -> None:
     ap.add_argument("--out", default="outs/codec_context_probe")
     args = ap.parse_args()
     torch.manual_seed(0)
-    codec = default_model()
+    codec = load_codec(args.model)
+    if codec.lc.context is not None:
+        raise UserError(f"{args.model} has a context already; probe a model without one (RUNS/codec_v2_base/model)")
     model = codec.model.float().eval().requires_grad_(False)
     lc = model.latent_codec
     lc.gaussian_conditional.train()  # noisy likelihoods, differentiable

@@ -68,7 +68,8 @@ class Config:
     # hyperprior: one quality level per lambda (a variable-rate model); empty: one level at rd_lambda
     rd_lambdas: list[float] = field(default_factory=list)
     hyper_channels: int = 128  # hyperprior: channels of the hyper-latent z
-    init_from: str = ""  # AE run dir or checkpoint to start from (e.g. a codec from a plain AE)
+    context: str = "none"  # hyperprior: "checkerboard" adds a spatial context (codec/hyperprior.py)
+    init_from: str = ""  # run dir, checkpoint or shipped codec folder to start from (a codec from a plain AE)
     # --- classifier ---
     mode: str = "scratch"  # linear | finetune | scratch
     encoder: str = ""  # AE run dir or checkpoint, for linear / finetune
@@ -129,6 +130,7 @@ class Config:
             "precision": ("bf16", "fp16", "fp32", "no"),
             "arch": ("airbench", "airbench_whiten"),
             "objective": ("reconstruct", "masked"),
+            "context": ("none", "checkerboard"),
         }
         if self.entropy_model == "factorized":
             raise UserError(
@@ -148,6 +150,8 @@ class Config:
             raise UserError(
                 f"config skip_channels={self.skip_channels} needs entropy_model=hyperprior (a codec) and must be >= 0"
             )
+        if self.context != "none" and self.entropy_model != "hyperprior":
+            raise UserError(f"config context={self.context} needs entropy_model=hyperprior")
         if any(lam <= 0 for lam in self.rd_lambdas) or len(self.rd_lambdas) > 255:
             raise UserError(f"config rd_lambdas={self.rd_lambdas} must be at most 255 positive numbers")
         if self.arch == "airbench_whiten" and self.widths[0] != 24:

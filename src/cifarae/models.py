@@ -212,7 +212,9 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
             from .codec.hyperprior import HyperpriorLatentCodec
 
             lambdas = cfg.level_lambdas
-            self.latent_codec = HyperpriorLatentCodec(coded_channels, cfg.hyper_channels, len(lambdas), lambdas)
+            self.latent_codec = HyperpriorLatentCodec(
+                coded_channels, cfg.hyper_channels, len(lambdas), lambdas, cfg.context
+            )
         self.latent_shape = (coded_channels, cfg.latent_size, cfg.latent_size)
 
     def lr_mult_and_decay(self, name: str, param: nn.Parameter, cfg: Config) -> tuple[float, bool]:

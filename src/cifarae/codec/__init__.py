@@ -2,13 +2,14 @@
 
 One home per concept, laid out as CompressAI lays out its own:
     hyperprior.py         the entropy model: CompressAI's EntropyBottleneck and GaussianConditional
-                          behind a hyper-encoder/decoder, with per-level gain units (variable rate)
+                          behind a hyper-encoder/decoder, with per-level gain units (variable rate),
+                          an optional checkerboard context, and their fixed-point form (ExactNetwork)
     hyperprior_codec.py   HyperpriorCodec: images <-> .cae files at a chosen quality level (rANS)
     format.py             the versioned .cae container (magic, version, varints, model id, CRC, limits)
     images.py             image files in and out (read_image, png_bytes, to_uint8)
     refinement.py         encoder-side latent refinement (settings and the loop)
     shipped.py            the models/ folder: export, checksums, lookup by model id
-    loading.py            codecs from disk (load_codec_checkpoint, load_codec)
+    loading.py            codecs from disk (load_codec_checkpoint, load_codec) and a run's init_from
 
 The names below are re-exported so that ``from cifarae.codec import X`` works. They are copies of
 module constants: to change one at run time (a test cutting smaller stream slices, say) set it on its

@@ -1,4 +1,5 @@
-"""The codec's entropy model, v2: a mean-scale hyperprior with gain units (one model, many rates).
+"""The codec's entropy model, v2: a mean-scale hyperprior with gain units (one model, many rates), and
+optionally a checkerboard context.
 
 Built from CompressAI's public entropy models (Ballé et al. 2018, Minnen et al. 2018):
 
@@ -9,9 +10,14 @@ Built from CompressAI's public entropy models (Ballé et al. 2018, Minnen et al.
 gained" units): a larger gain quantises the latent more finely, so one set of transforms covers the
 whole rate range, trained with a rate-distortion weight ``rd_lambdas[q]`` per level.
 
+Checkerboard context (``context="checkerboard"``, He et al. 2021): the latent positions with i + j even,
+the anchors, are coded first with the hyperprior's (mean, scale); the others then get a correction computed
+from the decoded anchors around them (a masked 5 x 5 convolution, CompressAI's CheckerboardMaskedConv2d)
+and the hyperprior's parameters (a pointwise network). Two decoding passes, not one per position.
+
 Exact decoding. The decoder must rebuild exactly the (mean, scale index) the encoder used, or rANS
 decodes garbage. Floats computed by h_s differ with thread count, batch size and device, so coding
-never uses them: ``ExactHyperSynthesis`` runs h_s in fixed point (integer weights and activations,
+never uses them: ``ExactNetwork`` runs h_s (and the context) in fixed point (integer weights and activations,
 held in float64, whose sums of integers below 2**53 are exact in any order), and the scale index is
 an integer comparison of its output against integer thresholds. The entropy coder's tables are
 built once when a model is exported (``export``) and shipped in its state dict, never recomputed
@@ -45,10 +51,49 @@ def conv3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
 
 
+def anchor_mask(height: int, width: int) -> torch.Tensor:
+    """1 x 1 x height x width: 1 at the checkerboard's anchors (i + j even), coded first."""
+    i, j = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    return ((i + j) % 2 == 0).to(torch.float32).view(1, 1, height, width)
+
+
+class CheckerboardContext(nn.Module):
+    """(means, log-scales) of the non-anchors, corrected from the decoded anchors around them."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        from compressai.layers import CheckerboardMaskedConv2d
+
+        c, c2 = channels, 2 * channels
+        # C features from the anchors (5 x 5, of which the 12 anchor taps are live): ~2.9 MB at full width.
+        self.context = CheckerboardMaskedConv2d(c, c, 5, padding=2)
+        self.fuse = nn.Sequential(
+            nn.Conv2d(c2 + c, c2, 1), nn.ReLU(), nn.Conv2d(c2, c2, 1), nn.ReLU(), nn.Conv2d(c2, c2, 1)
+        )  # fmt: skip
+        # The correction starts at zero: a context model begins as its hyperprior (and fine-tunes from one).
+        nn.init.zeros_(self.fuse[-1].weight)
+        nn.init.zeros_(self.fuse[-1].bias)
+
+    def forward(self, anchors_hat: torch.Tensor, hyper_params: torch.Tensor) -> torch.Tensor:
+        """anchors_hat: the decoded latent, zero off the anchors; hyper_params: h_s's (means, log-scales)."""
+        delta = self.fuse(torch.cat([hyper_params, self.context(anchors_hat)], dim=1))
+        return hyper_params + delta * (1 - anchor_mask(*anchors_hat.shape[-2:]).to(delta))
+
+
+def gains_for_levels(log_gains: torch.Tensor, lambdas: list[float], new_lambdas: list[float]) -> torch.Tensor:
+    """Log-gains for ``new_lambdas`` from a model trained at ``lambdas``: a level it has keeps its gains, a new
+    one starts from the nearest level's, moved by the sqrt(lambda) rule the gains are initialised with."""
+    rows = []
+    for lam in new_lambdas:
+        near = min(range(len(lambdas)), key=lambda i: abs(math.log(lam / lambdas[i])))
+        rows.append(log_gains[near] + 0.5 * math.log(lam / lambdas[near]))
+    return torch.stack(rows)
+
+
 class HyperpriorLatentCodec(nn.Module):
     """Codes a C x h x w latent (any h, w) at one of ``levels`` qualities; hyper-latent at half its side."""
 
-    def __init__(self, channels: int, hyper_channels: int, levels: int, lambdas: list[float]):
+    def __init__(self, channels: int, hyper_channels: int, levels: int, lambdas: list[float], context: str = "none"):
         super().__init__()
         from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 
@@ -65,6 +110,7 @@ class HyperpriorLatentCodec(nn.Module):
         self.log_gains = nn.Parameter(init.clone())
         self.entropy_bottleneck = EntropyBottleneck(n)
         self.gaussian_conditional = GaussianConditional(None, scale_bound=SCALE_MIN)
+        self.context = CheckerboardContext(channels) if context == "checkerboard" else None
         self.register_buffer("scale_codes", torch.tensor(log_scale_codes(), dtype=torch.int64))
         self.register_load_state_dict_pre_hook(self._size_coder_tables)
 
@@ -76,9 +122,17 @@ class HyperpriorLatentCodec(nn.Module):
         """The hyper-prior's medians (1 x N x 1 x 1): h_s reads z_hat minus them, integers when coded."""
         return self.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)
 
-    def parameters_from(self, z_centered: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(means, log-scales) of y_g from the centred hyper-latent, in float (coding: ExactHyperSynthesis)."""
-        means, log_scales = self.h_s(z_centered)[:, :, :height, :width].chunk(2, dim=1)
+    def parameters_from(self, z_centered: torch.Tensor, y_g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(means, log-scales) of y_g from the centred hyper-latent and, with a context, y_g's rounded anchors;
+        in float (coding: ExactNetwork)."""
+        params = self.h_s(z_centered)[:, :, : y_g.shape[-2], : y_g.shape[-1]]
+        if self.context is not None:
+            from compressai.ops import quantize_ste
+
+            means = params.chunk(2, dim=1)[0]
+            anchors_hat = (quantize_ste(y_g - means) + means) * anchor_mask(*y_g.shape[-2:]).to(y_g)
+            params = self.context(anchors_hat, params)
+        means, log_scales = params.chunk(2, dim=1)
         return means, log_scales
 
     def forward(self, y: torch.Tensor, quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,7 +144,7 @@ class HyperpriorLatentCodec(nn.Module):
         y_g = y * gain
         z = self.h_a(y_g)
         z_hat, z_likelihoods = self.entropy_bottleneck(z)
-        means, log_scales = self.parameters_from(z_hat - self.hyper_medians(), *y.shape[-2:])
+        means, log_scales = self.parameters_from(z_hat - self.hyper_medians(), y_g)
         _, y_likelihoods = self.gaussian_conditional(y_g, torch.exp(log_scales), means)
         y_g_hat = quantize_ste(y_g - means) + means
         return y_g_hat / gain, torch.cat([y_likelihoods.reshape(-1), z_likelihoods.reshape(-1)])
@@ -116,20 +170,23 @@ class HyperpriorLatentCodec(nn.Module):
                 module.get_submodule(owner).register_buffer(leaf, torch.empty_like(saved, dtype=buf.dtype))
 
 
-class ExactHyperSynthesis:
-    """h_s in fixed point: the same integers on every machine, thread count and batch size.
+class ExactNetwork:
+    """A network of convolutions, ReLUs and pixel shuffles in fixed point: the same integers on every
+    machine, thread count and batch size (h_s, and the context's two parts).
 
-    Weights become integers round(w * 2**WEIGHT_BITS), activations integers at 2**FRACTION_BITS. Every
-    product and sum is of integers below 2**52, held in float64, hence exact whatever the order of
-    summation; rescaling is a floor of a division by a power of two, also exact. Convolutions are
-    unfold + matrix product, so no device-specific algorithm (Winograd, FFT) can round anything.
+    Weights become integers round(w * 2**WEIGHT_BITS) (a masked convolution's masked first), activations
+    integers at 2**FRACTION_BITS; the input is integers at 2**in_bits. Every product and sum is of integers
+    below 2**52, held in float64, hence exact whatever the order of summation; rescaling is a floor of a
+    division by a power of two, also exact. Convolutions are unfold + matrix product, so no
+    device-specific algorithm (Winograd, FFT) can round anything.
     """
 
-    def __init__(self, h_s: nn.Sequential):
-        self.layers = []
-        for layer in h_s:
+    def __init__(self, layers, in_bits: int = 0):
+        self.layers, self.in_bits = [], in_bits
+        for layer in layers:
             if isinstance(layer, nn.Conv2d):
-                w = torch.round(layer.weight.detach().double() * 2**WEIGHT_BITS)
+                weight = layer.weight.detach() * getattr(layer, "mask", 1)
+                w = torch.round(weight.double() * 2**WEIGHT_BITS)
                 b = layer.bias.detach().double()
                 self.layers.append(("conv", w, b, layer.stride[0], layer.padding[0]))
             elif isinstance(layer, nn.ReLU):
@@ -137,7 +194,7 @@ class ExactHyperSynthesis:
             elif isinstance(layer, nn.PixelShuffle):
                 self.layers.append(("shuffle", layer.upscale_factor))
             else:
-                raise TypeError(f"h_s layer {type(layer).__name__} has no exact fixed-point form")
+                raise TypeError(f"layer {type(layer).__name__} has no exact fixed-point form")
 
     @staticmethod
     def _conv(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, stride: int, padding: int, in_bits: int):
@@ -146,16 +203,15 @@ class ExactHyperSynthesis:
         cols = F.unfold(a, k, padding=padding, stride=stride)  # N x (Cin k k) x L: a copy, exact
         b = torch.round(bias * 2.0 ** (in_bits + WEIGHT_BITS)).view(1, -1, 1)
         acc = w.reshape(len(w), -1) @ cols + b
-        if acc.abs().max() >= EXACT_LIMIT:  # only a forged hyper-latent gets here
+        if acc.abs().max() >= EXACT_LIMIT:  # only a forged stream gets here
             acc = acc.clamp(-EXACT_LIMIT / 2, EXACT_LIMIT / 2)
         out = torch.floor(acc / 2.0 ** (in_bits + WEIGHT_BITS - FRACTION_BITS))
         ho, wo = (h + 2 * padding - k) // stride + 1, (width + 2 * padding - k) // stride + 1
         return out.view(n, len(w), ho, wo)
 
-    def __call__(self, z_symbols: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """N x N_z x h' x w' integer hyper-symbols -> N x 2C x height x width integers at 2**FRACTION_BITS
-        (means, then log-scales)."""
-        a, bits = z_symbols.to(torch.float64), 0
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Integers at 2**in_bits -> integers at 2**FRACTION_BITS (float64 tensors)."""
+        a, bits = inputs.to(torch.float64), self.in_bits
         for kind, *args in self.layers:
             if kind == "conv":
                 a, bits = self._conv(a, *args, in_bits=bits), FRACTION_BITS
@@ -163,4 +219,4 @@ class ExactHyperSynthesis:
                 a = a.clamp_min(0)
             else:
                 a = F.pixel_shuffle(a, args[0])
-        return a[:, :, :height, :width]
+        return a

@@ -2,9 +2,11 @@
 
 Encoding: image -> [0, 1] float64 -> replicate-pad to a multiple of the stride -> encoder -> y ->
 y_g = y * gain[q] -> h_a -> hyper-symbols round(z - median); the
-hyper-symbols -> ExactHyperSynthesis -> integer (mean, log-scale) -> latent symbols round(y_g - mean)
-at the integer scale indexes; both in one rANS stream (CompressAI's BufferedRansEncoder, with the
-EntropyBottleneck's tables for the hyper-symbols and the GaussianConditional's for the latent) -> file.
+hyper-symbols -> h_s in fixed point (ExactNetwork) -> integer (mean, log-scale) -> latent symbols
+round(y_g - mean) at the integer scale indexes; all in one rANS stream (CompressAI's BufferedRansEncoder,
+with the EntropyBottleneck's tables for the hyper-symbols and the GaussianConditional's for the latent)
+-> file. With a checkerboard context the latent is coded in two segments, anchors then non-anchors, and
+the non-anchors' (mean, log-scale) come from the context, in fixed point too, over the decoded anchors.
 Decoding inverts it, and the synthesis transform runs on the CPU in float64, one image at a time: its
 8-bit output does not depend on the batch size, the encoder's device or the thread count.
 
@@ -34,7 +36,7 @@ from ..errors import UserError
 from ..models import AutoEncoder
 from . import format as fmt
 from .format import MAX_SYMBOL, MODEL_ID_BYTES, Parsed, pack, parse
-from .hyperprior import FRACTION_BITS, ExactHyperSynthesis
+from .hyperprior import FRACTION_BITS, ExactNetwork, anchor_mask
 from .images import to_uint8
 from .refinement import NO_REFINEMENT, Refinement
 
@@ -72,7 +74,10 @@ class HyperpriorCodec:
         self.lc = lc
         self.stride = 32 // cfg.latent_size
         self.levels = lc.levels
-        self.hyper = ExactHyperSynthesis(lc.h_s)
+        self.hyper = ExactNetwork(lc.h_s)
+        if lc.context is not None:  # anchors' values at FRACTION_BITS in; then (hyper, context) at FRACTION_BITS
+            self.context = ExactNetwork([lc.context.context], in_bits=FRACTION_BITS)
+            self.fuse = ExactNetwork(lc.context.fuse, in_bits=FRACTION_BITS)
         self.medians = lc.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1).clone()
         self.scale_codes = lc.scale_codes[:-1].view(-1, 1)  # index = how many of these the log-scale exceeds
         self.z_tables = _coder_tables(lc.entropy_bottleneck)
@@ -102,6 +107,24 @@ class HyperpriorCodec:
         lh, lw = self.latent_hw(height, width)
         return self.medians.shape[1] * hz * wz, self.model.latent_shape[0] * lh * lw
 
+    def _segments(self, height: int, width: int) -> list[int]:
+        """Bounds of the symbol sequence's segments, each coded with what the ones before it decode to:
+        [0, hyper, latent] or, with a context, [0, hyper, anchors, non-anchors]."""
+        num_hyper, num_latent = self.num_symbols(height, width)
+        bounds = [0, num_hyper]
+        if self.lc.context is not None:
+            anchors = int(anchor_mask(*self.latent_hw(height, width)).sum())
+            bounds.append(num_hyper + self.model.latent_shape[0] * anchors)
+        return bounds + [num_hyper + num_latent]
+
+    def _latent_order(self, lh: int, lw: int) -> torch.Tensor:
+        """The latent's C x h x w positions (flat) in coding order: anchors first with a context."""
+        flat = torch.arange(self.model.latent_shape[0] * lh * lw)
+        if self.lc.context is None:
+            return flat
+        anchors = anchor_mask(lh, lw).bool().expand(1, self.model.latent_shape[0], lh, lw).reshape(-1)
+        return torch.cat([flat[anchors], flat[~anchors]])
+
     def _slices(self, height: int, width: int) -> list[slice]:
         n = sum(self.num_symbols(height, width))
         return [slice(i, min(i + fmt.SLICE_SYMBOLS, n)) for i in range(0, n, fmt.SLICE_SYMBOLS)]
@@ -114,10 +137,19 @@ class HyperpriorCodec:
             raise UserError(f"quality {quality} is outside this model's levels 0..{self.levels - 1}")
         return quality
 
-    # ---- the exact side information: hyper-symbols -> (means, scale indexes)
-    def conditionals(self, z_symbols: torch.Tensor, lh: int, lw: int) -> tuple[torch.Tensor, torch.Tensor]:
+    # ---- the exact side information: hyper-symbols (and anchors) -> (means, scale indexes)
+    def conditionals(
+        self, z_symbols: torch.Tensor, lh: int, lw: int, y_symbols: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(means, scale indexes) of every latent position. With a context, the non-anchors' need the anchors'
+        symbols (``y_symbols``, N x C x h x w: only its anchors are read); without them, the hyperprior's."""
         c = self.model.latent_shape[0]
-        params = self.hyper(z_symbols, lh, lw)
+        params = self.hyper(z_symbols)[:, :, :lh, :lw]  # integers at 2**FRACTION_BITS
+        if self.lc.context is not None and y_symbols is not None:
+            anchors = anchor_mask(lh, lw).to(torch.float64)
+            anchors_hat = (y_symbols.to(torch.float64) * 2**FRACTION_BITS + params[:, :c]) * anchors
+            delta = self.fuse(torch.cat([params, self.context(anchors_hat)], dim=1))
+            params = params + delta * (1 - anchors)
         means = params[:, :c] / 2**FRACTION_BITS  # exact: an integer over a power of two
         codes = params[:, c:].to(torch.int64)
         indexes = (codes.unsqueeze(-1) > self.scale_codes.view(1, 1, 1, 1, -1)).sum(-1)
@@ -136,29 +168,35 @@ class HyperpriorCodec:
             y_g = self.refined(y_g, x[:, :, :height, :width], quality)
         z_symbols = torch.round(self.lc.h_a(y_g) - self.medians)
         means, _ = self.conditionals(z_symbols, lh, lw)
+        if self.lc.context is not None:  # the anchors' symbols (means unchanged there) give the others'
+            means, _ = self.conditionals(z_symbols, lh, lw, torch.round(y_g - means))
         return z_symbols.to(torch.int64), torch.round(y_g - means).to(torch.int64)
 
     def refined(self, y_g: torch.Tensor, target: torch.Tensor, quality: int) -> torch.Tensor:
         """Gained latents moved by ``self.refine`` on each image's own rate + lambda * 255^2 * MSE, the
         training loss (noisy rate, straight-through decoder), with the decoder and entropy models fixed.
-        Seeded, so the same images give the same files."""
+        One image at a time, seeded: an image gives the same file alone or in any batch (the rate's noise is
+        drawn per batch, and the context's float convolutions vary in the last bits with the batch size)."""
         if self._trainable is None:
             self._trainable = copy.deepcopy(self.model).float().eval()
             self._trainable.latent_codec.train()  # the entropy models' noisy (differentiable) rate
-        model, target = self._trainable, target.float()
+        model = self._trainable
         lam = self.cfg.level_lambdas[quality] * self.refine.lambda_scale * 255**2
-        q = torch.full((len(y_g),), quality, dtype=torch.long)
+        q = torch.full((1,), quality, dtype=torch.long)
         gain = model.latent_codec.gains(q)
         height, width = target.shape[-2:]
+        out = []
+        for y_one, target_one in zip(y_g.split(1), target.float().split(1)):
 
-        def loss(y_g: torch.Tensor, step: int) -> torch.Tensor:  # summed over images: each moves as if alone
-            y_hat, likelihoods = model.latent_codec(y_g / gain, q)
-            sq_err = (model.decode(y_hat)[:, :, :height, :width] - target).pow(2).sum()
-            return -torch.log2(likelihoods).sum() / (height * width) + lam / target[0].numel() * sq_err
+            def loss(y_g: torch.Tensor, step: int, target=target_one) -> torch.Tensor:
+                y_hat, likelihoods = model.latent_codec(y_g / gain, q)
+                sq_err = (model.decode(y_hat)[:, :, :height, :width] - target).pow(2).sum()
+                return -torch.log2(likelihoods).sum() / (height * width) + lam / target.numel() * sq_err
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            return self.refine.optimize(y_g, loss)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                out.append(self.refine.optimize(y_one, loss))
+        return torch.cat(out)
 
     # ---- synthesis: the one decode path
     @torch.no_grad()
@@ -175,7 +213,7 @@ class HyperpriorCodec:
         z, y = self.symbols(images, quality)
         out = []
         for zi, yi in zip(z, y):
-            means, _ = self.conditionals(zi.unsqueeze(0), lh, lw)
+            means, _ = self.conditionals(zi.unsqueeze(0), lh, lw, yi.unsqueeze(0))
             out.append(self.synthesize(yi, means, quality, height, width))
         return torch.stack(out)
 
@@ -185,55 +223,70 @@ class HyperpriorCodec:
         hz, wz = self.hyper_hw(height, width)
         return torch.arange(self.medians.shape[1]).repeat_interleave(hz * wz).tolist()
 
-    def _parts(self, s: slice, num_hyper: int) -> list[tuple[tuple, slice]]:
-        """The hyper-latent's and the latent's shares of slice ``s``, each with its coder tables."""
-        parts = []
-        if s.start < num_hyper:
-            parts.append((self.z_tables, slice(s.start, min(s.stop, num_hyper))))
-        if s.stop > num_hyper:
-            parts.append((self.y_tables, slice(max(s.start, num_hyper), s.stop)))
-        return parts
+    def _parts(self, s: slice, bounds: list[int]) -> list[tuple[int, slice]]:
+        """Slice ``s`` cut at the segments' bounds: (segment, part) pairs."""
+        return [
+            (k, slice(max(s.start, lo), min(s.stop, hi)))
+            for k, (lo, hi) in enumerate(zip(bounds, bounds[1:]))
+            if max(s.start, lo) < min(s.stop, hi)
+        ]
 
-    def _encode_slice(self, symbols: list[int], indexes: list[int], num_hyper: int, s: slice) -> bytes:
+    def _encode_slice(self, symbols: list[int], indexes: list[int], bounds: list[int], s: slice) -> bytes:
         from compressai.ans import BufferedRansEncoder  # here: importing compressai imports torchvision (~2 s)
 
         encoder = BufferedRansEncoder()
-        for tables, part in self._parts(s, num_hyper):
-            encoder.encode_with_indexes(symbols[part], indexes[part], *tables)
+        for k, part in self._parts(s, bounds):
+            encoder.encode_with_indexes(symbols[part], indexes[part], *(self.z_tables if k == 0 else self.y_tables))
         return encoder.flush()
 
     def encode_symbols(self, z: torch.Tensor, y: torch.Tensor, height: int, width: int) -> list[bytes]:
         lh, lw = self.latent_hw(height, width)
         if y.abs().max() >= MAX_SYMBOL or z.abs().max() >= MAX_SYMBOL:
             raise UserError("latent out of the entropy coder's range")
-        _, y_indexes = self.conditionals(z.unsqueeze(0), lh, lw)
-        symbols = z.reshape(-1).tolist() + y.reshape(-1).tolist()
-        indexes = self._hyper_indexes(height, width) + y_indexes.reshape(-1).tolist()
-        return [self._encode_slice(symbols, indexes, z.numel(), s) for s in self._slices(height, width)]
+        _, y_indexes = self.conditionals(z.unsqueeze(0), lh, lw, y.unsqueeze(0))
+        order = self._latent_order(lh, lw)
+        symbols = z.reshape(-1).tolist() + y.reshape(-1)[order].tolist()
+        indexes = self._hyper_indexes(height, width) + y_indexes.reshape(-1)[order].tolist()
+        bounds = self._segments(height, width)
+        return [self._encode_slice(symbols, indexes, bounds, s) for s in self._slices(height, width)]
+
+    def _latent(self, symbols: list[int], lh: int, lw: int) -> torch.Tensor:
+        """The latent symbols decoded so far (coding order) -> 1 x C x h x w, zero where not decoded yet."""
+        order = self._latent_order(lh, lw)
+        y = torch.zeros(len(order), dtype=torch.float64)
+        y[order[: len(symbols)]] = torch.tensor(symbols, dtype=torch.float64)
+        return y.view(1, -1, lh, lw)
 
     def decode_symbols(self, streams: list[bytes], height: int, width: int):
-        """(latent symbols C x h x w, means 1 x C x h x w) of one image's streams; checks every slice."""
+        """(latent symbols C x h x w, means 1 x C x h x w) of one image's streams; checks every slice.
+        Each segment's indexes come from the segments before it: the hyper-symbols give the anchors' (or the
+        whole latent's), the anchors give the non-anchors'."""
         from compressai.ans import RansDecoder
 
         lh, lw = self.latent_hw(height, width)
         hz, wz = self.hyper_hw(height, width)
-        num_hyper, _ = self.num_symbols(height, width)
-        symbols, indexes, means = [], self._hyper_indexes(height, width), None
+        bounds = self._segments(height, width)
+        num_hyper = bounds[1]
+        order = self._latent_order(lh, lw)
+        symbols, indexes, z, means = [], self._hyper_indexes(height, width), None, None
         for s, stream in zip(self._slices(height, width), streams):
             decoder = RansDecoder()
             decoder.set_stream(_pad(stream, s.stop - s.start))
-            for tables, part in self._parts(s, num_hyper):
-                if part.start == num_hyper:  # the hyper-latent is complete: the latent's conditionals
-                    z = torch.tensor(symbols, dtype=torch.float64).view(1, -1, hz, wz)
-                    means, y_indexes = self.conditionals(z, lh, lw)
-                    indexes += y_indexes.reshape(-1).tolist()
+            for k, part in self._parts(s, bounds):
+                if part.start == bounds[k] and k > 0:  # a new segment: its indexes, from what is decoded
+                    if k == 1:
+                        z = torch.tensor(symbols, dtype=torch.float64).view(1, -1, hz, wz)
+                    y_known = self._latent(symbols[num_hyper:], lh, lw) if k > 1 else None
+                    means, y_indexes = self.conditionals(z, lh, lw, y_known)  # the last segment's: all right
+                    indexes += y_indexes.reshape(-1)[order[bounds[k] - num_hyper : bounds[k + 1] - num_hyper]].tolist()
+                tables = self.z_tables if k == 0 else self.y_tables
                 decoded = decoder.decode_stream(indexes[part], *tables)
                 if max(map(abs, decoded)) >= MAX_SYMBOL:
                     raise UserError("corrupt entropy-coded stream (symbol out of range)")
                 symbols += decoded
-            if self._encode_slice(symbols, indexes, num_hyper, s) != stream:
+            if self._encode_slice(symbols, indexes, bounds, s) != stream:
                 raise UserError("corrupt entropy-coded stream (it does not re-encode to itself)")
-        return torch.tensor(symbols[num_hyper:], dtype=torch.float64).view(-1, lh, lw), means
+        return self._latent(symbols[num_hyper:], lh, lw)[0], means
 
     # ---- files
     def compress(self, images: torch.Tensor, quality: int, batch_size: int = 256) -> list[bytes]:
@@ -272,6 +325,7 @@ class HyperpriorCodec:
         c, s = self.model.latent_shape[0], self.cfg.latent_size
         return (
             f"{self.source} (model id {self.model_id.hex()}, latent {c}x{s}x{s} per 32x32, stride {self.stride}, "
-            f"mean-scale hyperprior, {self.levels} quality levels"
+            f"mean-scale hyperprior{', checkerboard context' if self.lc.context is not None else ''}, "
+            f"{self.levels} quality levels"
             + (f", encoder-side refinement {self.refine.tag})" if self.refine.steps else ")")
         )

@@ -2,9 +2,10 @@
 
 A shipped model is a folder with ``model.json`` (config, model id, how it was trained, a SHA-256 per
 file) and its state dict cut into files of at most ~4 MB: ``encoder.pt`` (backbone and latent heads),
-``decoder.pt`` and ``entropy.pt`` (the hyperprior with its coder tables). Transform weights are stored
-in float16, which is what the shipped model is: its model id and every measurement are of the
-float16-rounded weights. Files are read with ``torch.load(weights_only=True)``.
+``decoder.pt``, ``entropy.pt`` (the hyperprior with its coder tables) and, with a context,
+``context.pt``. Transform weights are stored in float16, which is what the shipped model is: its model
+id and every measurement are of the float16-rounded weights. Files are read with
+``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 
 from .. import checkpoint
-from ..config import config_from_dict
+from ..config import Config, config_from_dict
 from ..errors import UserError
 from ..files import write_atomic
 from ..models import AutoEncoder
@@ -27,12 +28,15 @@ from .refinement import NO_REFINEMENT, Refinement
 
 DEFAULT_MODEL = "codec-v2"
 MANIFEST = "model.json"
-PARTS = {
+PARTS = {  # each weight goes to the first file with its prefix; a file with no weights is not written
     "encoder.pt": ("backbone.", "to_latent.", "to_skip."),
     "decoder.pt": ("decoder.",),
+    "context.pt": ("latent_codec.context.",),
     "entropy.pt": ("latent_codec.",),
 }
 MAX_FILE_BYTES = 4_200_000
+# Models shipped once and replaced since: model id -> the last commit that ships it (its files decode there).
+RETIRED_MODELS = {"725c5da99168": "b04ec55"}
 
 
 def models_dir() -> Path:
@@ -45,8 +49,11 @@ def _sha256(path: Path) -> str:
 
 
 def _storage(name: str, t: torch.Tensor) -> torch.Tensor:
-    # Transforms in float16; the entropy model's densities, medians and tables keep their precision.
+    # Transforms in float16; the entropy model's densities, medians and tables keep their precision; a masked
+    # convolution's 0/1 mask (as large as its weight) in one byte per value.
     keep = name.startswith(("latent_codec.entropy_bottleneck.", "latent_codec.gaussian_conditional."))
+    if name.endswith(".mask"):
+        return t.to(torch.uint8)
     return t if keep or not t.is_floating_point() else t.half()
 
 
@@ -63,7 +70,9 @@ def export(run: str | Path, out: Path, recipe: str, which: str = "best") -> dict
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     for name, prefixes in PARTS.items():
-        part = {k: v for k, v in state.items() if k.startswith(prefixes)}
+        part = {k: state.pop(k) for k in list(state) if k.startswith(prefixes)}
+        if not part:
+            continue
         write_atomic(out / name, _tensor_file(part))
         files[name] = _sha256(out / name)
     manifest = {"format": "cifarae-codec-model", "config": cfg.to_dict(), "files": files, "recipe": recipe}
@@ -93,10 +102,8 @@ def read_manifest(folder: Path) -> dict:
     return manifest
 
 
-def load_shipped(
-    folder: str | Path, manifest: dict | None = None, refine: Refinement = NO_REFINEMENT
-) -> HyperpriorCodec:
-    """A shipped model folder -> HyperpriorCodec, after checking every file's SHA-256."""
+def read_shipped(folder: str | Path, manifest: dict | None = None) -> tuple[dict, Config]:
+    """(state dict, config) of a shipped model folder, after checking every file's SHA-256."""
     folder = Path(folder)
     manifest = manifest or read_manifest(folder)
     state = {}
@@ -107,7 +114,14 @@ def load_shipped(
         if _sha256(path) != digest:
             raise UserError(f"{path} does not match its checksum in {MANIFEST}; restore it (git checkout -- {path})")
         state.update(torch.load(path, map_location="cpu", weights_only=True))
-    cfg = config_from_dict(manifest["config"])
+    return state, config_from_dict(manifest["config"])
+
+
+def load_shipped(
+    folder: str | Path, manifest: dict | None = None, refine: Refinement = NO_REFINEMENT
+) -> HyperpriorCodec:
+    """A shipped model folder -> HyperpriorCodec, after checking every file's SHA-256."""
+    state, cfg = read_shipped(folder, manifest)
     model = AutoEncoder(cfg)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return HyperpriorCodec(model, cfg, source=str(folder), refine=refine)
@@ -137,6 +151,11 @@ def model_for(data: bytes) -> HyperpriorCodec:
 
     parsed = parse(data, num_streams=1)  # one-line errors, older formats too
     folder = shipped_models().get(parsed.model_id.hex())
+    if folder is None and parsed.model_id.hex() in RETIRED_MODELS:
+        raise UserError(
+            f"file was written by model {parsed.model_id.hex()}, shipped before the current one; decompress it with "
+            f"a checkout of commit {RETIRED_MODELS[parsed.model_id.hex()]}"
+        )
     if folder is None:
         raise UserError(
             f"file was written by model {parsed.model_id.hex()}, which is not among the shipped models in "
