@@ -84,6 +84,16 @@ def test_sigterm_saves_and_resume_matches_uninterrupted_run(tmp_path, synth_cach
     assert_same_weights(weights(tmp_path / "straight"), weights(interrupted))
 
 
+def test_training_gives_the_signal_handlers_back_when_it_ends(tmp_path, synth_cache):
+    """train_codec runs export and RD after training in the same process: a SIGTERM then must stop it as usual,
+    not set a flag that no loop reads any more."""
+    import train_ae
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    train_ae.main(["--data", str(synth_cache), "--out", str(tmp_path / "ae"), *TINY, "epochs=1", "train_subset=100"])
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
 def test_killed_run_resumes_from_last_epoch_checkpoint(tmp_path, synth_cache):
     args = ["--data", synth_cache, *TINY, "epochs=3", "train_subset=300", "optimizer=sgd", "lr=0.05", "ema_decay=0.9"]
     run_script("train_ae.py", "--out", tmp_path / "straight", *args)

@@ -139,15 +139,27 @@ class Lookahead:
 
 
 class StopRequest:
-    """Turns SIGTERM/SIGUSR1 (Slurm pre-emption, time limit) into a flag the loop checks."""
+    """Turns SIGTERM/SIGUSR1 (Slurm pre-emption, time limit) into a flag the loop checks, while training.
+
+    ``restore`` puts the previous handlers back when training ends, so that what runs next in the process (a
+    codec's export and RD evaluation) stops on a signal as usual; one that came after the last step is
+    raised again then.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
     def __init__(self):
-        self.requested = False
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            signal.signal(sig, self._handle)
+        self.requested, self.signum = False, None
+        self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
 
     def _handle(self, signum, frame):
-        self.requested = True
+        self.requested, self.signum = True, signum
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        if self.signum is not None:
+            signal.raise_signal(self.signum)
 
 
 def _rng_state() -> dict:
@@ -366,4 +378,5 @@ def train(
                 for key, image in task.media(eval_model, data.images["val"][:16]).items():
                     tracking.log_images(accelerator, key, image, step=global_step)
     accelerator.end_training()
+    stop.restore()
     return history
