@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from cifarae.rd import interpolate
+from cifarae.rd import bd_rate, interpolate
 
 REPO = Path(__file__).resolve().parents[1]
 OUTS = REPO / "outs"
@@ -554,6 +554,16 @@ CODEC = {  # the codec the report describes (v1): its two families and the files
 
 
 CODEC_V2 = "codec_v2/"  # the shipped v2 codec (models/codec-v2): its training history and RD evaluation
+CODEC_V2_BASE = "codec_v2_base/"  # the model it was fine-tuned from (no context, six levels): the same files
+
+
+def model_note(description: str) -> str:
+    """ "" when ``description`` (a codec's describe(), kept in its outs file) names the shipped model; else a note
+    that the figures are of the model shipped before it (outs/codec_v2_base), until they are measured again."""
+    shipped = json.loads((REPO / "models" / "codec-v2" / "model.json").read_text())["model_id"]
+    return "" if shipped in description else " (measured on the model shipped before, `outs/codec_v2_base/`)"
+
+
 CODEC_V2_FLOORS = {"psnr_at_2bpp": 34.5}  # the issue's floor at 2 bpp (at 1 bpp: AVIF's payload curve)
 
 
@@ -625,9 +635,31 @@ def codec_v2_refinement(split: str = "test") -> str | None:
     gain, avif = comps["refined_vs_plain"], comps["refined_vs_avif_payload"]
     n, steps = r["splits"][split]["num_images"], r["refinement"]["steps"]
     return md_table(header, rows) + (
-        f"\n\n{steps} refinement steps per image, {n} stratified test images. Refined against plain: ΔPSNR at 2 bpp "
+        f"\n\n{steps} refinement steps per image, {n} stratified test images{model_note(r['model'])}. Refined against "
+        f"plain: ΔPSNR at 2 bpp "
         f"{gap_cell(gain['gap_db@2bpp'])} dB, BD-rate {gap_cell(gain['bd_rate_pct'])}%. Refined against AVIF's "
         f"payload: ΔPSNR at 2 bpp {gap_cell(avif['gap_db@2bpp'])} dB, BD-rate {gap_cell(avif['bd_rate_pct'])}%."
+    )
+
+
+def codec_v2_context(split: str = "test") -> str | None:
+    """The base and the shipped model (the base with the context and three lower levels) level by level, on the
+    same images, and the BD-rate between them."""
+    base, ctx = load(f"{CODEC_V2_BASE}rd/rd.json"), load(f"{CODEC_V2}rd/rd.json")
+    if base is None or ctx is None:
+        return None
+    old, new = (r["splits"][split]["curves"]["cae"] for r in (base, ctx))
+    by_lambda = {p["rd_lambda"]: p for p in old}
+    rows = []
+    for p in new:
+        b = by_lambda.get(p["rd_lambda"])
+        rows.append([f"{p['rd_lambda']:g}", *(["-", "-"] if b is None else [f"{b['bpp']:.3f}", f"{b['psnr']:.2f}"]),
+                     f"{p['bpp']:.3f}", f"{p['psnr']:.2f}",
+                     "new" if b is None else f"{100 * (p['bpp'] / b['bpp'] - 1):+.1f}%"])  # fmt: skip
+    header = ["λ", "base bpp", "base PSNR (dB)", "shipped bpp", "shipped PSNR (dB)", "rate change"]
+    return md_table(header, rows) + (
+        f"\n\nBD-rate of the shipped model against the base: {bd_rate(new, old):+.1f}% "
+        f"({ctx['splits'][split]['num_images']} test images, whole files)."
     )
 
 
@@ -693,21 +725,30 @@ def photos() -> str | None:
         f"{max(p['bd_rate_pct'][k] for p in ps):+.0f}%)"
         for k, n in names.items()
     )
-    return f"Photos: {sizes}. Ours spans {low:.2f}–{high:.2f} bpp on them. Mean BD-rate against {rates}."
+    return (
+        f"Photos: {sizes}. Ours{model_note(r['model'])} spans {low:.2f}–{high:.2f} bpp on them. Mean BD-rate "
+        f"against {rates}."
+    )
 
 
 def codec_v2_training() -> str | None:
-    """The shipped codec's training, epoch by epoch, as one sentence (validation at its middle level)."""
-    h = load(f"{CODEC_V2}history.json")
-    if h is None:
+    """The shipped codec's two trainings, epoch by epoch, as one sentence each (validation at each one's middle
+    level): the base from scratch (cpu.yaml), then the fine-tune that added the context (cpu_context.yaml)."""
+    runs = [(load(f"{folder}history.json"), load(f"{folder}config.yaml")) for folder in (CODEC_V2_BASE, CODEC_V2)]
+    if any(h is None or c is None for h, c in runs):
         return None
-    psnr = " → ".join(f"{r['val_psnr']:.2f}" for r in h)
-    bpp = " → ".join(f"{r['val_bpp_estimate']:.2f}" for r in h)
-    minutes = sum(r["epoch_time_s"] for r in h) / 60
-    return (
-        f"Validation PSNR at the middle level {psnr} dB over its {len(h)} epochs, at an estimated {bpp} bpp "
-        f"({minutes:.0f} min in all)."
-    )
+    sentences = []
+    names = ("The base, from scratch (`codec/cpu.yaml`)", "The fine-tune (`codec/cpu_context.yaml`)")
+    for (h, c), what in zip(runs, names):
+        lambdas = c["rd_lambdas"]
+        psnr = " → ".join(f"{r['val_psnr']:.2f}" for r in h)
+        bpp = " → ".join(f"{r['val_bpp_estimate']:.2f}" for r in h)
+        minutes = sum(r["epoch_time_s"] for r in h) / 60
+        sentences.append(
+            f"{what}: validation PSNR at its middle level (λ = {lambdas[(len(lambdas) - 1) // 2]:g}) {psnr} dB over "
+            f"{len(h)} epochs, at an estimated {bpp} bpp ({minutes:.0f} min)."
+        )
+    return " ".join(sentences)
 
 
 def cell(v, digits=2):
@@ -920,12 +961,17 @@ def design_loop() -> str | None:
                    if "skip_ste" in k and r["rd_lambda"] == 0.04)  # fmt: skip
         gain = {p: load(f"{p}/rd.json")["floors"]["test"]["vs_webp@2bpp"]["gain_db"]
                 for p in ("codec_refine/plain", "codec_refine/rd", "codec_long3/rd", "codec_ctx/rd")}  # fmt: skip
-        streams = {k: load(f"{CODEC_V2}rd/{k}.json")["splits"]["test"] for k in ("rd_format2", "rd")}
+        streams = {k: load(f"{CODEC_V2_BASE}rd/{k}.json")["splits"]["test"] for k in ("rd_format2", "rd")}
+        shipped = load(f"{CODEC_V2}rd/rd.json")["splits"]["test"]
     except (TypeError, KeyError, StopIteration):
         return None
     ctl = qg[0.04]
     bd_avif = [streams[k]["comparisons"]["avif_payload"]["bd_rate_pct"]["value"] for k in ("rd_format2", "rd")]
     low_bpp = [streams[k]["curves"]["cae"][0]["bpp"] for k in ("rd_format2", "rd")]
+    pair = (("base", streams["rd"]), ("ctx", shipped))
+    ctx = {k: t["comparisons"]["avif_payload"]["bd_rate_pct"]["value"] for k, t in pair}
+    at2 = {k: interpolate(t["curves"]["cae"], 2.0) for k, t in pair}
+    span = {k: f"{t['curves']['cae'][0]['bpp']:.2f}–{t['curves']['cae'][-1]['bpp']:.2f}" for k, t in pair}
     pct = lambda v: f"{100 * v:.2f}%"  # noqa: E731
     psnr = {
         k: f"{m['psnr_dataset']:.2f}" for k, m in (("cpu", ae0), ("gpu", ae1), *((c, neck[c]) for c in (3, 12, 24)))
@@ -977,7 +1023,11 @@ def design_loop() -> str | None:
         ["codec v2", "one rANS stream per image instead of one per entropy model (file format 2 → 3), same model",
          f"BD-rate against AVIF's payload {bd_avif[0]:+.1f} → {bd_avif[1]:+.1f}%, lowest level "
          f"{low_bpp[0]:.3f} → {low_bpp[1]:.3f} bpp",
-         "`outs/codec_v2/rd/rd_format2.json` → `rd.json`"],
+         "`outs/codec_v2_base/rd/rd_format2.json` → `rd.json`"],
+        ["codec v2", "+ checkerboard context and three lower levels (λ down to 0.0005), fine-tuned 2 epochs (CPU)",
+         f"BD-rate against AVIF's payload {ctx['base']:+.1f} → {ctx['ctx']:+.1f}%, PSNR at 2 bpp "
+         f"{cell(at2['base'])} → {cell(at2['ctx'])} dB, span {span['base']} → {span['ctx']} bpp",
+         "`outs/codec_v2_base/rd/rd.json` → `outs/codec_v2/rd/rd.json`"],
     ]  # fmt: skip
     return md_table(
         ["#", "product", "what changed", "measured before → after", "source"], [[i + 1, *r] for i, r in enumerate(rows)]
@@ -1056,7 +1106,8 @@ def readme_results() -> str | None:
             gain = t["comparisons"]["refined_vs_plain"]["bd_rate_pct"]["value"]
             codec_rows.append(
                 [f"encoder-side refinement ({refined['refinement']['steps']} steps), BD-rate vs plain, "
-                 f"{t['num_images']} test images", "-" if gain is None else f"{gain:+.1f} %"]
+                 f"{t['num_images']} test images{model_note(refined['model'])}",
+                 "-" if gain is None else f"{gain:+.1f} %"]
             )  # fmt: skip
     codec_rows = [[*row, section["codec"]] for row in codec_rows]
     rows = [
@@ -1202,12 +1253,12 @@ def jpeg_grid() -> str | None:
         f"Measured on {g['images'].split(' of ')[0]} (`experiments/codec/jpeg_grid.py`): moving the JPEG grid off "
         f"AV1's by 4 pixels instead of 16 costs AVIF's payload {cost('padded/avif_payload')} when the images are "
         f"padded (a lower bound) and {cost('rolled/avif_payload')} when they are rolled (an upper bound: the roll's "
-        f"seam lands inside AV1's blocks too), and the shipped codec {cost('rolled/codec')}."
+        f"seam lands inside AV1's blocks too), and the shipped codec{model_note(g['codec'])} {cost('rolled/codec')}."
     )
 
 
 def context_probe() -> str | None:
-    """Would a checkerboard context pay on the shipped codec: its rate saving per level (a sentence)."""
+    """Would a checkerboard context pay on the codec without one (the base): its rate saving per level (a sentence)."""
     g = load("codec_context_probe/probe.json")
     if g is None:
         return None
@@ -1215,7 +1266,7 @@ def context_probe() -> str | None:
     saving = ", ".join(f"q{r['level']} {r['rate_saving_pct']:.1f}%" for r in levels)
     dpsnr = [r["context"]["psnr"] - r["hyperprior"]["psnr"] for r in levels]
     return (
-        f"A checkerboard context fitted on the shipped codec's frozen transforms and hyperprior "
+        f"A checkerboard context fitted on the base codec's frozen transforms and hyperprior "
         f"(`experiments/codec/context_probe.py`: {a['epochs']} epochs on {a['train']:,} training images, "
         f"{g['minutes']:.0f} min on one core) saves, on {a['val']:,} validation images (no coder), {saving} "
         f"of the estimated bits (latent and hyper-latent), at PSNR changes of {min(dpsnr):+.2f} to "
@@ -1320,6 +1371,7 @@ TABLES = {
     "codec_v2_floors": (codec_v2_floors, "experiments/codec/v2.sh DATA"),
     "codec_v2_training": (codec_v2_training, "experiments/codec/v2.sh DATA"),
     "codec_v2_refinement": (codec_v2_refinement, "experiments/codec/refine_v2.sh DATA"),
+    "codec_v2_context": (codec_v2_context, "experiments/codec/v2.sh DATA"),
     "clf_parity": (clf_parity, "experiments/classifier/parity.sh DATA"),
     "photos": (photos, "experiments/generalisation/photos.sh"),
     "run_ae_metrics": (run_ae_metrics, "experiments/report/run.sh DATA"),
@@ -1331,7 +1383,7 @@ TABLES = {
     "run_jobs": (run_jobs, "experiments/report/run.sh DATA"),
     "objectives": (objectives, "experiments/report/objectives.sh DATA"),
     "jpeg_grid": (jpeg_grid, "experiments/codec/jpeg_grid.py --data DATA"),
-    "context_probe": (context_probe, "experiments/codec/context_probe.py --data DATA"),
+    "context_probe": (context_probe, "experiments/codec/context_probe.py --data DATA --model RUNS/codec_v2_base/model"),
 }
 
 

@@ -75,7 +75,7 @@ def main(argv=None):
         "what": " ".join(__doc__.split("\n\n")[1].split()),
         "images": f"{args.images} stratified test images (seed 0) of {args.data}",
         "avif_settings": {"qualities": list(AVIF_QUALITIES), "speed": 0, "subsampling": "4:4:4"},
-        "codec": "the shipped codec (models/codec-v2), every quality level, whole files",
+        "codec": f"the shipped codec, every quality level, whole files: {codec.describe()}",
         "points": points,
         "misaligned_vs_aligned": {
             f"{how}/{coder}": summary(points[how]["aligned"][coder], points[how]["misaligned"][coder])
