@@ -65,7 +65,7 @@ class CheckerboardContext(nn.Module):
         from compressai.layers import CheckerboardMaskedConv2d
 
         c, c2 = channels, 2 * channels
-        # C features from the anchors (5 x 5, of which the 12 anchor taps are live): ~2.9 MB at full width.
+        # C features from the anchors (5 x 5, of which the 12 anchor taps are live): the most of context.pt.
         self.context = CheckerboardMaskedConv2d(c, c, 5, padding=2)
         self.fuse = nn.Sequential(
             nn.Conv2d(c2 + c, c2, 1), nn.ReLU(), nn.Conv2d(c2, c2, 1), nn.ReLU(), nn.Conv2d(c2, c2, 1)
