@@ -2,9 +2,9 @@
 # The shipped v2 codec (models/codec-v2) and its figures in REPORT.md, in two recipes through src/train_codec.py
 # (train -> export -> rd), each measured on the same 2,000 stratified test images:
 #   1. jobs/configs/codec/cpu.yaml into RUNS/codec_v2_base: the hyperprior with six levels, 4 epochs
-#      (~75 min of one core) -> outs/codec_v2_base (the design loop's "before");
-#   2. jobs/configs/codec/cpu_context.yaml from it into RUNS/codec_v2: a checkerboard context and three lower
-#      levels, 2 epochs (~40 min) -> models/codec-v2 and outs/codec_v2.
+#      (~75 min on one core) -> outs/codec_v2_base (the design loop's "before");
+#   2. jobs/configs/codec/cpu_context.yaml from it into RUNS/codec_v2: a checkerboard context and four lower
+#      levels, 4 epochs (~40 min with OMP_NUM_THREADS=2) -> models/codec-v2 and outs/codec_v2.
 #
 #   bash experiments/codec/v2.sh DATA [RUNS]    DATA: CIFAR-10 source (the JPEG archive); RUNS: default runs
 #   RD_ONLY=1 bash experiments/codec/v2.sh DATA [RUNS]   only the RD evaluation, of the shipped model as it is
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/../.."
 DATA=${1:?usage: experiments/codec/v2.sh DATA [RUNS]}
 RUNS=${2:-runs}
 PY=${PY:-.venv/bin/python}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 mkdir -p outs/codec_v2/rd outs/codec_v2_base/rd "$RUNS/codec_v2/rd"
 if [[ -n ${RD_ONLY:-} ]]; then
