@@ -571,7 +571,7 @@ def model_note(description: str) -> str:
     return f" (measured on an earlier model{f', {model_id[1]}' if model_id else ''})"
 
 
-CODEC_V2_FLOORS = {"psnr_at_2bpp": 34.5}  # the floor at 2 bpp (at 1 bpp: AVIF's payload curve)
+CODEC_V2_FLOORS = {"psnr_at_2bpp": 34.5, "span_bpp": (0.5, 3.0)}  # the (at 1 bpp: AVIF's payload curve)
 
 
 def codec_v2_points(split: str = "test") -> str | None:
@@ -611,7 +611,10 @@ def codec_v2_floors(split: str = "test") -> str | None:
     at2 = interpolate(curves["cae"], 2.0)
     avif2 = interpolate(curves["avif_payload"], 2.0)
     floor2 = CODEC_V2_FLOORS["psnr_at_2bpp"]
+    (low, high), bpps = CODEC_V2_FLOORS["span_bpp"], [p["bpp"] for p in curves["cae"]]
     rows = [
+        [f"levels span {low}–{high} bpp", f"{min(bpps):.2f}–{max(bpps):.2f} bpp",
+         "pass" if min(bpps) <= low and max(bpps) >= high else "FAIL"],
         ["1 bpp: PSNR ≥ AVIF payload's", "-" if at1 is None else f"{at1:+.2f} dB",
          "pass" if at1 is not None and at1 >= 0 else "FAIL"],
         [f"2 bpp: PSNR ≥ {floor2} dB", cell(at2), "pass" if at2 is not None and at2 >= floor2 else "FAIL"],

@@ -4,7 +4,7 @@
 # (src/cifarae/codec/hyperprior_codec.py: Adam on the image's own rate + lambda * 255^2 * MSE), on a
 # stratified subset of 400 test images, with the paired gain (bootstrap) and both against AVIF, WebP
 # and JPEG. Refinement encodes one image at a time at ~1 img/s on one core, so this subset is smaller than
-# the main evaluation's 2,000 (outs/codec_v2/rd). One core, ~70 min for nine levels.
+# the main evaluation's 2,000 (outs/codec_v2/rd). One core, more than an hour for ten levels.
 #
 #   bash experiments/codec/refine_v2.sh DATA
 set -euo pipefail

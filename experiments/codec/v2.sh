@@ -10,7 +10,7 @@
 #   RD_ONLY=1 bash experiments/codec/v2.sh DATA [RUNS]   only the RD evaluation, of the shipped model as it is
 #                                                         (after a change of the file format or the coder)
 #
-# Resumable: training continues from last.pt and finished steps are skipped. Each RD evaluation takes ~10 min
+# Resumable: training continues from last.pt and finished steps are skipped. Each RD evaluation takes ~40 min
 # for the codec; AVIF at speed 0 takes ~30 min more, once (its curve is cached in rd/baselines/ and shared).
 # On a GPU use jobs/configs/codec/full.yaml (the pipeline's recipe).
 set -euo pipefail
