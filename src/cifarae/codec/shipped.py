@@ -118,13 +118,14 @@ def read_shipped(folder: str | Path, manifest: dict | None = None) -> tuple[dict
 
 
 def load_shipped(
-    folder: str | Path, manifest: dict | None = None, refine: Refinement = NO_REFINEMENT
+    folder: str | Path, manifest: dict | None = None, refine: Refinement = NO_REFINEMENT, source: str | None = None
 ) -> HyperpriorCodec:
-    """A shipped model folder -> HyperpriorCodec, after checking every file's SHA-256."""
+    """A shipped model folder -> HyperpriorCodec, after checking every file's SHA-256. ``source`` names it in
+    describe() (default: the folder as given)."""
     state, cfg = read_shipped(folder, manifest)
     model = AutoEncoder(cfg)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return HyperpriorCodec(model, cfg, source=str(folder), refine=refine)
+    return HyperpriorCodec(model, cfg, source=source or str(folder), refine=refine)
 
 
 def shipped_models() -> dict[str, Path]:
@@ -142,7 +143,8 @@ def default_model(refine: Refinement = NO_REFINEMENT) -> HyperpriorCodec:
     folder = models_dir() / DEFAULT_MODEL
     if not (folder / MANIFEST).is_file():
         raise UserError(f"no shipped codec at {folder}; pass --model RUN (a codec run) or restore models/")
-    return load_shipped(folder, refine=refine)
+    # named as users know it, not by this machine's absolute path (describe() is kept in outs/ files)
+    return load_shipped(folder, refine=refine, source=f"models/{DEFAULT_MODEL}")
 
 
 def model_for(data: bytes) -> HyperpriorCodec:
