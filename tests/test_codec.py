@@ -240,14 +240,15 @@ def test_exact_context_reads_only_the_anchors_and_matches_the_float_context(v2):
     z = torch.randint(-4, 5, (3, lc.entropy_bottleneck.channels, 4, 4), generator=gen).double()
     y = torch.randint(-8, 9, (3, c, 8, 8), generator=gen).double()
     anchors = anchor_mask(8, 8).bool().expand_as(y)
-    means, indexes = v2.conditionals(z, 8, 8, y)
-    hyper_means, hyper_indexes = v2.conditionals(z, 8, 8)
+    params = v2.hyper_params(z, 8, 8)
+    means, indexes = v2.conditionals(params, y)
+    hyper_means, hyper_indexes = v2.conditionals(params)
     assert torch.equal(means[anchors], hyper_means[anchors]) and torch.equal(indexes[anchors], hyper_indexes[anchors])
     assert not torch.equal(means, hyper_means)  # the trained context moves the non-anchors
     assert torch.equal(means * 2**12, torch.floor(means * 2**12))
-    assert torch.equal(means[1:2], v2.conditionals(z[1:2], 8, 8, y[1:2])[0])
+    assert torch.equal(means[1:2], v2.conditionals(v2.hyper_params(z[1:2], 8, 8), y[1:2])[0])
     scrambled = torch.where(anchors, y, torch.randint(-50, 50, y.shape, generator=gen).double())
-    scrambled_means, scrambled_indexes = v2.conditionals(z, 8, 8, scrambled)
+    scrambled_means, scrambled_indexes = v2.conditionals(params, scrambled)
     assert torch.equal(scrambled_means, means) and torch.equal(scrambled_indexes, indexes)
     with torch.no_grad():
         hyper = v2.hyper(z)[:, :, :8, :8] / 2**12

@@ -79,7 +79,7 @@ class HyperpriorCodec:
             self.context = ExactNetwork([lc.context.context], in_bits=FRACTION_BITS)
             self.fuse = ExactNetwork(lc.context.fuse, in_bits=FRACTION_BITS)
         self.medians = lc.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1).clone()
-        self.scale_codes = lc.scale_codes[:-1].view(-1, 1)  # index = how many of these the log-scale exceeds
+        self.scale_codes = lc.scale_codes[:-1].contiguous()  # index = how many of these the log-scale exceeds
         self.z_tables = _coder_tables(lc.entropy_bottleneck)
         self.y_tables = _coder_tables(lc.gaussian_conditional)
         self.model_id = self._identity()
@@ -138,13 +138,18 @@ class HyperpriorCodec:
         return quality
 
     # ---- the exact side information: hyper-symbols (and anchors) -> (means, scale indexes)
+    def hyper_params(self, z_symbols: torch.Tensor, lh: int, lw: int) -> torch.Tensor:
+        """The hyperprior's (means, log-scales) of every latent position, N x 2C x h x w: integers at
+        2**FRACTION_BITS. Computed once per image and shared by both of a context's segments."""
+        return self.hyper(z_symbols)[:, :, :lh, :lw]
+
     def conditionals(
-        self, z_symbols: torch.Tensor, lh: int, lw: int, y_symbols: torch.Tensor | None = None
+        self, params: torch.Tensor, y_symbols: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(means, scale indexes) of every latent position. With a context, the non-anchors' need the anchors'
-        symbols (``y_symbols``, N x C x h x w: only its anchors are read); without them, the hyperprior's."""
-        c = self.model.latent_shape[0]
-        params = self.hyper(z_symbols)[:, :, :lh, :lw]  # integers at 2**FRACTION_BITS
+        """(means, scale indexes) of every latent position from ``hyper_params``. With a context, the
+        non-anchors' need the anchors' symbols (``y_symbols``, N x C x h x w: only its anchors are read);
+        without them, the hyperprior's."""
+        c, (lh, lw) = self.model.latent_shape[0], params.shape[-2:]
         if self.lc.context is not None and y_symbols is not None:
             anchors = anchor_mask(lh, lw).to(torch.float64)
             anchors_hat = (y_symbols.to(torch.float64) * 2**FRACTION_BITS + params[:, :c]) * anchors
@@ -152,12 +157,11 @@ class HyperpriorCodec:
             params = params + delta * (1 - anchors)
         means = params[:, :c] / 2**FRACTION_BITS  # exact: an integer over a power of two
         codes = params[:, c:].to(torch.int64)
-        indexes = (codes.unsqueeze(-1) > self.scale_codes.view(1, 1, 1, 1, -1)).sum(-1)
-        return means, indexes.to(torch.int32)
+        return means, torch.bucketize(codes, self.scale_codes).to(torch.int32)
 
-    # ---- analysis: images -> (hyper-symbols, latent symbols)
+    # ---- analysis: images -> (hyper-symbols, latent symbols, the latent's scale indexes)
     @torch.no_grad()
-    def symbols(self, images: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def symbols(self, images: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         _, _, height, width = images.shape
         lh, lw = self.latent_hw(height, width)
         x = images.to(torch.float64).div(255)
@@ -167,10 +171,11 @@ class HyperpriorCodec:
         if self.refine.steps:
             y_g = self.refined(y_g, x[:, :, :height, :width], quality)
         z_symbols = torch.round(self.lc.h_a(y_g) - self.medians)
-        means, _ = self.conditionals(z_symbols, lh, lw)
+        params = self.hyper_params(z_symbols, lh, lw)  # exact: the same for an image alone or in a batch
+        means, indexes = self.conditionals(params)
         if self.lc.context is not None:  # the anchors' symbols (means unchanged there) give the others'
-            means, _ = self.conditionals(z_symbols, lh, lw, torch.round(y_g - means))
-        return z_symbols.to(torch.int64), torch.round(y_g - means).to(torch.int64)
+            means, indexes = self.conditionals(params, torch.round(y_g - means))
+        return z_symbols.to(torch.int64), torch.round(y_g - means).to(torch.int64), indexes
 
     def refined(self, y_g: torch.Tensor, target: torch.Tensor, quality: int) -> torch.Tensor:
         """Gained latents moved by ``self.refine`` on each image's own rate + lambda * 255^2 * MSE, the
@@ -210,10 +215,10 @@ class HyperpriorCodec:
         """What the files of ``images`` decode to, without the entropy coder."""
         _, _, height, width = images.shape
         lh, lw = self.latent_hw(height, width)
-        z, y = self.symbols(images, quality)
+        z, y, _ = self.symbols(images, quality)
         out = []
         for zi, yi in zip(z, y):
-            means, _ = self.conditionals(zi.unsqueeze(0), lh, lw, yi.unsqueeze(0))
+            means, _ = self.conditionals(self.hyper_params(zi.unsqueeze(0), lh, lw), yi.unsqueeze(0))
             out.append(self.synthesize(yi, means, quality, height, width))
         return torch.stack(out)
 
@@ -239,20 +244,22 @@ class HyperpriorCodec:
             encoder.encode_with_indexes(symbols[part], indexes[part], *(self.z_tables if k == 0 else self.y_tables))
         return encoder.flush()
 
-    def encode_symbols(self, z: torch.Tensor, y: torch.Tensor, height: int, width: int) -> list[bytes]:
+    def encode_symbols(
+        self, z: torch.Tensor, y: torch.Tensor, y_indexes: torch.Tensor, height: int, width: int
+    ) -> list[bytes]:
+        """One image's symbols (and the latent's scale indexes, from ``symbols``) -> its slices' streams."""
         lh, lw = self.latent_hw(height, width)
         if y.abs().max() >= MAX_SYMBOL or z.abs().max() >= MAX_SYMBOL:
             raise UserError("latent out of the entropy coder's range")
-        _, y_indexes = self.conditionals(z.unsqueeze(0), lh, lw, y.unsqueeze(0))
         order = self._latent_order(lh, lw)
         symbols = z.reshape(-1).tolist() + y.reshape(-1)[order].tolist()
         indexes = self._hyper_indexes(height, width) + y_indexes.reshape(-1)[order].tolist()
         bounds = self._segments(height, width)
         return [self._encode_slice(symbols, indexes, bounds, s) for s in self._slices(height, width)]
 
-    def _latent(self, symbols: list[int], lh: int, lw: int) -> torch.Tensor:
-        """The latent symbols decoded so far (coding order) -> 1 x C x h x w, zero where not decoded yet."""
-        order = self._latent_order(lh, lw)
+    @staticmethod
+    def _latent(symbols: list[int], order: torch.Tensor, lh: int, lw: int) -> torch.Tensor:
+        """The latent symbols decoded so far (in ``_latent_order``) -> 1 x C x h x w, zero where not decoded yet."""
         y = torch.zeros(len(order), dtype=torch.float64)
         y[order[: len(symbols)]] = torch.tensor(symbols, dtype=torch.float64)
         return y.view(1, -1, lh, lw)
@@ -268,7 +275,7 @@ class HyperpriorCodec:
         bounds = self._segments(height, width)
         num_hyper = bounds[1]
         order = self._latent_order(lh, lw)
-        symbols, indexes, z, means = [], self._hyper_indexes(height, width), None, None
+        symbols, indexes, params, means = [], self._hyper_indexes(height, width), None, None
         for s, stream in zip(self._slices(height, width), streams):
             decoder = RansDecoder()
             decoder.set_stream(_pad(stream, s.stop - s.start))
@@ -276,8 +283,9 @@ class HyperpriorCodec:
                 if part.start == bounds[k] and k > 0:  # a new segment: its indexes, from what is decoded
                     if k == 1:
                         z = torch.tensor(symbols, dtype=torch.float64).view(1, -1, hz, wz)
-                    y_known = self._latent(symbols[num_hyper:], lh, lw) if k > 1 else None
-                    means, y_indexes = self.conditionals(z, lh, lw, y_known)  # the last segment's: all right
+                        params = self.hyper_params(z, lh, lw)
+                    y_known = self._latent(symbols[num_hyper:], order, lh, lw) if k > 1 else None
+                    means, y_indexes = self.conditionals(params, y_known)  # the last segment's: all right
                     indexes += y_indexes.reshape(-1)[order[bounds[k] - num_hyper : bounds[k + 1] - num_hyper]].tolist()
                 tables = self.z_tables if k == 0 else self.y_tables
                 decoded = decoder.decode_stream(indexes[part], *tables)
@@ -286,7 +294,7 @@ class HyperpriorCodec:
                 symbols += decoded
             if self._encode_slice(symbols, indexes, bounds, s) != stream:
                 raise UserError("corrupt entropy-coded stream (it does not re-encode to itself)")
-        return self._latent(symbols[num_hyper:], lh, lw)[0], means
+        return self._latent(symbols[num_hyper:], order, lh, lw)[0], means
 
     # ---- files
     def compress(self, images: torch.Tensor, quality: int, batch_size: int = 256) -> list[bytes]:
@@ -298,8 +306,8 @@ class HyperpriorCodec:
         fmt.check_size(height, width)
         out = []
         for start in range(0, len(images), batch_size):
-            for z, y in zip(*self.symbols(images[start : start + batch_size], quality)):
-                streams = self.encode_symbols(z, y, height, width)
+            for z, y, y_indexes in zip(*self.symbols(images[start : start + batch_size], quality)):
+                streams = self.encode_symbols(z, y, y_indexes, height, width)
                 out.append(pack(width, height, self.model_id, streams, quality))
         return out
 
