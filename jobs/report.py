@@ -1343,6 +1343,10 @@ TABLES = {
     "bench": (bench, "make bench"),
     "bench_idle": (lambda: bench("bench_idle.json"), "bench/bench.py --only loader,ae,clf --out outs/bench_idle.json"),
     "bench_convs": (lambda: bench("bench_convs.json"), "experiments/autoencoder/run.sh"),
+    "bench_codec": (
+        lambda: bench("bench_codec.json"),
+        "bench/bench.py --data DATA --only codec --threads 1 --out outs/bench_codec.json",
+    ),
     "full_ae_metrics": (lambda: ae_metrics("full/"), "experiments/gpu/run.sh collect"),
     "full_hyperparameters": (lambda: hyperparameters("full/"), "experiments/gpu/run.sh collect"),
     "full_grid": (lambda: grid("full/"), "experiments/gpu/run.sh collect"),
