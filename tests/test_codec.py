@@ -784,6 +784,10 @@ def test_the_shipped_model_works_right_after_setup(tmp_path, capsys, images, mon
     shipped_codec = load_shipped(folder)
     expected = shipped_codec.reconstruct(images[3:4], shipped_codec.levels // 2)[0]
     assert torch.equal(load_png(tmp_path / "a_out.png"), expected)
+    # the README's usage line and the CLI's help state the shipped model's quality range
+    top = shipped_codec.levels - 1
+    assert f"[--quality 0-{top}]" in (REPO / "README.md").read_text()
+    assert f"quality levels 0 (smallest files) .. {top})" in " ".join((REPO / "src" / "codec.py").read_text().split())
 
 
 def rd_cost(codec: HyperpriorCodec, images: torch.Tensor, files: list[bytes], quality: int) -> float:
