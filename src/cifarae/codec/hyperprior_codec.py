@@ -18,8 +18,8 @@ input, so each slice is decoded from a copy padded with zeros by the most a forg
 ahead (1092 bytes per symbol + 120 per stream byte), and re-encoded to check it.
 
 Encoder-side refinement (``refine``, off by default) moves each image's gained latents y_g by a few
-Adam steps on the training loss (bits + lambda * 255^2 * MSE, at its level's lambda) before coding; the
-files and the decoder are unchanged.
+Adam steps on the training loss (bits + lambda * 255^2 * MSE, at its level's lambda) before coding, and
+keeps the refined file only where it costs less than the plain one; the format and the decoder are unchanged.
 """
 
 from __future__ import annotations
@@ -161,14 +161,18 @@ class HyperpriorCodec:
 
     # ---- analysis: images -> (hyper-symbols, latent symbols, the latent's scale indexes)
     @torch.no_grad()
-    def symbols(self, images: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def symbols(
+        self, images: torch.Tensor, quality: int, refine: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(hyper-symbols, latent symbols, the latent's scale indexes) of each image; ``refine``: of its
+        latents after ``self.refine``'s steps."""
         _, _, height, width = images.shape
         lh, lw = self.latent_hw(height, width)
         x = images.to(torch.float64).div(255)
         x = F.pad(x, (0, lw * self.stride - width, 0, lh * self.stride - height), mode="replicate")
         q = torch.full((len(x),), quality, dtype=torch.long)
         y_g = self.model.encode(x) * self.lc.gains(q)
-        if self.refine.steps:
+        if refine and self.refine.steps:
             y_g = self.refined(y_g, x[:, :, :height, :width], quality)
         z_symbols = torch.round(self.lc.h_a(y_g) - self.medians)
         params = self.hyper_params(z_symbols, lh, lw)  # exact: the same for an image alone or in a batch
@@ -212,7 +216,7 @@ class HyperpriorCodec:
         return to_uint8(self.model.decode(y_hat)[0, :, :height, :width])
 
     def reconstruct(self, images: torch.Tensor, quality: int) -> torch.Tensor:
-        """What the files of ``images`` decode to, without the entropy coder."""
+        """What the plain (unrefined) files of ``images`` decode to, without the entropy coder."""
         _, _, height, width = images.shape
         lh, lw = self.latent_hw(height, width)
         z, y, _ = self.symbols(images, quality)
@@ -306,10 +310,32 @@ class HyperpriorCodec:
         fmt.check_size(height, width)
         out = []
         for start in range(0, len(images), batch_size):
-            for z, y, y_indexes in zip(*self.symbols(images[start : start + batch_size], quality)):
-                streams = self.encode_symbols(z, y, y_indexes, height, width)
-                out.append(pack(width, height, self.model_id, streams, quality))
+            batch = images[start : start + batch_size]
+            files = self._files(batch, quality, refine=False)
+            if self.refine.steps:
+                # Refinement descends the training loss (noisy rate, straight-through decoder), which at low
+                # rates can make the real file cost more: per image, keep the cheaper file (plain on a tie).
+                refined = self._files(batch, quality, refine=True)
+                lam = self.cfg.level_lambdas[quality] * self.refine.lambda_scale
+                files = [
+                    min(pair, key=lambda data, image=image: self.rd_cost(data, image, lam))
+                    for pair, image in zip(zip(files, refined), batch)
+                ]
+            out += files
         return out
+
+    def _files(self, images: torch.Tensor, quality: int, refine: bool) -> list[bytes]:
+        height, width = images.shape[-2:]
+        return [
+            pack(width, height, self.model_id, self.encode_symbols(z, y, y_indexes, height, width), quality)
+            for z, y, y_indexes in zip(*self.symbols(images, quality, refine))
+        ]
+
+    def rd_cost(self, data: bytes, image: torch.Tensor, rd_lambda: float) -> float:
+        """What refinement minimises, measured on the real file: its bits per pixel + rd_lambda * 255^2 * MSE
+        of what it decodes to (``image``: 3 x H x W uint8)."""
+        mse = (self.decompress(data).double() - image.double()).div(255).pow(2).mean().item()
+        return 8 * len(data) / image[0].numel() + rd_lambda * 255**2 * mse
 
     def parse(self, data: bytes) -> Parsed:
         first = parse(data, num_streams=1)  # magic, version, checksum, size

@@ -3,7 +3,8 @@
 The encoder's latents are a good first guess that a few Adam steps on each image's own rate +
 lambda * 255^2 * MSE improve, with the decoder and entropy model fixed. Only encoding gets slower; the
 files and the decoder are unchanged (the file stores the rounded result, so the model id stays).
-HyperpriorCodec.refined builds the loss; this module holds the settings and the loop.
+HyperpriorCodec.refined builds the loss; HyperpriorCodec.compress keeps, per image, whichever of the
+plain and the refined file costs less on the real file; this module holds the settings and the loop.
 """
 
 from __future__ import annotations
