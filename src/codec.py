@@ -11,7 +11,7 @@ but the one that wrote it, and a file of the removed v1 format with a one-line "
 error.
 OUT is a directory (one <stem>.cae per image), or a file name ending in .cae when there is a single
 image. --refine-steps N spends N optimisation steps per image at encoding time for a better
-rate-distortion point.
+rate-distortion point, and keeps the plain file where refining does not pay.
 """
 
 from __future__ import annotations
