@@ -554,20 +554,22 @@ CODEC = {  # the codec the report describes (v1): its two families and the files
 
 
 CODEC_V2 = "codec_v2/"  # the shipped v2 codec (models/codec-v2): its training history and RD evaluation
-CODEC_V2_BASE = "codec_v2_base/"  # the model it was fine-tuned from (no context, six levels): the same files
+CODEC_V2_CONTEXT = "codec_v2_context/"  # the model it continued (cpu_context.yaml): the same files
+CODEC_V2_BASE = "codec_v2_base/"  # the model that one fine-tuned (no context, six levels): the same files
 
 
 def model_note(description: str) -> str:
     """ "" when ``description`` (a codec's describe(), kept in its outs file) names the shipped model; else a note
-    naming the earlier model the figures are of (the base, outs/codec_v2_base, or an id), until they are measured
-    again."""
+    naming the earlier model the figures are of (the context fine-tune, the base, or an id), until they are
+    measured again."""
     shipped = json.loads((REPO / "models" / "codec-v2" / "model.json").read_text())["model_id"]
     if shipped in description:
         return ""
     model_id = re.search(r"model id (\w+)", description)
-    base = load(f"{CODEC_V2_BASE}rd/rd.json")
-    if model_id and base is not None and model_id[1] in base["model"]:
-        return f" (measured on the base model, `outs/{CODEC_V2_BASE}`)"
+    for folder, name in ((CODEC_V2_CONTEXT, "the context fine-tune"), (CODEC_V2_BASE, "the base model")):
+        earlier = load(f"{folder}rd/rd.json")
+        if model_id and earlier is not None and model_id[1] in earlier["model"]:
+            return f" (measured on {name}, `outs/{folder}`)"
     return f" (measured on an earlier model{f', {model_id[1]}' if model_id else ''})"
 
 
@@ -652,25 +654,31 @@ def codec_v2_refinement(split: str = "test") -> str | None:
     )
 
 
-def codec_v2_context(split: str = "test") -> str | None:
-    """The base and the shipped model (the base with the context and four lower levels) level by level, on the
-    same images, and the BD-rate between them."""
-    base, ctx = load(f"{CODEC_V2_BASE}rd/rd.json"), load(f"{CODEC_V2}rd/rd.json")
-    if base is None or ctx is None:
+def level_changes(before: str, after: str, names: tuple[str, str], split: str = "test") -> str | None:
+    """Two models' RD evaluations (outs folders) level by level, matched by λ, on the same images, and the
+    BD-rate of ``after`` against ``before``."""
+    old_r, new_r = load(f"{before}rd/rd.json"), load(f"{after}rd/rd.json")
+    if old_r is None or new_r is None:
         return None
-    old, new = (r["splits"][split]["curves"]["cae"] for r in (base, ctx))
+    old, new = (r["splits"][split]["curves"]["cae"] for r in (old_r, new_r))
     by_lambda = {p["rd_lambda"]: p for p in old}
     rows = []
     for p in new:
         b = by_lambda.get(p["rd_lambda"])
         rows.append([f"{p['rd_lambda']:g}", *(["-", "-"] if b is None else [f"{b['bpp']:.3f}", f"{b['psnr']:.2f}"]),
                      f"{p['bpp']:.3f}", f"{p['psnr']:.2f}",
-                     "new" if b is None else f"{100 * (p['bpp'] / b['bpp'] - 1):+.1f}%"])  # fmt: skip
-    header = ["λ", "base bpp", "base PSNR (dB)", "shipped bpp", "shipped PSNR (dB)", "rate change"]
+                     "new" if b is None else f"{100 * (p['bpp'] / b['bpp'] - 1):+.1f}%",
+                     "-" if b is None else f"{p['psnr'] - b['psnr']:+.2f}"])  # fmt: skip
+    header = ["λ", f"{names[0]} bpp", f"{names[0]} PSNR (dB)", f"{names[1]} bpp", f"{names[1]} PSNR (dB)",
+              "rate change", "ΔPSNR (dB)"]  # fmt: skip
     return md_table(header, rows) + (
-        f"\n\nBD-rate of the shipped model against the base: {bd_rate(new, old):+.1f}% "
-        f"({ctx['splits'][split]['num_images']} test images, whole files)."
+        f"\n\nBD-rate of the {names[1]} model against the {names[0]}: {bd_rate(new, old):+.1f}% "
+        f"({new_r['splits'][split]['num_images']} test images, whole files)."
     )
+
+
+codec_v2_context = partial(level_changes, CODEC_V2_BASE, CODEC_V2_CONTEXT, ("base", "fine-tuned"))
+codec_v2_longer = partial(level_changes, CODEC_V2_CONTEXT, CODEC_V2, ("fine-tuned", "shipped"))
 
 
 PARITY_FLOORS = {10: 90.4, 20: 91.3}  # issue #28: airbench94's own test accuracy on this data, at <= these epochs
@@ -742,13 +750,16 @@ def photos() -> str | None:
 
 
 def codec_v2_training() -> str | None:
-    """The shipped codec's two trainings, epoch by epoch, as one sentence each (validation at each one's middle
-    level): the base from scratch (cpu.yaml), then the fine-tune that added the context (cpu_context.yaml)."""
-    runs = [(load(f"{folder}history.json"), load(f"{folder}config.yaml")) for folder in (CODEC_V2_BASE, CODEC_V2)]
+    """The shipped codec's three trainings, epoch by epoch, as one sentence each (validation at each one's middle
+    level): the base from scratch (cpu.yaml), the fine-tune that added the context (cpu_context.yaml), and its
+    continuation (cpu_long.yaml)."""
+    folders = (CODEC_V2_BASE, CODEC_V2_CONTEXT, CODEC_V2)
+    runs = [(load(f"{folder}history.json"), load(f"{folder}config.yaml")) for folder in folders]
     if any(h is None or c is None for h, c in runs):
         return None
     sentences = []
-    names = ("The base, from scratch (`codec/cpu.yaml`)", "The fine-tune (`codec/cpu_context.yaml`)")
+    names = ("The base, from scratch (`codec/cpu.yaml`)", "The fine-tune (`codec/cpu_context.yaml`)",
+             "Its continuation, the shipped model (`codec/cpu_long.yaml`)")  # fmt: skip
     for (h, c), what in zip(runs, names):
         lambdas = c["rd_lambdas"]
         psnr = " → ".join(f"{r['val_psnr']:.2f}" for r in h)
@@ -972,8 +983,9 @@ def design_loop() -> str | None:
         gain = {p: load(f"{p}/rd.json")["floors"]["test"]["vs_webp@2bpp"]["gain_db"]
                 for p in ("codec_refine/plain", "codec_refine/rd", "codec_long3/rd", "codec_ctx/rd")}  # fmt: skip
         streams = {k: load(f"{CODEC_V2_BASE}rd/{k}.json")["splits"]["test"] for k in ("rd_format2", "rd")}
-        # the base, its first fine-tune (nine levels, 2 epochs) and the shipped one (ten levels, 4 epochs)
-        v2 = [streams["rd"], *(load(f"{CODEC_V2}rd/{k}.json")["splits"]["test"] for k in ("rd_9levels", "rd"))]
+        # the base, its first fine-tune (nine levels, 2 epochs), the second (ten levels, 4 epochs), the shipped one
+        v2 = [streams["rd"], *(load(f"{CODEC_V2_CONTEXT}rd/{k}.json")["splits"]["test"] for k in ("rd_9levels", "rd")),
+              load(f"{CODEC_V2}rd/rd.json")["splits"]["test"]]  # fmt: skip
     except (TypeError, KeyError, StopIteration):
         return None
     ctl = qg[0.04]
@@ -1039,9 +1051,11 @@ def design_loop() -> str | None:
            f"{cell(v2_at2[i])} → {cell(v2_at2[i + 1])} dB, span {v2_span[i]} → {v2_span[i + 1]} bpp", source]
           for i, (what, source) in enumerate([
               ("+ checkerboard context and three lower levels (λ down to 0.0005), fine-tuned 2 epochs (CPU)",
-               "`outs/codec_v2_base/rd/rd.json` → `outs/codec_v2/rd/rd_9levels.json`"),
+               "`outs/codec_v2_base/rd/rd.json` → `outs/codec_v2_context/rd/rd_9levels.json`"),
               ("the same fine-tune with a tenth level (λ = 0.00025) and 4 epochs instead of 2 (CPU)",
-               "`outs/codec_v2/rd/rd_9levels.json` → `rd.json`")])),
+               "`outs/codec_v2_context/rd/rd_9levels.json` → `rd.json`"),
+              ("that fine-tune continued 8 epochs (lr 3e-4, CPU)",
+               "`outs/codec_v2_context/rd/rd.json` → `outs/codec_v2/rd/rd.json`")])),
     ]  # fmt: skip
     return md_table(
         ["#", "product", "what changed", "measured before → after", "source"], [[i + 1, *r] for i, r in enumerate(rows)]
@@ -1390,6 +1404,7 @@ TABLES = {
     "codec_v2_training": (codec_v2_training, "experiments/codec/v2.sh DATA"),
     "codec_v2_refinement": (codec_v2_refinement, "experiments/codec/refine_v2.sh DATA"),
     "codec_v2_context": (codec_v2_context, "experiments/codec/v2.sh DATA"),
+    "codec_v2_longer": (codec_v2_longer, "experiments/codec/v2.sh DATA"),
     "clf_parity": (clf_parity, "experiments/classifier/parity.sh DATA"),
     "photos": (photos, "experiments/generalisation/photos.sh"),
     "run_ae_metrics": (run_ae_metrics, "experiments/report/run.sh DATA"),

@@ -13,7 +13,9 @@ from conftest import REPO, TINY, assert_one_line_error, run_script, script_env, 
 
 from cifarae import grid as grid_lib
 from cifarae import pipeline
+from cifarae.config import Config, config_from_dict
 from cifarae.errors import UserError
+from train_codec import load_recipe
 
 
 def plan_for(*argv: str, definition: Path = pipeline.DEFINITION):
@@ -233,3 +235,22 @@ def test_train_codec_rejects_a_bad_recipe(synth_cache, tmp_path):
     proc = run_script("train_codec.py", *cmd, check=False)
     assert_one_line_error(proc, f"codec recipe {recipe} must train entropy_model: hyperprior")
     assert not os.path.exists(tmp_path / "c")
+
+
+def test_every_codec_recipe_is_a_valid_codec_config_and_the_shipped_chain_keeps_its_model():
+    """Each jobs/configs/codec recipe trains a codec with known, well-typed keys; the shipped model's chain
+    (cpu.yaml -> cpu_context.yaml -> cpu_long.yaml, experiments/codec/v2.sh) starts each step from the one
+    before and keeps its transforms, and the continuation keeps every level, so no gain is re-initialised."""
+    recipes = {p.stem: load_recipe(p)["train"] for p in sorted((REPO / "jobs/configs/codec").glob("*.yaml"))}
+    assert {"cpu", "cpu_context", "cpu_long", "full", "report", "smoke"} <= set(recipes)
+    for name, train in recipes.items():
+        cfg = config_from_dict({**Config().to_dict(), "task": "ae", **train})
+        assert cfg.entropy_model == "hyperprior", name
+    base, context, longer = (recipes[k] for k in ("cpu", "cpu_context", "cpu_long"))
+    assert (context["init_from"], longer["init_from"]) == ("runs/codec_v2_base", "runs/codec_v2_context")
+    transforms = ("widths", "latent_size", "latent_channels", "skip_channels", "hyper_channels")
+    assert all(base[k] == context[k] == longer[k] for k in transforms)
+    assert longer["rd_lambdas"] == context["rd_lambdas"] and longer["context"] == context["context"]
+    assert set(base["rd_lambdas"]) < set(context["rd_lambdas"])
+    script = (REPO / "experiments/codec/v2.sh").read_text()
+    assert script.index("codec/cpu.yaml") < script.index("codec/cpu_context.yaml") < script.index("codec/cpu_long.yaml")

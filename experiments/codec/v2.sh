@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The shipped v2 codec (models/codec-v2) and its figures in REPORT.md, in two recipes through src/train_codec.py
+# The shipped v2 codec (models/codec-v2) and its figures in REPORT.md, in three recipes through src/train_codec.py
 # (train -> export -> rd), each measured on the same 2,000 stratified test images:
 #   1. jobs/configs/codec/cpu.yaml into RUNS/codec_v2_base: the hyperprior with six levels, 4 epochs
 #      (~75 min on one core) -> outs/codec_v2_base (the design loop's "before");
-#   2. jobs/configs/codec/cpu_context.yaml from it into RUNS/codec_v2: a checkerboard context and four lower
-#      levels, 4 epochs (~40 min with OMP_NUM_THREADS=2) -> models/codec-v2 and outs/codec_v2.
+#   2. jobs/configs/codec/cpu_context.yaml from it into RUNS/codec_v2_context: a checkerboard context and four
+#      lower levels, 4 epochs (~35 min with OMP_NUM_THREADS=2) -> outs/codec_v2_context;
+#   3. jobs/configs/codec/cpu_long.yaml from that into RUNS/codec_v2: 8 epochs more (~70 min)
+#      -> models/codec-v2 and outs/codec_v2.
 #
 #   bash experiments/codec/v2.sh DATA [RUNS]    DATA: CIFAR-10 source (the JPEG archive); RUNS: default runs
 #   RD_ONLY=1 bash experiments/codec/v2.sh DATA [RUNS]   only the RD evaluation, of the shipped model as it is
@@ -20,7 +22,7 @@ RUNS=${2:-runs}
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
-mkdir -p outs/codec_v2/rd outs/codec_v2_base/rd "$RUNS/codec_v2/rd"
+mkdir -p outs/codec_v2/rd outs/codec_v2_context/rd outs/codec_v2_base/rd "$RUNS/codec_v2/rd" "$RUNS/codec_v2_context/rd"
 if [[ -n ${RD_ONLY:-} ]]; then
     $PY src/rd_eval.py --data "$DATA" --model models/codec-v2 --out "$RUNS/codec_v2/rd" --splits test --limit 2000 \
         --no-wandb
@@ -28,9 +30,14 @@ else
     $PY src/train_codec.py --data "$DATA" --out "$RUNS/codec_v2_base" --recipe jobs/configs/codec/cpu.yaml --no-wandb
     cp "$RUNS/codec_v2_base/history.json" "$RUNS/codec_v2_base/config.yaml" outs/codec_v2_base/
     cp "$RUNS/codec_v2_base/rd/rd.json" "$RUNS/codec_v2_base/rd/rd_test.png" outs/codec_v2_base/rd/
-    cp -rn "$RUNS/codec_v2_base/rd/baselines" "$RUNS/codec_v2/rd/"
-    $PY src/train_codec.py --data "$DATA" --out "$RUNS/codec_v2" --recipe jobs/configs/codec/cpu_context.yaml \
+    cp -rn "$RUNS/codec_v2_base/rd/baselines" "$RUNS/codec_v2_context/rd/"
+    $PY src/train_codec.py --data "$DATA" --out "$RUNS/codec_v2_context" --recipe jobs/configs/codec/cpu_context.yaml \
         --no-wandb "init_from=$RUNS/codec_v2_base"
+    cp "$RUNS/codec_v2_context/history.json" "$RUNS/codec_v2_context/config.yaml" outs/codec_v2_context/
+    cp "$RUNS/codec_v2_context/rd/rd.json" "$RUNS/codec_v2_context/rd/rd_test.png" outs/codec_v2_context/rd/
+    cp -rn "$RUNS/codec_v2_context/rd/baselines" "$RUNS/codec_v2/rd/"
+    $PY src/train_codec.py --data "$DATA" --out "$RUNS/codec_v2" --recipe jobs/configs/codec/cpu_long.yaml \
+        --no-wandb "init_from=$RUNS/codec_v2_context"
     cp "$RUNS/codec_v2/history.json" "$RUNS/codec_v2/config.yaml" outs/codec_v2/
     rm -rf models/codec-v2
     cp -r "$RUNS/codec_v2/model" models/codec-v2
