@@ -667,12 +667,12 @@ def level_changes(before: str, after: str, names: tuple[str, str], split: str = 
         b = by_lambda.get(p["rd_lambda"])
         rows.append([f"{p['rd_lambda']:g}", *(["-", "-"] if b is None else [f"{b['bpp']:.3f}", f"{b['psnr']:.2f}"]),
                      f"{p['bpp']:.3f}", f"{p['psnr']:.2f}",
-                     "new" if b is None else f"{100 * (p['bpp'] / b['bpp'] - 1):+.1f}%",
+                     "new" if b is None else f"{round(100 * (p['bpp'] / b['bpp'] - 1), 1) + 0.0:+.1f}%",
                      "-" if b is None else f"{p['psnr'] - b['psnr']:+.2f}"])  # fmt: skip
     header = ["λ", f"{names[0]} bpp", f"{names[0]} PSNR (dB)", f"{names[1]} bpp", f"{names[1]} PSNR (dB)",
               "rate change", "ΔPSNR (dB)"]  # fmt: skip
     return md_table(header, rows) + (
-        f"\n\nBD-rate of the {names[1]} model against the {names[0]}: {bd_rate(new, old):+.1f}% "
+        f"\n\nBD-rate, {names[1]} against {names[0]}: {bd_rate(new, old):+.1f}% "
         f"({new_r['splits'][split]['num_images']} test images, whole files)."
     )
 

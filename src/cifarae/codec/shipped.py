@@ -36,7 +36,7 @@ PARTS = {  # each weight goes to the first file with its prefix; a file with no 
 }
 MAX_FILE_BYTES = 4_200_000
 # Models shipped once and replaced since: model id -> the last commit that ships it (its files decode there).
-RETIRED_MODELS = {"725c5da99168": "b04ec55", "2f77579d16a4": "a840829"}
+RETIRED_MODELS = {"725c5da99168": "b04ec55", "2f77579d16a4": "a840829", "ef99aa52249b": "8b435b0"}
 
 
 def models_dir() -> Path:
