@@ -11,6 +11,7 @@ train section on top (entropy_model: hyperprior):
   WebP and JPEG).
 OUT/model is a codec that `python src/codec.py compress IMG... -o DIR --model OUT/model` uses. Run
 again, it resumes: training from OUT/last.pt, and a step whose output is newer than its input is skipped.
+--steps runs some steps only (e.g. `--steps train export` on a GPU machine, `--steps rd` later on CPUs).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def newer(path: Path, than: Path) -> bool:
 
 def step(name: str, skip: bool, fn, argv: list[str]) -> None:
     if skip:
-        print(f"codec: {name}: done already, skipped", flush=True)
+        print(f"codec: {name}: skipped (done already or not in --steps)", flush=True)
         return
     print(f"codec: {name}: {' '.join(argv)}", flush=True)
     fn(argv)
@@ -82,6 +83,13 @@ def main(argv=None):
     p.add_argument("--recipe", required=True, type=Path, help="codec recipe (jobs/configs/codec/*.yaml)")
     p.add_argument("--no-wandb", action="store_true", help="no W&B for training and the RD evaluation")
     p.add_argument("--cache-dir", type=Path, default=None)
+    p.add_argument(
+        "--steps",
+        nargs="+",
+        choices=("train", "export", "rd"),
+        default=["train", "export", "rd"],
+        help="the steps to run, in recipe order (e.g. train export on a GPU machine, rd on CPUs later)",
+    )
     p.add_argument("overrides", nargs="*", help="key=value config overrides on top of the recipe's train section")
     args = p.parse_args(argv)
     recipe = load_recipe(args.recipe)
@@ -97,17 +105,23 @@ def main(argv=None):
 
     if args.no_wandb:
         train["wandb"] = False
-    step("train", False, train_ae.main, ["--out", str(args.out), *data, *overrides(train), *args.overrides])
+    step(
+        "train",
+        "train" not in args.steps,
+        train_ae.main,
+        ["--out", str(args.out), *data, *overrides(train), *args.overrides],
+    )
 
     best = args.out / "best.pt"
     model = args.out / "model"
     export = ["--run", str(args.out), "--out", str(model), "--recipe", str(args.recipe)]
-    step("export", newer(model / "model.json", best), codec_export.main, export)
+    step("export", "export" not in args.steps or newer(model / "model.json", best), codec_export.main, export)
     rd = args.out / "rd"
     rd_argv = ["--model", str(model), "--out", str(rd), *data, *flags(recipe.get("rd", {}))]
     rd_argv += ["--no-wandb"] if args.no_wandb else []
-    step("rd", newer(rd / "rd.json", model / "model.json"), rd_eval.main, rd_argv)
-    print(f"codec: {model} is ready: python src/codec.py compress IMAGE... -o DIR --model {model} [--quality Q]")
+    step("rd", "rd" not in args.steps or newer(rd / "rd.json", model / "model.json"), rd_eval.main, rd_argv)
+    if (model / "model.json").is_file():
+        print(f"codec: {model} is ready: python src/codec.py compress IMAGE... -o DIR --model {model} [--quality Q]")
 
 
 if __name__ == "__main__":
