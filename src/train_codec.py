@@ -12,6 +12,9 @@ train section on top (entropy_model: hyperprior):
 OUT/model is a codec that `python src/codec.py compress IMG... -o DIR --model OUT/model` uses. Run
 again, it resumes: training from OUT/last.pt, and a step whose output is newer than its input is skipped.
 --steps runs some steps only (e.g. `--steps train export` on a GPU machine, `--steps rd` later on CPUs).
+A recipe with `from: OTHER.yaml` continues that recipe's model: OTHER is trained and exported into
+OUT/base first (same data and overrides), and training starts from OUT/base/model. A run folder that
+holds its model but no checkpoint was trained elsewhere: its training and export are skipped.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ import codec_export
 import rd_eval
 import train_ae
 from cifarae import checkpoint
+from cifarae.codec.shipped import MANIFEST
 from cifarae.config import Config
 from cifarae.errors import UserError, cli_main
 
 STEPS = {"train", "export", "rd"}
+SECTIONS = STEPS | {"from"}
 
 
 def load_recipe(path: Path) -> dict:
@@ -38,8 +43,19 @@ def load_recipe(path: Path) -> dict:
         raise UserError(f"codec recipe {path} cannot be read: {err.strerror or err}") from None
     except yaml.YAMLError as err:
         raise UserError(f"codec recipe {path} is not valid YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(recipe, dict) or set(recipe) - STEPS or "train" not in recipe:
-        raise UserError(f"codec recipe {path} needs a train section and only {', '.join(sorted(STEPS))}")
+    if not isinstance(recipe, dict) or set(recipe) - SECTIONS or "train" not in recipe:
+        raise UserError(f"codec recipe {path} needs a train section and only {', '.join(sorted(SECTIONS))}")
+    if "from" in recipe and "init_from" in recipe["train"]:
+        raise UserError(f"codec recipe {path} sets both from: and train.init_from; keep one")
+    seen, link = {Path(path).resolve()}, recipe
+    while "from" in link:  # the chain of recipes it continues: each one beside it, and no loop
+        base = Path(path).parent / str(link["from"])
+        if not base.is_file():
+            raise UserError(f"codec recipe {path}: from: {link['from']} is not a recipe beside it")
+        if base.resolve() in seen:
+            raise UserError(f"codec recipe {path}: from: {link['from']} leads back to a recipe of its own chain")
+        seen.add(base.resolve())
+        link = yaml.safe_load(base.read_text()) or {}
     return recipe
 
 
@@ -60,13 +76,23 @@ def overrides(values: dict) -> list[str]:
     ]
 
 
+def skipped(name: str, steps: list[str], done: bool) -> str:
+    return "not in --steps" if name not in steps else "done already" if done else ""
+
+
+def trained_elsewhere(run: Path) -> bool:
+    """A run folder with its exported model but no checkpoint (e.g. unpacked from a GPU machine): done."""
+    return (run / "model" / MANIFEST).is_file() and not (run / "last.pt").is_file()
+
+
 def newer(path: Path, than: Path) -> bool:
     return path.is_file() and path.stat().st_mtime >= than.stat().st_mtime
 
 
-def step(name: str, skip: bool, fn, argv: list[str]) -> None:
+def step(name: str, skip: str, fn, argv: list[str]) -> None:
+    """Run ``fn(argv)``, unless ``skip`` says why not."""
     if skip:
-        print(f"codec: {name}: skipped (done already or not in --steps)", flush=True)
+        print(f"codec: {name}: {skip}, skipped", flush=True)
         return
     print(f"codec: {name}: {' '.join(argv)}", flush=True)
     fn(argv)
@@ -102,12 +128,22 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     cache = ["--cache-dir", str(args.cache_dir)] if args.cache_dir else []
     data = ["--data", args.data, *cache]
+    base = args.out / "base"
+    if "from" in recipe and "train" in args.steps and trained_elsewhere(base):
+        print(f"codec: base: {base / 'model'} trained elsewhere, skipped", flush=True)
+    elif "from" in recipe and "train" in args.steps:  # the recipe it continues: trained and exported into OUT/base
+        print(f"codec: base: {args.recipe.parent / recipe['from']} -> {base}", flush=True)
+        base_argv = ["--steps", "train", "export", *data, "--out", str(base)]
+        base_argv += ["--recipe", str(args.recipe.parent / recipe["from"])] + ["--no-wandb"] * args.no_wandb
+        main([*base_argv, *(["--ae", str(args.ae)] if args.ae else []), *args.overrides])
+    if "from" in recipe:
+        train["init_from"] = str(base / "model")
 
     if args.no_wandb:
         train["wandb"] = False
     step(
         "train",
-        "train" not in args.steps,
+        "not in --steps" if "train" not in args.steps else "trained elsewhere" if trained_elsewhere(args.out) else "",
         train_ae.main,
         ["--out", str(args.out), *data, *overrides(train), *args.overrides],
     )
@@ -115,11 +151,12 @@ def main(argv=None):
     best = args.out / "best.pt"
     model = args.out / "model"
     export = ["--run", str(args.out), "--out", str(model), "--recipe", str(args.recipe)]
-    step("export", "export" not in args.steps or newer(model / "model.json", best), codec_export.main, export)
+    done = trained_elsewhere(args.out) or newer(model / MANIFEST, best)
+    step("export", skipped("export", args.steps, done), codec_export.main, export)
     rd = args.out / "rd"
     rd_argv = ["--model", str(model), "--out", str(rd), *data, *flags(recipe.get("rd", {}))]
     rd_argv += ["--no-wandb"] if args.no_wandb else []
-    step("rd", "rd" not in args.steps or newer(rd / "rd.json", model / "model.json"), rd_eval.main, rd_argv)
+    step("rd", skipped("rd", args.steps, newer(rd / "rd.json", model / "model.json")), rd_eval.main, rd_argv)
     if (model / "model.json").is_file():
         print(f"codec: {model} is ready: python src/codec.py compress IMAGE... -o DIR --model {model} [--quality Q]")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import REPO, TINY, assert_one_line_error, run_script, script_env, wandb_runs
 
 from cifarae import grid as grid_lib
@@ -235,14 +237,49 @@ def test_train_codec_rejects_a_bad_recipe(synth_cache, tmp_path):
     proc = run_script("train_codec.py", *cmd, check=False)
     assert_one_line_error(proc, f"codec recipe {recipe} must train entropy_model: hyperprior")
     assert not os.path.exists(tmp_path / "c")
+    # a recipe that continues another names one beside it, and starts from it alone
+    recipe.write_text("from: missing.yaml\ntrain: {entropy_model: hyperprior}\n")
+    proc = run_script("train_codec.py", *cmd, check=False)
+    assert_one_line_error(proc, f"codec recipe {recipe}: from: missing.yaml is not a recipe beside it")
+    recipe.write_text("from: recipe.yaml\ntrain: {entropy_model: hyperprior}\n")
+    proc = run_script("train_codec.py", *cmd, check=False)
+    assert_one_line_error(proc, f"codec recipe {recipe}: from: recipe.yaml leads back to a recipe of its own chain")
+    recipe.write_text("from: recipe.yaml\ntrain: {entropy_model: hyperprior, init_from: runs/x}\n")
+    proc = run_script("train_codec.py", *cmd, check=False)
+    assert_one_line_error(proc, f"codec recipe {recipe} sets both from: and train.init_from; keep one")
+    assert not os.path.exists(tmp_path / "c")
 
 
-def test_every_codec_recipe_is_a_valid_codec_config_and_the_shipped_chain_keeps_its_model():
-    """Each jobs/configs/codec recipe trains a codec with known, well-typed keys; the shipped model's chain
-    (cpu.yaml -> cpu_context.yaml -> cpu_long.yaml, experiments/codec/v2.sh) starts each step from the one
-    before and keeps its transforms, and the continuation keeps every level, so no gain is re-initialised."""
+def test_a_recipe_with_from_trains_and_exports_its_base_first_then_starts_from_that_model(synth_cache, tmp_path):
+    smoke = yaml.safe_load((REPO / "jobs/configs/codec/smoke.yaml").read_text())
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(smoke))
+    (tmp_path / "top.yaml").write_text(
+        yaml.safe_dump({**smoke, "from": "base.yaml", "train": {**smoke["train"], "lr": 5e-4}})
+    )
+    out = tmp_path / "codec"
+    cmd = ["--data", synth_cache, "--out", out, "--recipe", tmp_path / "top.yaml", "--steps", "train", "export"]
+    run_script("train_codec.py", *cmd, "--no-wandb", *TINY)
+    base = out / "base"
+    assert (base / "model" / "model.json").is_file() and not (base / "rd").exists()
+    assert json.loads((base / "model" / "model.json").read_text())["recipe"] == str(tmp_path / "base.yaml")
+    top = yaml.safe_load((out / "config.yaml").read_text())
+    assert top["init_from"] == str(base / "model") and top["lr"] == 5e-4 and top["widths"] == [8, 8, 16, 16]
+    assert (out / "model" / "model.json").is_file() and not (out / "rd").exists()  # --steps: no rd
+    # run again: a base with its model but no checkpoint was trained elsewhere (a GPU machine) and is skipped
+    for f in base.glob("*.pt"):
+        f.unlink()
+    again = run_script("train_codec.py", *cmd, "--no-wandb", *TINY)
+    assert f"codec: base: {base / 'model'} trained elsewhere, skipped" in again.stdout, again.stdout
+    assert "codec: export: done already, skipped" in again.stdout and not (base / "best.pt").exists()
+
+
+def test_every_codec_recipe_is_a_valid_codec_config_and_each_chain_keeps_its_model():
+    """Each jobs/configs/codec recipe trains a codec with known, well-typed keys. The CPU chain (cpu.yaml ->
+    cpu_context.yaml -> cpu_long.yaml, experiments/codec/v2.sh) and the shipped model's (full_base.yaml ->
+    full_long.yaml -> full.yaml, experiments/gpu/codec.sh) start each step from the one before and keep its
+    transforms, and each continuation keeps every level, so no gain is re-initialised."""
     recipes = {p.stem: load_recipe(p)["train"] for p in sorted((REPO / "jobs/configs/codec").glob("*.yaml"))}
-    assert {"cpu", "cpu_context", "cpu_long", "full", "report", "smoke"} <= set(recipes)
+    assert {"cpu", "cpu_context", "cpu_long", "full_base", "full_long", "full", "report", "smoke"} <= set(recipes)
     for name, train in recipes.items():
         cfg = config_from_dict({**Config().to_dict(), "task": "ae", **train})
         assert cfg.entropy_model == "hyperprior", name
@@ -252,5 +289,13 @@ def test_every_codec_recipe_is_a_valid_codec_config_and_the_shipped_chain_keeps_
     assert all(base[k] == context[k] == longer[k] for k in transforms)
     assert longer["rd_lambdas"] == context["rd_lambdas"] and longer["context"] == context["context"]
     assert set(base["rd_lambdas"]) < set(context["rd_lambdas"])
+    # the shipped model's chain (experiments/gpu/codec.sh): full_base.yaml -> full_long.yaml -> full.yaml
+    chain = {k: load_recipe(REPO / f"jobs/configs/codec/{k}.yaml") for k in ("full_base", "full_long", "full")}
+    assert (chain["full_long"]["from"], chain["full"]["from"]) == ("full_base.yaml", "full_long.yaml")
+    assert "from" not in chain["full_base"]
+    keep = (*transforms[1:], "decoder_widths", "context")  # widths: the default, full width
+    assert all(r["train"][k] == chain["full"]["train"][k] for r in chain.values() for k in keep)
+    first, then, top = (chain[k]["train"]["rd_lambdas"] for k in ("full_base", "full_long", "full"))
+    assert first == then and set(then) < set(top) and max(top) == 0.256  # a level more, to reach 3 bpp
     script = (REPO / "experiments/codec/v2.sh").read_text()
     assert script.index("codec/cpu.yaml") < script.index("codec/cpu_context.yaml") < script.index("codec/cpu_long.yaml")

@@ -1,107 +1,77 @@
 #!/usr/bin/env bash
-# Codec v2 on one GPU in one device call: jobs/configs/codec/full.yaml (full-width encoder, from scratch)
-# and gpu_long.yaml (the shipped model trained on) side by side, each for as many epochs as fit.
+# The shipped codec (models/codec-v2): jobs/configs/codec/full.yaml's chain trained on one GPU, then
+# evaluated on CPUs.
 #
-#   BUDGET=530 PACK=DIR bash experiments/gpu/codec.sh DATA WORK
+#   BUDGET=540 PACK=DIR bash experiments/gpu/codec.sh train DATA WORK    ONE GPU: train + export -> WORK/codec
+#   bash experiments/gpu/codec.sh collect DATA RUN                       CPUs: rd -> outs/codec_v2/, models/codec-v2
 #
-# DATA: a CIFAR-10 source (.tar.gz or folder) or a prepared cache. WORK holds the data cache and the runs
-# (WORK/<recipe>/, with its exported model/). BUDGET: seconds for the whole script. Small CIFAR nets leave
-# most of a large GPU idle, so the recipes train as concurrent processes. The epochs= of each real run
-# come from a timed one-epoch run on CAL_N training images (also concurrent, so the timing sees the
-# sharing), so that each run's cosine schedule ends before the deadline rather than being cut.
-# PACK=DIR: one archive per recipe (history, config, logs, exported model) and steps.txt, few enough files
-# for what one device call brings back. Then, on CPUs: src/train_codec.py --steps rd with the unpacked run.
+# DATA: a CIFAR-10 source (.tar.gz or folder) or a prepared cache. `train` prepares the data cache in
+# WORK, then runs src/train_codec.py --steps train export under a deadline of BUDGET seconds: the chain,
+# full_base.yaml -> full_long.yaml -> full.yaml, takes about 8 minutes on an H200. PACK=DIR: WORK/codec
+# without its checkpoints (histories, configs, exported models) as DIR/codec.tar.gz, small enough for what
+# one device call brings back. `collect` takes RUN, that archive unpacked (or the run itself), trains what
+# it lacks of the chain (a step whose model exists is done), runs the RD evaluations of its last two steps
+# (about 22 minutes each on 2 cores once AVIF's curve is cached) and copies them to outs/codec_v2/ and the
+# model to models/codec-v2.
+#
+# How the shipped model was made: full_base.yaml and full_long.yaml (then named full.yaml and
+# full_long.yaml) in two device calls on an H200 with the data archive (commits cac8017 and 43f00fe):
+# full_base.yaml's 9 epochs beside a probe that shared the GPU, then full_long.yaml's 20 epochs alone;
+# then `collect` here, which trained full.yaml's one epoch on the CPU (11 minutes with OMP_NUM_THREADS=2).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
-[ $# -eq 2 ] || { sed -n '2,13p' "$0"; exit 2; }
-DATA=$1 WORK=$2
-BUDGET=${BUDGET:-530}
-CAL_N=${CAL_N:-9000}
-read -ra RECIPES <<<"${RECIPES:-full gpu_long}"
-read -ra EXTRA <<<"${EXTRA:-}" # key=value for every run (a CPU dry run: EXTRA="train_subset=512 val_subset=256" TRAIN_N=512)
-TRAIN_N=${TRAIN_N:-45000}
-PY=${PY:-python3}
-export PYTHONUNBUFFERED=1 WANDB_MODE=disabled OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
-start=$SECONDS
-mkdir -p "$WORK"
-: >"$WORK/steps.txt"
-log() { echo "$* (+$((SECONDS - start))s)" | tee -a "$WORK/steps.txt"; }
+export PYTHONUNBUFFERED=1
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >>"$WORK/steps.txt" 2>&1
-"$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())' >>"$WORK/steps.txt"
-
-# 1. one data cache for every run
-cache=$("$PY" src/prepare_data.py --data "$DATA" --cache-dir "$WORK/data" | sed -n 's/^cache \(.*\) ready:.*/\1/p')
-[ -f "$cache" ] || { log "data: no cache from $DATA"; exit 1; }
-log "data: $cache"
-
-train() {  # train RECIPE OUT LOG [key=value ...]: the recipe's train step under the deadline
-    local recipe=$1 out=$2 logfile=$3
-    shift 3
-    timeout --kill-after=5 $((deadline - SECONDS)) "$PY" src/train_codec.py --data "$cache" --out "$out" \
-        --recipe "jobs/configs/codec/$recipe.yaml" --steps train --no-wandb "${EXTRA[@]}" "$@" >"$logfile" 2>&1
+train() {
+    local data=$1 work=$2 start=$SECONDS
+    PY=${PY:-python3}
+    export WANDB_MODE=disabled OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
+    mkdir -p "$work"
+    {
+        nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+        "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())'
+    } >"$work/gpu.txt" 2>&1
+    local cache
+    cache=$("$PY" src/prepare_data.py --data "$data" --cache-dir "$work/data" | sed -n 's/^cache \(.*\) ready:.*/\1/p')
+    [ -f "$cache" ] || { echo "no data cache from $data" >&2; exit 1; }
+    # best.pt is kept every epoch: a run cut by the deadline still exports, and a rerun resumes it
+    timeout --kill-after=5 $((${BUDGET:-540} - (SECONDS - start) - 20)) "$PY" src/train_codec.py --data "$cache" \
+        --out "$work/codec" --recipe jobs/configs/codec/full.yaml --steps train export --no-wandb "${@:3}" \
+        >"$work/codec.log" 2>&1
+    echo "train_codec: rc=$? after $((SECONDS - start))s" | tee -a "$work/gpu.txt"
+    grep -a "model id\|\] epoch" "$work/codec.log" | tail -4
+    if [ -n "${PACK:-}" ]; then
+        mkdir -p "$PACK"
+        tar -czf "$PACK/codec.tar.gz" -C "$work" --exclude='*.pt' --exclude='*.pt.tmp' codec codec.log gpu.txt
+        ls -la "$PACK"
+    fi
 }
 
-# 2. one timed epoch on CAL_N images per recipe, concurrently
-deadline=$((start + BUDGET))
-for r in "${RECIPES[@]}"; do
-    [ -n "${EPOCHS:-}" ] && echo "0 0" >"$WORK/cal_$r.rc" && continue
-    (
-        t0=$SECONDS
-        train "$r" "$WORK/cal_$r" "$WORK/cal_$r.log" epochs=1 train_subset="$CAL_N" val_subset=1000
-        echo "$? $((SECONDS - t0))" >"$WORK/cal_$r.rc"
-    ) &
-done
-wait
-# 3. each real run gets the epochs that fit: startup + epochs x (TRAIN_N images + validation), 5% to spare
-deadline=$((start + BUDGET - 40)) # then export and packing
-for r in "${RECIPES[@]}"; do
-    read -r rc wall <"$WORK/cal_$r.rc"
-    if [ "$rc" != 0 ]; then
-        log "$r: the timed epoch failed (rc=$rc):"
-        tail -5 "$WORK/cal_$r.log" | tee -a "$WORK/steps.txt"
-        continue
-    fi
-    if [ -n "${EPOCHS:-}" ]; then # a known speed: no timed epoch
-        epochs=$EPOCHS
-    else
-    epochs=$("$PY" - "$WORK/cal_$r/history.json" "$wall" "$CAL_N" "$TRAIN_N" $((deadline - SECONDS)) <<'EOF'
-import json, sys
-history, wall, n, train_n, left = json.load(open(sys.argv[1])), float(sys.argv[2]), *map(int, sys.argv[3:6])
-per_image = history[-1]["epoch_time_s"] / n  # training; a validation image costs about half of one
-startup = wall - per_image * (n + 1000 / 2)  # process start, data onto the device
-epoch_s = 1.05 * per_image * (train_n + 5000 / 2) + 2  # + last.pt and best.pt
-print(max(1, int((left - startup) / epoch_s)))
-EOF
-    )
-    fi
-    log "$r: timed epoch ${wall}s on $CAL_N images -> epochs=$epochs"
-    (
-        train "$r" "$WORK/$r" "$WORK/$r.log" epochs="$epochs"
-        log "$r: training rc=$?"
-    ) &
-done
-wait
-deadline=$((start + BUDGET))
+collect() {  # collect DATA RUN: on CPUs, what RUN lacks of full.yaml's chain, the RD evaluations, the copies
+    set -e
+    local data=$1 run=$2
+    PY=${PY:-.venv/bin/python}
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+    "$PY" src/train_codec.py --data "$data" --out "$run/base" --recipe jobs/configs/codec/full_long.yaml --steps rd \
+        --no-wandb
+    mkdir -p "$run/rd"
+    cp -rn "$run/base/rd/baselines" "$run/rd/" # AVIF's, WebP's and JPEG's curves: the same images
+    "$PY" src/train_codec.py --data "$data" --out "$run" --recipe jobs/configs/codec/full.yaml --no-wandb
+    mkdir -p outs/codec_v2/rd outs/codec_v2/base/rd outs/codec_v2/base/base
+    for step in . base base/base; do cp "$run/$step"/history.json "$run/$step"/config.yaml "outs/codec_v2/$step/"; done
+    for step in . base; do cp "$run/$step"/rd/rd.json "$run/$step"/rd/rd_test.png "outs/codec_v2/$step/rd/"; done
+    rm -rf models/codec-v2
+    cp -r "$run/model" models/codec-v2
+    "$PY" jobs/report.py
+}
 
-# 4. export each run (best.pt: kept every epoch, so a run cut by the deadline still exports)
-for r in "${RECIPES[@]}"; do
-    [ -f "$WORK/$r/best.pt" ] || continue
-    timeout $((deadline - SECONDS)) "$PY" src/train_codec.py --data "$cache" --out "$WORK/$r" \
-        --recipe "jobs/configs/codec/$r.yaml" --steps export --no-wandb >>"$WORK/$r.log" 2>&1
-    log "$r: export rc=$? $(grep -o 'model id .*' "$WORK/$r.log" | tail -1)"
-    "$PY" -c 'import json, sys; h = json.load(open(sys.argv[1])); print(sys.argv[2], h[-1])' \
-        "$WORK/$r/history.json" "$r" | tee -a "$WORK/steps.txt"
-done
-
-if [ -n "${PACK:-}" ]; then
-    mkdir -p "$PACK"
-    for r in "${RECIPES[@]}"; do
-        [ -d "$WORK/$r" ] || continue
-        tar -czf "$PACK/$r.tar.gz" -C "$WORK" --exclude='*.pt.tmp' --exclude="$r/last.pt" --exclude="$r/best.pt" \
-            "$r" "$r.log" "cal_$r.log"
-    done
-    cp "$WORK/steps.txt" "$PACK/"
-    ls -la "$PACK"
-fi
-log "done"
+cmd=${1:-}
+shift || true
+case "$cmd:$#" in
+train:[2-9]*) train "$@" ;;
+collect:2) collect "$@" ;;
+*)
+    sed -n '2,15p' "$0"
+    exit 2
+    ;;
+esac

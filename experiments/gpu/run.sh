@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The full-size (GPU) figures in REPORT.md and docs/ (§: the logs' sections): outs/full/ (§5-§7 "Full size, one H200 GPU", §10's
-# wall-clock table) and outs/gpu/ (§10's GPU profile); and the full-size codec (jobs/configs/codec/full.yaml).
+# wall-clock table) and outs/gpu/ (§10's GPU profile). The shipped codec has its own: experiments/gpu/codec.sh.
 #
 #   experiments/gpu/run.sh report DATA OUT [key=value ...]    ONE GPU: every full-size report run, then the profile
-#   experiments/gpu/run.sh collect DATA REP                   CPU, after `report`: tables, codec export and RD -> outs/full/
+#   experiments/gpu/run.sh collect DATA REP                   CPU, after `report`: tables and copies -> outs/full/
 #
-# DATA: CIFAR-10 source or prepared cache. key=value overrides go to every training run but the codec's
+# DATA: CIFAR-10 source or prepared cache. key=value overrides go to every training run
 # (a CPU dry run: `run.sh report DATA /tmp/dry epochs=1 train_subset=1000 val_subset=200`).
 #
 # How the report's files were made: outs/full/ and outs/gpu/ on one GPU (an H200 here), with the data
@@ -16,26 +16,24 @@
 #      BENCH_S=60 SWEEP_S=105 TRAIN_S=30 bash bench/gpu_check.sh data/cifar10-jpeg-<fingerprint>.pt
 #    whose files are outs/gpu/ (its short training run's lines copied into outs/gpu/train.txt), then
 #    `collect DATA REP` on the CPUs. That run was made by this script at commit cdeb663, whose codec
-#    stream trained the v1 codec (removed since): outs/full/{codec,rd,codec_wide} are its files. This
-#    version trains codec v2's full recipe in that stream instead; it has not run on a GPU yet.
+#    stream trained the v1 codec (removed since): outs/full/{codec,rd,codec_wide} are its files.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 export PYTHONUNBUFFERED=1
 
 # ---- report: the full-size report runs on ONE GPU in one go (about 9 minutes on an H200), then the
 # GPU profile. Small CIFAR-10 nets leave most of a large GPU idle, so independent runs share it as
-# concurrent processes (phase B), in five streams:
+# concurrent processes (phase B), in four streams:
 #   ae:      full-width AE (PROFILE=full) -> evaluation on train/val/test
 #   scratch: the classifier grid's scratch cells (they need no encoder)
 #   probe:   once the AE exists, the finetune and linear cells, then the shift evaluation
 #   budget:  finetune and scratch at 100% labels in 10 epochs instead of 20 (a design iteration)
-#   codec:   src/train_codec.py with jobs/configs/codec/full.yaml (from scratch: it needs no AE weights)
 # Every step runs under the phase deadline; runs keep a best.pt per epoch, so a cut run still counts.
 # Phase C then runs bench/gpu_check.sh alone, so its timings see an idle GPU.
 # Writes OUT/runs/... (every run directory), OUT/steps.txt (each step's exit code and seconds),
 # OUT/logs/*.log, and outs/gpu/ (the profile). With PACK=DIR it also packs what a report needs into a
-# few files there: results.tar.gz (everything but checkpoints), the AE backbone, and the codec (weights
-# only, transforms in float16), for evaluation on another machine.
+# few files there: results.tar.gz (everything but checkpoints) and the AE backbone, for evaluation on
+# another machine.
 step() {  # step NAME CMD...: run under the phase deadline, log to OUT/logs/NAME.log, record the outcome
     local name=$1 t0=$SECONDS left=$((deadline - SECONDS))
     shift
@@ -79,12 +77,6 @@ stream_probe() {
         --out "$R/shift"
 }
 
-stream_codec() {  # the codec recipe of PROFILE=full (full.yaml is the config defaults: no --ae to wait for);
-    # the deadline may cut its training (best.pt is kept each epoch): `collect` exports and evaluates it
-    step codec "$PY" src/train_codec.py --data "$DATA" --out "$R/codec" --recipe jobs/configs/codec/full.yaml \
-        --no-wandb
-}
-
 stream_budget() {
     step scratch_e10 "$PY" src/train_clf.py --data "$DATA" --out "$R/budget/scratch-e10" --mode scratch \
         epochs=10 "${NO_WB[@]}" "${EXTRA[@]}"
@@ -123,9 +115,7 @@ report() {
     local probe_pid=$!
     stream_budget &
     local budget_pid=$!
-    stream_codec &
-    local codec_pid=$!
-    wait $ae_pid $scratch_pid $probe_pid $budget_pid $codec_pid
+    wait $ae_pid $scratch_pid $probe_pid $budget_pid
     step grid_table "$PY" jobs/clf_grid.py --data "$DATA" --encoder "$R/ae" --out "$R/grid" \
         --grid jobs/configs/gpu_clf_grid.yaml --tabulate --no-wandb
     echo "phase B (report runs) ended at +$((SECONDS - start))s" >>"$OUT/steps.txt"
@@ -139,7 +129,6 @@ report() {
     if [ -n "${PACK:-}" ]; then
         mkdir -p "$PACK"
         "$PY" experiments/gpu/pack_checkpoint.py "$R/ae" "$PACK/ae_backbone.pt" --only-prefix backbone. || true
-        "$PY" experiments/gpu/pack_checkpoint.py "$R/codec" "$PACK/codec.pt" --float16 || true
         tar -czf "$PACK/results.tar.gz" --exclude='*.pt' --exclude='*.pt.tmp' --exclude='files' --exclude='wandb' \
             "$OUT" outs/gpu
         ls -la "$PACK"
@@ -147,27 +136,19 @@ report() {
 }
 
 # ---- collect: after `report`, on the machine that holds REP (CPU): the grid table from the evaluated
-# cells, the codec's export and RD evaluation, and the copies into outs/full/. CODEC: the codec run, or
-# the codec.pt that PACK brought back (results.tar.gz holds no checkpoints).
+# cells and the copies into outs/full/.
 collect() {
     set -e
     DATA=${1:?usage: experiments/gpu/run.sh collect DATA REP}
     local REP=${2:?usage: experiments/gpu/run.sh collect DATA REP}
-    local R=$REP/runs CODEC=${CODEC:-$REP/runs/codec}
+    local R=$REP/runs
     PY=${PY:-.venv/bin/python}
     export WANDB_MODE=${WANDB_MODE:-offline}
-    [ -f "$CODEC" ] || [ -f "$CODEC/best.pt" ] || {
-        echo "error: no codec checkpoint at $CODEC; set CODEC=<PACK dir>/codec.pt" >&2
-        exit 2
-    }
 
     $PY jobs/clf_grid.py --data "$DATA" --out "$R/grid" --grid jobs/configs/gpu_clf_grid.yaml --tabulate --no-wandb
-    $PY src/codec_export.py --run "$CODEC" --out "$REP/codec_model" --recipe jobs/configs/codec/full.yaml
-    $PY src/rd_eval.py --data "$DATA" --model "$REP/codec_model" --out "$REP/codec_rd" --splits test --limit 2000 \
-        --threads 2
 
-    # outs/full/{ae,grid,budget}, outs/full/codec_v2/, outs/full/{steps,gpu}.txt
-    mkdir -p outs/full/ae outs/full/grid/histories outs/full/budget outs/full/codec_v2
+    # outs/full/{ae,grid,budget}, outs/full/{steps,gpu}.txt
+    mkdir -p outs/full/ae outs/full/grid/histories outs/full/budget
     cp "$R"/ae/eval/*.png "$R"/ae/eval/metrics.json "$R"/ae/eval/metrics.csv "$R"/ae/history.json "$R"/ae/config.yaml \
         outs/full/ae/
     cp "$R"/grid/grid.* outs/full/grid/
@@ -176,8 +157,6 @@ collect() {
     cp "$R"/grid/scratch-f1-s0/config.yaml outs/full/grid/config_scratch.yaml
     cp "$R"/grid/linear-f1-s0/config.yaml outs/full/grid/config_linear.yaml
     for run in "$R"/budget/*/; do cp "$run/history.json" "outs/full/budget/$(basename "$run").json"; done
-    [ -f "$R/codec/history.json" ] && cp "$R/codec/history.json" "$R/codec/config.yaml" outs/full/codec_v2/
-    cp "$REP"/codec_rd/rd.json "$REP"/codec_rd/*.png outs/full/codec_v2/
     cp "$REP"/steps.txt "$REP"/gpu.txt outs/full/
     $PY jobs/report.py
 }
