@@ -553,20 +553,28 @@ CODEC = {  # the codec the report describes (v1): its two families and the files
 }
 
 
-CODEC_V2 = "codec_v2/"  # the shipped v2 codec (models/codec-v2): its training history and RD evaluation
-CODEC_V2_CONTEXT = "codec_v2_context/"  # the model it continued (cpu_context.yaml): the same files
+CODEC_V2 = "codec_v2/"  # the shipped v2 codec (models/codec-v2, full.yaml): history, config and rd/
+CODEC_V2_GPU = "codec_v2/base/"  # the model it continued (full_long.yaml, GPU): the same files, and base/
+CODEC_V2_CPU = "codec_v2_cpu/"  # the half-width CPU chain's last model (cpu_long.yaml), shipped before it
+CODEC_V2_CONTEXT = "codec_v2_context/"  # the model that one continued (cpu_context.yaml): the same files
 CODEC_V2_BASE = "codec_v2_base/"  # the model that one fine-tuned (no context, six levels): the same files
 
 
 def model_note(description: str) -> str:
     """ "" when ``description`` (a codec's describe(), kept in its outs file) names the shipped model; else a note
-    naming the earlier model the figures are of (the context fine-tune, the base, or an id), until they are
-    measured again."""
+    naming the earlier model the figures are of (the CPU model, the context fine-tune, the base, or an id), until
+    they are measured again."""
     shipped = json.loads((REPO / "models" / "codec-v2" / "model.json").read_text())["model_id"]
     if shipped in description:
         return ""
     model_id = re.search(r"model id (\w+)", description)
-    for folder, name in ((CODEC_V2_CONTEXT, "the context fine-tune"), (CODEC_V2_BASE, "the base model")):
+    earlier_models = (
+        (CODEC_V2_GPU, "the GPU model before its eleventh level"),
+        (CODEC_V2_CPU, "the half-width CPU model"),
+        (CODEC_V2_CONTEXT, "the context fine-tune"),
+        (CODEC_V2_BASE, "the base model"),
+    )
+    for folder, name in earlier_models:
         earlier = load(f"{folder}rd/rd.json")
         if model_id and earlier is not None and model_id[1] in earlier["model"]:
             return f" (measured on {name}, `outs/{folder}`)"
@@ -668,7 +676,7 @@ def level_changes(before: str, after: str, names: tuple[str, str], split: str = 
         rows.append([f"{p['rd_lambda']:g}", *(["-", "-"] if b is None else [f"{b['bpp']:.3f}", f"{b['psnr']:.2f}"]),
                      f"{p['bpp']:.3f}", f"{p['psnr']:.2f}",
                      "new" if b is None else f"{round(100 * (p['bpp'] / b['bpp'] - 1), 1) + 0.0:+.1f}%",
-                     "-" if b is None else f"{p['psnr'] - b['psnr']:+.2f}"])  # fmt: skip
+                     "-" if b is None else f"{round(p['psnr'] - b['psnr'], 2) + 0.0:+.2f}"])  # fmt: skip
     header = ["λ", f"{names[0]} bpp", f"{names[0]} PSNR (dB)", f"{names[1]} bpp", f"{names[1]} PSNR (dB)",
               "rate change", "ΔPSNR (dB)"]  # fmt: skip
     return md_table(header, rows) + (
@@ -678,7 +686,9 @@ def level_changes(before: str, after: str, names: tuple[str, str], split: str = 
 
 
 codec_v2_context = partial(level_changes, CODEC_V2_BASE, CODEC_V2_CONTEXT, ("base", "fine-tuned"))
-codec_v2_longer = partial(level_changes, CODEC_V2_CONTEXT, CODEC_V2, ("fine-tuned", "shipped"))
+codec_v2_longer = partial(level_changes, CODEC_V2_CONTEXT, CODEC_V2_CPU, ("fine-tuned", "8 epochs more"))
+codec_v2_gpu = partial(level_changes, CODEC_V2_CPU, CODEC_V2_GPU, ("CPU, half width", "GPU, full width"))
+codec_v2_top = partial(level_changes, CODEC_V2_GPU, CODEC_V2, ("GPU", "shipped"))
 
 
 PARITY_FLOORS = {10: 90.4, 20: 91.3}  # issue #28: airbench94's own test accuracy on this data, at <= these epochs
@@ -750,24 +760,29 @@ def photos() -> str | None:
 
 
 def codec_v2_training() -> str | None:
-    """The shipped codec's three trainings, epoch by epoch, as one sentence each (validation at each one's middle
-    level): the base from scratch (cpu.yaml), the fine-tune that added the context (cpu_context.yaml), and its
-    continuation (cpu_long.yaml)."""
-    folders = (CODEC_V2_BASE, CODEC_V2_CONTEXT, CODEC_V2)
+    """The codec's trainings, epoch by epoch, as one sentence each (validation at each one's middle level): on a
+    CPU, the base from scratch (cpu.yaml), the fine-tune that added the context (cpu_context.yaml) and its
+    continuation (cpu_long.yaml); on a GPU, the shipped model's first two steps (full_base.yaml, then
+    full_long.yaml), and on a CPU its last (full.yaml: an eleventh level)."""
+    folders = (CODEC_V2_BASE, CODEC_V2_CONTEXT, CODEC_V2_CPU, f"{CODEC_V2_GPU}base/", CODEC_V2_GPU, CODEC_V2)
     runs = [(load(f"{folder}history.json"), load(f"{folder}config.yaml")) for folder in folders]
     if any(h is None or c is None for h, c in runs):
         return None
     sentences = []
-    names = ("The base, from scratch (`codec/cpu.yaml`)", "The fine-tune (`codec/cpu_context.yaml`)",
-             "Its continuation, the shipped model (`codec/cpu_long.yaml`)")  # fmt: skip
+    names = ("CPU, half width: the base, from scratch (`codec/cpu.yaml`)", "The fine-tune (`codec/cpu_context.yaml`)",
+             "Its continuation (`codec/cpu_long.yaml`)",
+             "One H200 GPU, full width: the shipped model from scratch (`codec/full_base.yaml`)",
+             "Its continuation at batch 128 (`codec/full_long.yaml`)",
+             "Its eleventh level, on the CPU (`codec/full.yaml`)")  # fmt: skip
     for (h, c), what in zip(runs, names):
         lambdas = c["rd_lambdas"]
-        psnr = " → ".join(f"{r['val_psnr']:.2f}" for r in h)
-        bpp = " → ".join(f"{r['val_bpp_estimate']:.2f}" for r in h)
+        shown = h if len(h) <= 8 else [*h[:3], None, *h[-3:]]  # a long run: its first and last epochs
+        psnr = " → ".join("…" if r is None else f"{r['val_psnr']:.2f}" for r in shown)
+        bpp = " → ".join("…" if r is None else f"{r['val_bpp_estimate']:.2f}" for r in shown)
         minutes = sum(r["epoch_time_s"] for r in h) / 60
         sentences.append(
             f"{what}: validation PSNR at its middle level (λ = {lambdas[(len(lambdas) - 1) // 2]:g}) {psnr} dB over "
-            f"{len(h)} epochs, at an estimated {bpp} bpp ({minutes:.0f} min)."
+            f"{len(h)} epoch{'s' * (len(h) > 1)}, at an estimated {bpp} bpp ({minutes:.0f} min)."
         )
     return " ".join(sentences)
 
@@ -983,9 +998,10 @@ def design_loop() -> str | None:
         gain = {p: load(f"{p}/rd.json")["floors"]["test"]["vs_webp@2bpp"]["gain_db"]
                 for p in ("codec_refine/plain", "codec_refine/rd", "codec_long3/rd", "codec_ctx/rd")}  # fmt: skip
         streams = {k: load(f"{CODEC_V2_BASE}rd/{k}.json")["splits"]["test"] for k in ("rd_format2", "rd")}
-        # the base, its first fine-tune (nine levels, 2 epochs), the second (ten levels, 4 epochs), the shipped one
+        # the base, its first fine-tune (nine levels, 2 epochs), the second (ten levels, 4 epochs), its continuation,
+        # the GPU one, the shipped one (its eleventh level)
         v2 = [streams["rd"], *(load(f"{CODEC_V2_CONTEXT}rd/{k}.json")["splits"]["test"] for k in ("rd_9levels", "rd")),
-              load(f"{CODEC_V2}rd/rd.json")["splits"]["test"]]  # fmt: skip
+              *(load(f"{f}rd/rd.json")["splits"]["test"] for f in (CODEC_V2_CPU, CODEC_V2_GPU, CODEC_V2))]  # fmt: skip
     except (TypeError, KeyError, StopIteration):
         return None
     ctl = qg[0.04]
@@ -1055,7 +1071,12 @@ def design_loop() -> str | None:
               ("the same fine-tune with a tenth level (λ = 0.00025) and 4 epochs instead of 2 (CPU)",
                "`outs/codec_v2_context/rd/rd_9levels.json` → `rd.json`"),
               ("that fine-tune continued 8 epochs (lr 3e-4, CPU)",
-               "`outs/codec_v2_context/rd/rd.json` → `outs/codec_v2/rd/rd.json`")])),
+               "`outs/codec_v2_context/rd/rd.json` → `outs/codec_v2_cpu/rd/rd.json`"),
+              ("full width (the classifier's backbone; decoder as before), from scratch on one H200 GPU: 9 epochs, "
+               "then 20 at batch 128",
+               "`outs/codec_v2_cpu/rd/rd.json` → `outs/codec_v2/base/rd/rd.json`"),
+              ("+ an eleventh level (λ = 0.256), one epoch at lr 1e-4 (CPU)",
+               "`outs/codec_v2/base/rd/rd.json` → `outs/codec_v2/rd/rd.json`")])),
     ]  # fmt: skip
     return md_table(
         ["#", "product", "what changed", "measured before → after", "source"], [[i + 1, *r] for i, r in enumerate(rows)]
@@ -1123,7 +1144,7 @@ def readme_results() -> str | None:
         bd = t["comparisons"]["avif_payload"]["bd_rate_pct"]["value"]
         n = f"{t['num_images']:,} test images"
         codec_rows = [
-            [f"shipped codec v2 (CPU-trained) at 1 / 2 bpp, whole files, {n}",
+            [f"shipped codec v2 (GPU-trained) at 1 / 2 bpp, whole files, {n}",
              f"{cell(interpolate(ours, 1.0))} / {cell(interpolate(ours, 2.0))} dB (AVIF payload "
              f"{cell(interpolate(avif, 1.0))} / {cell(interpolate(avif, 2.0))})"],
             ["its BD-rate against AVIF's payload", "-" if bd is None else f"{bd:+.1f} %"],
@@ -1398,13 +1419,15 @@ TABLES = {
     "pipeline_rd_points": (lambda: rd_points("pipeline/"), "experiments/pipeline/run.sh at commit cdeb663"),
     "pipeline_rd_floors": (lambda: rd_floors("pipeline/"), "experiments/pipeline/run.sh at commit cdeb663"),
     "pipeline_jobs": (pipeline_jobs, "experiments/pipeline/run.sh"),
-    "codec_v2_points": (codec_v2_points, "experiments/codec/v2.sh DATA"),
-    "codec_v2_comparisons": (codec_v2_comparisons, "experiments/codec/v2.sh DATA"),
-    "codec_v2_floors": (codec_v2_floors, "experiments/codec/v2.sh DATA"),
-    "codec_v2_training": (codec_v2_training, "experiments/codec/v2.sh DATA"),
+    "codec_v2_points": (codec_v2_points, "experiments/gpu/codec.sh collect DATA RUN"),
+    "codec_v2_comparisons": (codec_v2_comparisons, "experiments/gpu/codec.sh collect DATA RUN"),
+    "codec_v2_floors": (codec_v2_floors, "experiments/gpu/codec.sh collect DATA RUN"),
+    "codec_v2_training": (codec_v2_training, "experiments/codec/v2.sh DATA; experiments/gpu/codec.sh collect DATA RUN"),
     "codec_v2_refinement": (codec_v2_refinement, "experiments/codec/refine_v2.sh DATA"),
     "codec_v2_context": (codec_v2_context, "experiments/codec/v2.sh DATA"),
     "codec_v2_longer": (codec_v2_longer, "experiments/codec/v2.sh DATA"),
+    "codec_v2_gpu": (codec_v2_gpu, "experiments/gpu/codec.sh collect DATA RUN"),
+    "codec_v2_top": (codec_v2_top, "experiments/gpu/codec.sh collect DATA RUN"),
     "clf_parity": (clf_parity, "experiments/classifier/parity.sh DATA"),
     "photos": (photos, "experiments/generalisation/photos.sh"),
     "run_ae_metrics": (run_ae_metrics, "experiments/report/run.sh DATA"),

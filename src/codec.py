@@ -4,7 +4,7 @@
     python src/codec.py decompress FILE... -o OUT_DIR [--model MODEL]
 
 Without --model, compress uses the shipped codec (models/codec-v2, a mean-scale hyperprior and a
-checkerboard context with quality levels 0 (smallest files) .. 9), and decompress finds the shipped
+checkerboard context with quality levels 0 (smallest files) .. 10), and decompress finds the shipped
 model that wrote each file from the 6-byte model id in its header. MODEL is a shipped model folder, a
 codec run directory or a checkpoint file (src/train_codec.py makes them). A file is refused by any model
 but the one that wrote it, and a file of the removed v1 format with a one-line "made by an older format"

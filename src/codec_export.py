@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cifarae.codec.shipped import MAX_FILE_BYTES, export
+from cifarae.codec.shipped import MAX_FILE_BYTES, MAX_MODEL_BYTES, export
 from cifarae.errors import UserError, cli_main
 
 
@@ -30,6 +30,9 @@ def main(argv=None):
             limit = MAX_FILE_BYTES / 1e6
             raise UserError(f"{args.out / name} is {size / 1e6:.1f} MB, over the {limit:.1f} MB allowed per file")
         print(f"{args.out / name}: {size / 1e6:.2f} MB")
+    total = sum((args.out / name).stat().st_size for name in manifest["files"])
+    if total > MAX_MODEL_BYTES:
+        raise UserError(f"{args.out} is {total / 1e6:.1f} MB in all, over the {MAX_MODEL_BYTES / 1e6:.1f} MB allowed")
     print(f"{args.out}: model id {manifest['model_id']}")
 
 

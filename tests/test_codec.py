@@ -32,6 +32,7 @@ from cifarae.codec.shipped import (
     DEFAULT_MODEL,
     MANIFEST,
     MAX_FILE_BYTES,
+    MAX_MODEL_BYTES,
     RETIRED_MODELS,
     default_model,
     export,
@@ -775,7 +776,7 @@ def test_the_shipped_model_works_right_after_setup(tmp_path, capsys, images, mon
     monkeypatch.delenv("CIFARAE_MODELS", raising=False)
     folder = models_dir() / DEFAULT_MODEL
     sizes = [(folder / name).stat().st_size for name in read_manifest(folder)["files"]]
-    assert max(sizes) <= MAX_FILE_BYTES and sum(sizes) <= 12_000_000, sizes
+    assert max(sizes) <= MAX_FILE_BYTES and sum(sizes) <= MAX_MODEL_BYTES, sizes
     png = save_png(tmp_path / "a.png", images[3])
     code, _, err = cli(capsys, "compress", png, "-o", tmp_path / "a.cae")
     assert code == 0, err
