@@ -8,8 +8,9 @@
 # DATA: a CIFAR-10 source (.tar.gz or folder) or a prepared cache. `train` prepares the data cache in
 # WORK, then runs src/train_codec.py --steps train export under a deadline of BUDGET seconds: the chain,
 # full_base.yaml -> full_long.yaml -> full.yaml, takes about 8 minutes on an H200. PACK=DIR: WORK/codec
-# without its checkpoints (histories, configs, exported models) as DIR/codec.tar.gz, small enough for what
-# one device call brings back. `collect` takes RUN, that archive unpacked (or the run itself), trains what
+# without its checkpoints, as DIR/{codec,model,base_model}.tar.gz (histories and configs; the two exported
+# models), small enough for what one device call brings back. `collect` takes RUN, those archives unpacked
+# into one folder (or the run itself), trains what
 # it lacks of the chain (a step whose model exists is done), runs the RD evaluations of its last two steps
 # (about 22 minutes each on 2 cores once AVIF's curve is cached) and copies them to outs/codec_v2/ and the
 # model to models/codec-v2.
@@ -42,7 +43,12 @@ train() {
     grep -a "model id\|\] epoch" "$work/codec.log" | tail -4
     if [ -n "${PACK:-}" ]; then
         mkdir -p "$PACK"
-        tar -czf "$PACK/codec.tar.gz" -C "$work" --exclude='*.pt' --exclude='*.pt.tmp' codec codec.log gpu.txt
+        # three archives, each under what one device call brings back in a file: the run without checkpoints or
+        # models, and the exported models of the last two steps (the first step's is only their start)
+        tar -czf "$PACK/codec.tar.gz" -C "$work" --exclude=last.pt --exclude=best.pt --exclude='*.pt.tmp' \
+            --exclude=model codec codec.log gpu.txt
+        tar -czf "$PACK/model.tar.gz" -C "$work" codec/model
+        tar -czf "$PACK/base_model.tar.gz" -C "$work" codec/base/model
         ls -la "$PACK"
     fi
 }
