@@ -1072,8 +1072,8 @@ def design_loop() -> str | None:
                "`outs/codec_v2_context/rd/rd_9levels.json` → `rd.json`"),
               ("that fine-tune continued 8 epochs (lr 3e-4, CPU)",
                "`outs/codec_v2_context/rd/rd.json` → `outs/codec_v2_cpu/rd/rd.json`"),
-              ("full width (the classifier's backbone; decoder as before), from scratch on one H200 GPU: 9 epochs, "
-               "then 20 at batch 128",
+              ("full width (the classifier's backbone; the decoder kept near half width), from scratch on one H200 "
+               "GPU: 9 epochs, then 20 at batch 128",
                "`outs/codec_v2_cpu/rd/rd.json` → `outs/codec_v2/base/rd/rd.json`"),
               ("+ an eleventh level (λ = 0.256), one epoch at lr 1e-4 (CPU)",
                "`outs/codec_v2/base/rd/rd.json` → `outs/codec_v2/rd/rd.json`")])),
