@@ -265,12 +265,14 @@ def test_a_recipe_with_from_trains_and_exports_its_base_first_then_starts_from_t
     top = yaml.safe_load((out / "config.yaml").read_text())
     assert top["init_from"] == str(base / "model") and top["lr"] == 5e-4 and top["widths"] == [8, 8, 16, 16]
     assert (out / "model" / "model.json").is_file() and not (out / "rd").exists()  # --steps: no rd
-    # run again: a base with its model but no checkpoint was trained elsewhere (a GPU machine) and is skipped
-    for f in base.glob("*.pt"):
+    # run again: runs with their models but no checkpoints were trained elsewhere (a GPU machine): skipped
+    for f in [*base.glob("*.pt"), *out.glob("*.pt")]:
         f.unlink()
     again = run_script("train_codec.py", *cmd, "--no-wandb", *TINY)
     assert f"codec: base: {base / 'model'} trained elsewhere, skipped" in again.stdout, again.stdout
-    assert "codec: export: done already, skipped" in again.stdout and not (base / "best.pt").exists()
+    assert "codec: train: trained elsewhere, skipped" in again.stdout
+    assert "codec: export: done already, skipped" in again.stdout
+    assert not (base / "best.pt").exists() and not (out / "best.pt").exists()
 
 
 def test_every_codec_recipe_is_a_valid_codec_config_and_each_chain_keeps_its_model():
