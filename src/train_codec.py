@@ -76,8 +76,9 @@ def overrides(values: dict) -> list[str]:
     ]
 
 
-def skipped(name: str, steps: list[str], done: bool) -> str:
-    return "not in --steps" if name not in steps else "done already" if done else ""
+def skipped(name: str, steps: list[str], done: bool, why: str = "done already") -> str:
+    """Why step ``name`` is skipped, or "" to run it."""
+    return "not in --steps" if name not in steps else why if done else ""
 
 
 def trained_elsewhere(run: Path) -> bool:
@@ -143,7 +144,7 @@ def main(argv=None):
         train["wandb"] = False
     step(
         "train",
-        "not in --steps" if "train" not in args.steps else "trained elsewhere" if trained_elsewhere(args.out) else "",
+        skipped("train", args.steps, trained_elsewhere(args.out), "trained elsewhere"),
         train_ae.main,
         ["--out", str(args.out), *data, *overrides(train), *args.overrides],
     )
@@ -156,8 +157,8 @@ def main(argv=None):
     rd = args.out / "rd"
     rd_argv = ["--model", str(model), "--out", str(rd), *data, *flags(recipe.get("rd", {}))]
     rd_argv += ["--no-wandb"] if args.no_wandb else []
-    step("rd", skipped("rd", args.steps, newer(rd / "rd.json", model / "model.json")), rd_eval.main, rd_argv)
-    if (model / "model.json").is_file():
+    step("rd", skipped("rd", args.steps, newer(rd / "rd.json", model / MANIFEST)), rd_eval.main, rd_argv)
+    if (model / MANIFEST).is_file():
         print(f"codec: {model} is ready: python src/codec.py compress IMAGE... -o DIR --model {model} [--quality Q]")
 
 

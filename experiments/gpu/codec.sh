@@ -10,10 +10,9 @@
 # full_base.yaml -> full_long.yaml -> full.yaml, takes about 8 minutes on an H200. PACK=DIR: WORK/codec
 # without its checkpoints, as DIR/{codec,model,base_model}.tar.gz (histories and configs; the two exported
 # models), small enough for what one device call brings back. `collect` takes RUN, those archives unpacked
-# into one folder (or the run itself), trains what
-# it lacks of the chain (a step whose model exists is done), runs the RD evaluations of its last two steps
-# (about 22 minutes each on 2 cores once AVIF's curve is cached) and copies them to outs/codec_v2/ and the
-# model to models/codec-v2.
+# into one folder (or the run itself), trains the steps it lacks (a step with its model and no checkpoint
+# was trained elsewhere), runs the RD evaluations of its last two steps (about 22 minutes each on 2 cores
+# once AVIF's curve is cached) and copies them to outs/codec_v2/ and the model to models/codec-v2.
 #
 # How the shipped model was made: full_base.yaml and full_long.yaml (then named full.yaml and
 # full_long.yaml) in two device calls on an H200 with the data archive (commits cac8017 and 43f00fe):
@@ -77,7 +76,7 @@ case "$cmd:$#" in
 train:[2-9]*) train "$@" ;;
 collect:2) collect "$@" ;;
 *)
-    sed -n '2,15p' "$0"
+    sed -n '2,6p' "$0"
     exit 2
     ;;
 esac
