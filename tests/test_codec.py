@@ -333,7 +333,11 @@ def test_shipped_manifest_records_checksums_model_id_and_small_files(shipped, v2
     assert set(manifest["files"]) == {"encoder.pt", "decoder.pt", "entropy.pt", "context.pt"}
     context = torch.load(shipped / "codec-v2" / "context.pt", weights_only=True)
     assert context and all(k.startswith("latent_codec.context.") for k in context)
-    assert context["latent_codec.context.context.mask"].dtype == torch.uint8  # a 0/1 mask: one byte a value
+    # the masked convolution's 0/1 mask is not shipped: loading takes it from the layer's constructor
+    assert not any(k.endswith(".mask") for k in context)
+    mask = v2.lc.context.context.mask
+    assert mask.shape == v2.lc.context.context.weight.shape and 0 < mask.mean() < 0.5
+    assert torch.equal(mask, type(v2.lc.context.context)(2, 2, 5, padding=2).mask[:1, :1].expand_as(mask).to(mask))
     state = torch.load(shipped / "codec-v2" / "decoder.pt", weights_only=True)
     assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
 

@@ -55,12 +55,15 @@ def _sha256(path: Path) -> str:
 
 
 def _storage(name: str, t: torch.Tensor) -> torch.Tensor:
-    # Transforms in float16; the entropy model's densities, medians and tables keep their precision; a masked
-    # convolution's 0/1 mask (as large as its weight) in one byte per value.
+    # Transforms in float16; the entropy model's densities, medians and tables keep their precision.
     keep = name.startswith(("latent_codec.entropy_bottleneck.", "latent_codec.gaussian_conditional."))
-    if name.endswith(".mask"):
-        return t.to(torch.uint8)
     return t if keep or not t.is_floating_point() else t.half()
+
+
+def _derived(name: str) -> bool:
+    """A masked convolution's 0/1 mask (as large as its weight, 0.9 MB in the shipped model): its layer's
+    constructor builds it from the shape, so it is not shipped, and read_shipped takes it from there."""
+    return name.endswith(".mask")
 
 
 def export(run: str | Path, out: Path, recipe: str, which: str = "best") -> dict:
@@ -72,7 +75,7 @@ def export(run: str | Path, out: Path, recipe: str, which: str = "best") -> dict
     model = AutoEncoder(cfg)
     checkpoint.load_weights(model, checkpoint.inference_state(ckpt), ckpt["path"])
     model.latent_codec.export()
-    state = {k: _storage(k, v) for k, v in model.state_dict().items()}
+    state = {k: _storage(k, v) for k, v in model.state_dict().items() if not _derived(k)}
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     for name, prefixes in PARTS.items():
@@ -120,7 +123,9 @@ def read_shipped(folder: str | Path, manifest: dict | None = None) -> tuple[dict
         if _sha256(path) != digest:
             raise UserError(f"{path} does not match its checksum in {MANIFEST}; restore it (git checkout -- {path})")
         state.update(torch.load(path, map_location="cpu", weights_only=True))
-    return state, config_from_dict(manifest["config"])
+    cfg = config_from_dict(manifest["config"])
+    derived = {k: v for k, v in AutoEncoder(cfg).state_dict().items() if _derived(k)}
+    return {**derived, **state}, cfg
 
 
 def load_shipped(
