@@ -1323,6 +1323,26 @@ def context_probe() -> str | None:
     )
 
 
+def decoder_probe() -> str | None:
+    """The shipped codec's decoder on fixed bits: the unrounded latent (the ceiling) and every level, as shipped,
+    trained on alone, and widened and trained as long (experiments/codec/decoder_probe.py)."""
+    g = load("codec_decoder_probe/probe.json")
+    if g is None:
+        return None
+    variants, a = g["variants"], g["args"]
+    lambdas = g["model"]["rd_lambdas"]
+    names = list(variants)
+    header = ["λ", *(f"{n} (dB)" for n in names)]
+    rows = [[f"{lam:g}", *(f"{variants[n]['level_psnr'][i]:.2f}" for n in names)] for i, lam in enumerate(lambdas)]
+    rows.append(["unrounded latent", *(f"{variants[n]['unrounded_psnr']:.2f}" for n in names)])
+    rows.append(["decoder parameters", *(f"{variants[n]['params']:,}" for n in names)])
+    minutes = " and ".join(f"{variants[n]['minutes']:.0f}" for n in names[1:])
+    return md_table(header, rows) + (
+        f"\n\nPSNR on {a['val']:,} validation images, every level's bits fixed; the decoders trained alone for "
+        f"{a['steps']:,} steps of 64 on {a['train']:,} training images at lr {a['lr']:g} ({minutes} min on one core)."
+    )
+
+
 def run_jobs() -> str | None:
     """The report run's budget as one sentence: each stage's tasks and their summed minutes (Slurm's sacct)."""
     f = OUTS / RUN["autoencoder"] / "jobs.txt"
@@ -1439,6 +1459,7 @@ TABLES = {
     "run_jobs": (run_jobs, "experiments/report/run.sh DATA"),
     "objectives": (objectives, "experiments/report/objectives.sh DATA"),
     "jpeg_grid": (jpeg_grid, "experiments/codec/jpeg_grid.py --data DATA"),
+    "decoder_probe": (decoder_probe, "experiments/codec/decoder_probe.py --data DATA"),
     "context_probe": (context_probe, "experiments/codec/context_probe.py --data DATA --model RUNS/codec_v2_base/model"),
 }
 

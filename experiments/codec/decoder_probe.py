@@ -1,0 +1,173 @@
+"""Is the shipped codec's high-rate end held back by its decoder? (issue #26: the 2-bpp floor)
+
+The shipped model's curve flattens at the top: 34.0, 35.0 and 35.8 dB at 2.5, 3.0 and 3.6 bpp, where AVIF's
+payload climbs 6 dB a bpp. This probe keeps the model's encoder, gains and entropy model frozen, so every
+level's bits stay exactly those of its files, and asks what the decoder alone can add. It measures, on held-out
+validation images:
+
+- the transforms' ceiling: the decoder on the unrounded latent (no quantisation at all);
+- each level's PSNR with the shipped decoder (the eval-mode rounding the files use, decoded in float32);
+- the same after training the decoder alone on the rounded latents for a fixed budget of steps, each image at a
+  random level with its level's weight in training (lambda * MSE: the rate is fixed), BatchNorm statistics kept
+  as joint training left them (re-estimated from these batches, they cost every level 0.1-0.6 dB): the shipped
+  decoder trained on, and the shipped decoder widened (``--widths``) and trained as long. The widened one starts as the
+  shipped function (its old channels copied, the new ones' paths into the old ones zero), so the difference
+  between the two is what the extra width buys at equal training.
+
+    python experiments/codec/decoder_probe.py --data DATA [--model models/codec-v2] [--train 20000]
+        [--steps 1500] [--widths 64,128,128,128] [--out outs/codec_decoder_probe]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from cifarae import data as data_lib
+from cifarae.codec.shipped import read_shipped
+from cifarae.errors import cli_main
+from cifarae.files import write_atomic
+from cifarae.metrics import psnr
+from cifarae.models import AutoEncoder
+
+
+def rounded_latents(model: AutoEncoder, y: torch.Tensor, level: int) -> torch.Tensor:
+    """What a file at ``level`` carries to the decoder: the eval-mode latent codec rounds around its means."""
+    return model.latent_codec(y, torch.full((len(y),), level))[0]
+
+
+def eval_psnr(decode, latents: torch.Tensor, images: torch.Tensor) -> float:
+    """Mean PSNR over images of the decoder's 8-bit output."""
+    with torch.no_grad():
+        rec = torch.cat([decode(b) for b in latents.split(250)])
+    rec = torch.round(rec.clamp(0, 1) * 255) / 255
+    return psnr((rec - images.float() / 255).pow(2).flatten(1).mean(1)).mean().item()
+
+
+def decode_with(model: AutoEncoder, decoder):
+    """model.decode with another decoder module (the latent's skip part unfolded as the model does)."""
+    c = model.to_latent.out_channels
+
+    def decode(y):
+        return decoder(y[:, :c], torch.nn.functional.pixel_shuffle(y[:, c:], model.skip_fold))
+
+    return decode
+
+
+def widened(model: AutoEncoder, cfg, widths: list[int]) -> torch.nn.Module:
+    """A decoder of ``widths`` that computes what the model's decoder does: every old weight, bias and BatchNorm
+    statistic copied into the first channels; weights from new channels into old ones zero."""
+    decoder = AutoEncoder(dataclasses.replace(cfg, decoder_widths=widths, entropy_model="none")).decoder
+    old = dict(model.decoder.named_modules())
+    skip_conv = f"layers.{decoder.skip_at}.0"  # its input is [features, skip]: the skip moves up with the width
+    with torch.no_grad():
+        for name, new in decoder.named_modules():
+            src = old[name]
+            if isinstance(new, torch.nn.Conv2d):
+                o, i = src.weight.shape[:2]
+                inputs = list(range(i))
+                if name == skip_conv:
+                    kept = i - cfg.skip_channels
+                    inputs = inputs[:kept] + [new.in_channels - cfg.skip_channels + k for k in range(cfg.skip_channels)]
+                new.weight[:o].zero_()
+                new.weight[:o, inputs] = src.weight
+                if new.bias is not None:
+                    new.bias[:o] = src.bias
+            elif isinstance(new, torch.nn.BatchNorm2d):
+                o = src.num_features
+                for key in ("weight", "bias", "running_mean", "running_var"):
+                    getattr(new, key)[:o] = getattr(src, key)
+    y = torch.randn(4, *model.latent_shape)
+    if not torch.allclose(decode_with(model, decoder.eval())(y), model.decode(y), atol=1e-5):
+        raise AssertionError("the widened decoder does not start as the shipped one")
+    return decoder
+
+
+def train_decoder(model, lambdas, decoder, y_train, images, steps: int, lr: float, batch: int = 64) -> float:
+    """Adam with a one-cycle schedule on lambda-weighted MSE, each image at a random level; returns minutes."""
+    levels = model.latent_codec.levels
+    weights = torch.tensor(lambdas)
+    weights = weights / weights.mean()
+    opt = torch.optim.Adam(decoder.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.05)
+    decode = decode_with(model, decoder)
+    start, step = time.time(), 0
+    # BatchNorm keeps the statistics joint training left (eval mode; its scales and shifts still train)
+    decoder.eval()
+    while step < steps:
+        for idx in torch.randperm(len(y_train)).split(batch):
+            if step == steps:
+                break
+            q = torch.randint(0, levels, (len(idx),))
+            with torch.no_grad():
+                y_hat = model.latent_codec(y_train[idx], q)[0]
+            mse = (decode(y_hat) - images[idx].float() / 255).pow(2).flatten(1).mean(1)
+            loss = (weights[q] * mse).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if step % 500 == 0:
+                print(f"  step {step}/{steps}: mse {loss.item():.5f} ({time.time() - start:.0f} s)", flush=True)
+    return (time.time() - start) / 60
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--model", default="models/codec-v2", help="a shipped model folder")
+    ap.add_argument("--train", type=int, default=20000)
+    ap.add_argument("--val", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--widths", nargs="*", default=["64,128,128,128"])
+    ap.add_argument("--out", default="outs/codec_decoder_probe")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    state, cfg = read_shipped(args.model)
+    model = AutoEncoder(cfg)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model.eval().requires_grad_(False)
+    data = data_lib.load(args.data)
+    train, _ = data.subset("train", args.train)
+    val, _ = data.subset("val", args.val)
+    with torch.no_grad():
+        y_train = torch.cat([model.encode(b.float() / 255) for b in train.split(500)])
+        y_val = torch.cat([model.encode(b.float() / 255) for b in val.split(500)])
+        val_hat = [rounded_latents(model, y_val, q) for q in range(model.latent_codec.levels)]
+    result = {"args": vars(args), "model": cfg.to_dict(), "variants": {}}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def measure(name: str, decoder, minutes: float = 0.0) -> None:
+        decode = decode_with(model, decoder)
+        row = {
+            "params": sum(p.numel() for p in decoder.parameters()),
+            "minutes": minutes,
+            "unrounded_psnr": eval_psnr(decode, y_val, val),
+            "level_psnr": [eval_psnr(decode, y, val) for y in val_hat],
+        }
+        result["variants"][name] = row
+        print(name, json.dumps({k: v for k, v in row.items() if k != "level_psnr"}), flush=True)
+        print("  " + " ".join(f"{p:.2f}" for p in row["level_psnr"]), flush=True)
+        write_atomic(out / "probe.json", json.dumps(result, indent=1))
+
+    measure("shipped, as shipped", model.decoder)
+    for widths in [None, *args.widths]:
+        torch.manual_seed(0)
+        w = cfg.decoder_widths if widths is None else [int(v) for v in widths.split(",")]
+        decoder = widened(model, cfg, w)
+        name = "shipped, trained on" if widths is None else f"widened to {widths}, trained on"
+        print(name, flush=True)
+        minutes = train_decoder(model, cfg.level_lambdas, decoder, y_train, train, args.steps, args.lr)
+        measure(name, decoder, minutes)
+
+
+if __name__ == "__main__":
+    cli_main(main)()
