@@ -9,10 +9,10 @@ validation images:
 - each level's PSNR with the shipped decoder (the eval-mode rounding the files use, decoded in float32);
 - the same after training the decoder alone on the rounded latents for a fixed budget of steps, each image at a
   random level with its level's weight in training (lambda * MSE: the rate is fixed), BatchNorm statistics kept
-  as joint training left them (re-estimated from these batches, they cost every level 0.1-0.6 dB): the shipped
-  decoder trained on, and the shipped decoder widened (``--widths``) and trained as long. The widened one starts as the
-  shipped function (its old channels copied, the new ones' paths into the old ones zero), so the difference
-  between the two is what the extra width buys at equal training.
+  as joint training left them (re-estimated from these batches, in a first run not kept, they cost every level
+  0.1-0.65 dB): the shipped decoder trained on, and the shipped decoder widened (``--widths``) and trained as
+  long. The widened one starts as the shipped function (its old channels copied, the new ones' paths into the
+  old ones zero), so the difference between the two is what the extra width buys at equal training.
 
     python experiments/codec/decoder_probe.py --data DATA [--model models/codec-v2] [--train 20000]
         [--steps 1500] [--widths 64,128,128,128] [--out outs/codec_decoder_probe]
@@ -36,9 +36,11 @@ from cifarae.metrics import psnr
 from cifarae.models import AutoEncoder
 
 
-def rounded_latents(model: AutoEncoder, y: torch.Tensor, level: int) -> torch.Tensor:
-    """What a file at ``level`` carries to the decoder: the eval-mode latent codec rounds around its means."""
-    return model.latent_codec(y, torch.full((len(y),), level))[0]
+def rounded_latents(model: AutoEncoder, y: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """What files at each image's ``quality`` level carry to the decoder: the eval-mode latent codec rounds
+    around its means."""
+    with torch.no_grad():
+        return model.latent_codec(y, quality)[0]
 
 
 def eval_psnr(decode, latents: torch.Tensor, images: torch.Tensor) -> float:
@@ -104,8 +106,7 @@ def train_decoder(model, lambdas, decoder, y_train, images, steps: int, lr: floa
             if step == steps:
                 break
             q = torch.randint(0, levels, (len(idx),))
-            with torch.no_grad():
-                y_hat = model.latent_codec(y_train[idx], q)[0]
+            y_hat = rounded_latents(model, y_train[idx], q)
             mse = (decode(y_hat) - images[idx].float() / 255).pow(2).flatten(1).mean(1)
             loss = (weights[q] * mse).mean()
             opt.zero_grad()
@@ -140,7 +141,9 @@ def main() -> None:
     with torch.no_grad():
         y_train = torch.cat([model.encode(b.float() / 255) for b in train.split(500)])
         y_val = torch.cat([model.encode(b.float() / 255) for b in val.split(500)])
-        val_hat = [rounded_latents(model, y_val, q) for q in range(model.latent_codec.levels)]
+        val_hat = [
+            rounded_latents(model, y_val, torch.full((len(y_val),), q)) for q in range(model.latent_codec.levels)
+        ]
     result = {"args": vars(args), "model": cfg.to_dict(), "variants": {}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
