@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from cifarae import data as data_lib
-from cifarae.codec.shipped import read_shipped
+from cifarae.codec import load_codec
 from cifarae.errors import cli_main
 from cifarae.files import write_atomic
 from cifarae.metrics import psnr
@@ -43,29 +43,19 @@ def rounded_latents(model: AutoEncoder, y: torch.Tensor, quality: torch.Tensor) 
         return model.latent_codec(y, quality)[0]
 
 
-def eval_psnr(decode, latents: torch.Tensor, images: torch.Tensor) -> float:
+def eval_psnr(model: AutoEncoder, latents: torch.Tensor, images: torch.Tensor) -> float:
     """Mean PSNR over images of the decoder's 8-bit output."""
     with torch.no_grad():
-        rec = torch.cat([decode(b) for b in latents.split(250)])
+        rec = torch.cat([model.decode(b) for b in latents.split(250)])
     rec = torch.round(rec.clamp(0, 1) * 255) / 255
     return psnr((rec - images.float() / 255).pow(2).flatten(1).mean(1)).mean().item()
 
 
-def decode_with(model: AutoEncoder, decoder):
-    """model.decode with another decoder module (the latent's skip part unfolded as the model does)."""
-    c = model.to_latent.out_channels
-
-    def decode(y):
-        return decoder(y[:, :c], torch.nn.functional.pixel_shuffle(y[:, c:], model.skip_fold))
-
-    return decode
-
-
-def widened(model: AutoEncoder, cfg, widths: list[int]) -> torch.nn.Module:
-    """A decoder of ``widths`` that computes what the model's decoder does: every old weight, bias and BatchNorm
-    statistic copied into the first channels; weights from new channels into old ones zero."""
+def widened(shipped: torch.nn.Module, cfg, widths: list[int], skip_side: int) -> torch.nn.Module:
+    """A decoder of ``widths`` that computes what ``shipped`` does: every old weight, bias and BatchNorm statistic
+    copied into the first channels; weights from new channels into old ones zero."""
     decoder = AutoEncoder(dataclasses.replace(cfg, decoder_widths=widths, entropy_model="none")).decoder
-    old = dict(model.decoder.named_modules())
+    old = dict(shipped.named_modules())
     skip_conv = f"layers.{decoder.skip_at}.0"  # its input is [features, skip]: the skip moves up with the width
     with torch.no_grad():
         for name, new in decoder.named_modules():
@@ -84,30 +74,31 @@ def widened(model: AutoEncoder, cfg, widths: list[int]) -> torch.nn.Module:
                 o = src.num_features
                 for key in ("weight", "bias", "running_mean", "running_var"):
                     getattr(new, key)[:o] = getattr(src, key)
-    y = torch.randn(4, *model.latent_shape)
-    if not torch.allclose(decode_with(model, decoder.eval())(y), model.decode(y), atol=1e-5):
+    z = torch.randn(4, cfg.latent_channels, cfg.latent_size, cfg.latent_size)
+    skip = torch.randn(4, cfg.skip_channels, skip_side, skip_side)
+    if not torch.allclose(decoder.eval()(z, skip), shipped(z, skip), atol=1e-5):
         raise AssertionError("the widened decoder does not start as the shipped one")
     return decoder
 
 
-def train_decoder(model, lambdas, decoder, y_train, images, steps: int, lr: float, batch: int = 64) -> float:
-    """Adam with a one-cycle schedule on lambda-weighted MSE, each image at a random level; returns minutes."""
+def train_decoder(model: AutoEncoder, lambdas, y_train, images, steps: int, lr: float, batch: int = 64) -> float:
+    """Adam with a one-cycle schedule on lambda-weighted MSE of ``model.decoder`` alone, each image at a random
+    level; returns minutes."""
     levels = model.latent_codec.levels
     weights = torch.tensor(lambdas)
     weights = weights / weights.mean()
-    opt = torch.optim.Adam(decoder.parameters(), lr=lr)
+    opt = torch.optim.Adam(model.decoder.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.05)
-    decode = decode_with(model, decoder)
     start, step = time.time(), 0
     # BatchNorm keeps the statistics joint training left (eval mode; its scales and shifts still train)
-    decoder.eval()
+    model.eval()
     while step < steps:
         for idx in torch.randperm(len(y_train)).split(batch):
             if step == steps:
                 break
             q = torch.randint(0, levels, (len(idx),))
             y_hat = rounded_latents(model, y_train[idx], q)
-            mse = (decode(y_hat) - images[idx].float() / 255).pow(2).flatten(1).mean(1)
+            mse = (model.decode(y_hat) - images[idx].float() / 255).pow(2).flatten(1).mean(1)
             loss = (weights[q] * mse).mean()
             opt.zero_grad()
             loss.backward()
@@ -131,10 +122,8 @@ def main() -> None:
     ap.add_argument("--out", default="outs/codec_decoder_probe")
     args = ap.parse_args()
     torch.manual_seed(0)
-    state, cfg = read_shipped(args.model)
-    model = AutoEncoder(cfg)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    model.eval().requires_grad_(False)
+    codec = load_codec(args.model)
+    cfg, model = codec.cfg, codec.model.float().eval().requires_grad_(False)
     data = data_lib.load(args.data)
     train, _ = data.subset("train", args.train)
     val, _ = data.subset("val", args.val)
@@ -148,28 +137,27 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    def measure(name: str, decoder, minutes: float = 0.0) -> None:
-        decode = decode_with(model, decoder)
+    def measure(name: str, minutes: float = 0.0) -> None:
         row = {
-            "params": sum(p.numel() for p in decoder.parameters()),
+            "params": sum(p.numel() for p in model.decoder.parameters()),
             "minutes": minutes,
-            "unrounded_psnr": eval_psnr(decode, y_val, val),
-            "level_psnr": [eval_psnr(decode, y, val) for y in val_hat],
+            "unrounded_psnr": eval_psnr(model, y_val, val),
+            "level_psnr": [eval_psnr(model, y, val) for y in val_hat],
         }
         result["variants"][name] = row
         print(name, json.dumps({k: v for k, v in row.items() if k != "level_psnr"}), flush=True)
         print("  " + " ".join(f"{p:.2f}" for p in row["level_psnr"]), flush=True)
         write_atomic(out / "probe.json", json.dumps(result, indent=1))
 
-    measure("shipped, as shipped", model.decoder)
+    shipped = model.decoder
+    measure("shipped, as shipped")
     for widths in [None, *args.widths]:
         torch.manual_seed(0)
         w = cfg.decoder_widths if widths is None else [int(v) for v in widths.split(",")]
-        decoder = widened(model, cfg, w)
+        model.decoder = widened(shipped, cfg, w, cfg.latent_size * model.skip_fold)
         name = "shipped, trained on" if widths is None else f"widened to {widths}, trained on"
         print(name, flush=True)
-        minutes = train_decoder(model, cfg.level_lambdas, decoder, y_train, train, args.steps, args.lr)
-        measure(name, decoder, minutes)
+        measure(name, train_decoder(model, cfg.level_lambdas, y_train, train, args.steps, args.lr))
 
 
 if __name__ == "__main__":
