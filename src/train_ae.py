@@ -6,7 +6,7 @@ Works the same under `accelerate launch` and `torchrun`; an existing --out resum
 """
 
 from cifarae import checkpoint, cli, engine
-from cifarae.codec.loading import init_state
+from cifarae.codec.loading import MAY_START_FRESH, init_state
 from cifarae.config import load_config
 from cifarae.errors import cli_main
 from cifarae.models import AutoEncoder, init_stem
@@ -22,7 +22,7 @@ def main(argv=None):
     model = AutoEncoder(cfg)
     if cfg.init_from:  # e.g. a rate-distortion codec fine-tuned from a plain autoencoder
         state, source = init_state(cfg.init_from, cfg)
-        checkpoint.load_weights(model, state, source, may_lack="latent_codec.")
+        checkpoint.load_weights(model, state, source, may_lack=MAY_START_FRESH)
     else:
         init_stem(model, dataset.images["train"])
     c, s, _ = model.latent_shape

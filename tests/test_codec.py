@@ -27,7 +27,7 @@ from cifarae.codec import Refinement, load_codec
 from cifarae.codec import format as fmt
 from cifarae.codec.hyperprior import ExactNetwork, anchor_mask
 from cifarae.codec.hyperprior_codec import HyperpriorCodec
-from cifarae.codec.loading import init_state
+from cifarae.codec.loading import MAY_START_FRESH, init_state
 from cifarae.codec.shipped import (
     DEFAULT_MODEL,
     MANIFEST,
@@ -486,6 +486,50 @@ def test_a_codec_fine_tunes_from_another_with_more_levels_and_a_context_added(tm
             q = torch.full((2,), old_level)
             (a, lik_a), (b, lik_b) = old(x, q), new(x, q + 1)
             assert torch.equal(a, b) and torch.equal(lik_a, lik_b)
+
+
+def test_analysis_blocks_start_as_the_identity_on_a_trained_codec_learn_and_ship_in_the_encoder_file(tmp_path):
+    """init_from a codec without analysis blocks: the blocks start as the identity (the model encodes as the old
+    one did), the backbone stays the classifier's, a training step moves them, and an export ships them in
+    encoder.pt and codes with them."""
+    cfg = load_config(None, V2)
+    torch.manual_seed(0)
+    old = AutoEncoder(cfg).eval()
+    path = tmp_path / "old.pt"
+    checkpoint.save_atomic(checkpoint.new(cfg, None, old.state_dict()), path)
+    new_cfg = load_config(None, [*V2, "analysis_blocks=1", f"init_from={path}"])
+    new = AutoEncoder(new_cfg)
+    checkpoint.load_weights(new, init_state(path, new_cfg)[0], str(path), may_lack=MAY_START_FRESH)
+    assert len(new.latent_blocks) == len(new.skip_blocks) == 1
+    clf = Classifier(Config(task="clf", widths=cfg.widths))
+    assert new.backbone.state_dict().keys() == clf.backbone.state_dict().keys()
+    x = torch.rand(4, 3, 32, 32)
+    new.eval()
+    with torch.no_grad():
+        assert torch.equal(new.encode(x), old.encode(x))
+    new.train()
+    reconstruction, likelihoods = new(x, torch.tensor([0, 1, 2, 0]))
+    ((reconstruction - x).pow(2).mean() - likelihoods.log2().mean() * 1e-3).backward()
+    for blocks in (new.latent_blocks, new.skip_blocks):
+        assert blocks[0].branch[-1].weight.grad.abs().sum() > 0  # the zero conv learns; the branch opens from there
+
+    with torch.no_grad():
+        new.latent_blocks[0].branch[-1].weight.normal_(0, 0.1)  # as if trained: the blocks now change the latent
+    new.eval()
+    run = tmp_path / "run.pt"
+    checkpoint.save_atomic(checkpoint.new(new_cfg, None, new.state_dict()), run)
+    export(run, tmp_path / "model", recipe="tests")
+    encoder_file = torch.load(tmp_path / "model" / "encoder.pt", weights_only=True)
+    assert any(k.startswith("latent_blocks.") for k in encoder_file) and any(
+        k.startswith("skip_blocks.") for k in encoder_file
+    )
+    codec = load_shipped(tmp_path / "model")
+    shipped_conv, trained_conv = codec.model.latent_blocks[0].branch[-1], new.latent_blocks[0].branch[-1]
+    assert torch.equal(shipped_conv.weight.float(), trained_conv.weight.half().float())  # float16, as shipped
+    image = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
+    assert torch.equal(codec.decompress(codec.compress(image, 1)[0]), codec.reconstruct(image, 1)[0])
+    with pytest.raises(UserError, match="analysis_blocks"):
+        load_config(overrides=["analysis_blocks=1"])  # a plain autoencoder has no latent heads to add them to
 
 
 def test_plain_autoencoder_is_not_a_codec(tmp_path, v2_run):

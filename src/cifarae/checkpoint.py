@@ -55,10 +55,10 @@ def checkpoint_config(ckpt: dict) -> Config:
     return config_from_dict(ckpt["config"])
 
 
-def load_weights(model: torch.nn.Module, state: dict, source: str, may_lack: str | None = None) -> None:
+def load_weights(model: torch.nn.Module, state: dict, source: str, may_lack: str | tuple[str, ...] = ()) -> None:
     """load_state_dict with a one-line error naming the first mismatches.
 
-    ``may_lack``: a key prefix that ``state`` may miss (those parameters keep their init).
+    ``may_lack``: key prefixes that ``state`` may miss (those parameters keep their init).
     """
     own = model.state_dict()
     missing = [k for k in own if k not in state and not (may_lack and k.startswith(may_lack))]

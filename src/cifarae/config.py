@@ -54,6 +54,10 @@ class Config:
     # latent_size 8), folded onto the latent's grid and fed to the decoder's matching stage: detail
     # that the later max-pools would lose. The backbone itself is unchanged (still the classifier's).
     skip_channels: int = 0
+    # codec only: residual bottleneck blocks on the backbone's features before each latent head (to_latent,
+    # to_skip): analysis capacity that is the codec's own, so the backbone stays the classifier's. Each
+    # starts as the identity, so a trained model fine-tunes with them added (init_from)
+    analysis_blocks: int = 0
     loss: dict = field(default_factory=lambda: {"mse": 1.0})  # weights of mse / l1 / ssim
     # pretraining objective: "reconstruct" the whole image, or "masked": random square patches are
     # hidden from the encoder (set to the data mean) and the loss counts the hidden pixels only
@@ -149,6 +153,11 @@ class Config:
         if self.skip_channels < 0 or (self.skip_channels and self.entropy_model == "none"):
             raise UserError(
                 f"config skip_channels={self.skip_channels} needs entropy_model=hyperprior (a codec) and must be >= 0"
+            )
+        if self.analysis_blocks < 0 or (self.analysis_blocks and self.entropy_model == "none"):
+            raise UserError(
+                f"config analysis_blocks={self.analysis_blocks} needs entropy_model=hyperprior (a codec) "
+                "and must be >= 0"
             )
         if self.context != "none" and self.entropy_model != "hyperprior":
             raise UserError(f"config context={self.context} needs entropy_model=hyperprior")

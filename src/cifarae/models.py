@@ -128,6 +128,28 @@ class Backbone(nn.Module):
         return tap, self.blocks[2](self.blocks[1](tap))
 
 
+class Bottleneck(nn.Module):
+    """x + a residual branch: 1x1 conv to channels/4 -> 3x3 conv -> 1x1 conv back (ResNet's bottleneck,
+    a quarter of a 3x3 block's weights). The last conv starts at zero, so the block starts as the identity
+    and a trained model fine-tunes with blocks added."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        mid = channels // 4
+        self.branch = nn.Sequential(
+            nn.Conv2d(channels, mid, 1, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.GELU(),
+            conv_bn_act(mid, mid),
+            nn.Conv2d(mid, channels, 1),
+        )
+        nn.init.zeros_(self.branch[-1].weight)
+        nn.init.zeros_(self.branch[-1].bias)
+
+    def forward(self, x):
+        return x + self.branch(x)
+
+
 def upsample(channels: int, mode: str) -> nn.Module:
     if mode == "resize_conv":  # nearest resize; the conv that follows smooths it (no checkerboard)
         return nn.Upsample(scale_factor=2, mode="nearest")
@@ -198,6 +220,7 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         self.backbone = Backbone(cfg.widths, cfg.latent_size, cfg.arch, cfg.bn_weight, cfg.bn_momentum, cfg.bn_eps)
+        self.latent_blocks = nn.Sequential(*[Bottleneck(cfg.widths[3]) for _ in range(cfg.analysis_blocks)])
         self.to_latent = nn.Conv2d(cfg.widths[3], cfg.latent_channels, 1)
         self.decoder = Decoder(
             cfg.latent_channels, cfg.decoder_widths or cfg.widths, cfg.latent_size, cfg.upsample, cfg.skip_channels
@@ -205,6 +228,8 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
         # The skip latent is block 1's features through a 1x1 conv, folded (space-to-depth) onto the
         # latent's grid, so that one latent tensor, one entropy model and one file stream carry both.
         self.to_skip = nn.Conv2d(cfg.widths[1], cfg.skip_channels, 1) if cfg.skip_channels else None
+        skip_blocks = cfg.analysis_blocks if cfg.skip_channels else 0
+        self.skip_blocks = nn.Sequential(*[Bottleneck(cfg.widths[1]) for _ in range(skip_blocks)])
         self.skip_fold = (32 >> pools_for(cfg.latent_size)[0]) // cfg.latent_size
         coded_channels = cfg.latent_channels + cfg.skip_channels * self.skip_fold**2
         self.latent_codec = None
@@ -238,9 +263,10 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
 
     def encode(self, x):
         if self.to_skip is None:
-            return self.to_latent(self.backbone(x))
+            return self.to_latent(self.latent_blocks(self.backbone(x)))
         tap, features = self.backbone.forward_with_tap(x)
-        return torch.cat([self.to_latent(features), F.pixel_unshuffle(self.to_skip(tap), self.skip_fold)], dim=1)
+        latent = self.to_latent(self.latent_blocks(features))
+        return torch.cat([latent, F.pixel_unshuffle(self.to_skip(self.skip_blocks(tap)), self.skip_fold)], dim=1)
 
     def decode(self, y):
         if self.to_skip is None:

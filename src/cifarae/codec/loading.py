@@ -13,6 +13,10 @@ from .hyperprior_codec import HyperpriorCodec
 from .refinement import NO_REFINEMENT, Refinement
 from .shipped import MANIFEST, load_shipped, read_shipped
 
+# What a model started from another (init_from) may lack and start fresh: a plain autoencoder has no entropy
+# model, a smaller codec no analysis blocks (they start as the identity).
+MAY_START_FRESH = ("latent_codec.", "latent_blocks.", "skip_blocks.")
+
 
 def load_codec_checkpoint(path: str | Path, which: str = "best") -> tuple[dict, Config, AutoEncoder]:
     """(checkpoint, config, AutoEncoder with its inference weights) of a codec run; anything else is refused."""

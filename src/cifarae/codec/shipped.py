@@ -29,7 +29,7 @@ from .refinement import NO_REFINEMENT, Refinement
 DEFAULT_MODEL = "codec-v2"
 MANIFEST = "model.json"
 PARTS = {  # each weight goes to the first file with its prefix; a file with no weights is not written
-    "encoder.pt": ("backbone.", "to_latent.", "to_skip."),
+    "encoder.pt": ("backbone.", "latent_blocks.", "to_latent.", "skip_blocks.", "to_skip."),
     "decoder.pt": ("decoder.",),
     "context.pt": ("latent_codec.context.",),
     "entropy.pt": ("latent_codec.",),
