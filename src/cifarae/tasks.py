@@ -70,7 +70,9 @@ class AutoencoderTask:
         bpp = bits_per_pixel(likelihoods, x.shape[0] * x.shape[2] * x.shape[3])
         aux = unwrap(model).aux_loss()  # fits the CDF quantiles used by the coder
         loss = bpp + 255**2 * (lam * mse_per_image).mean() + aux
-        return loss, {"train/bpp_estimate": bpp.item(), "train/mse": mse_per_image.mean().item()}
+        # the aux term only fits the coder's quantiles, yet after a restart it can dominate the loss: logged apart
+        logs = {"train/bpp_estimate": bpp.item(), "train/mse": mse_per_image.mean().item(), "train/aux": aux.item()}
+        return loss, logs
 
     def masked_loss(self, model, x):
         """Hide random patches from the encoder (the data mean: zero after its normalisation); score the
