@@ -1343,6 +1343,46 @@ def decoder_probe() -> str | None:
     )
 
 
+def analysis_blocks() -> str | None:
+    """The shipped codec trained on as it is and with residual analysis blocks, from the same seed: every level's
+    real bits and PSNR, and the BD-rates and PSNR gaps between them (experiments/codec/heads.sh)."""
+    g = load("codec_heads/compare.json")
+    runs = {arm: load(f"codec_heads/history_{arm}.json") for arm in ("control", "blocks")}
+    if g is None or None in runs.values():
+        return None
+    models = g["models"]
+    header = ["level", *(f"{name} (bpp, dB)" for name in models)]
+    count = len(next(iter(models.values()))["points"])
+    rows = [
+        [f"q{i}", *(f"{m['points'][i]['bpp']:.3f}, {m['points'][i]['psnr']:.2f}" for m in models.values())]
+        for i in range(count)
+    ]
+    rows.append(["parameters", *(f"{m['parameters']:,}" for m in models.values())])
+
+    def stat(s: dict, unit: str) -> str:
+        lo, hi = s["ci95"]
+        return f"{s['value']:+.2f}{unit} [{lo:+.2f}, {hi:+.2f}]"
+
+    lines = []
+    for pair, c in g["comparisons"].items():
+        gaps = ", ".join(
+            f"{stat(c[f'gap_db@{x}bpp'], ' dB')} at {x} bpp" for x in (1, 2) if c[f"gap_db@{x}bpp"]["value"]
+        )
+        lines.append(f"{pair}: BD-rate {stat(c['bd_rate_pct'], '%')}; {gaps}.")
+    share = models["blocks"]["blocks_share"]
+    lines.append(
+        f"The trained blocks move the latent head's output by {100 * share['latent']:.0f}% and the skip head's by "
+        f"{100 * share['skip']:.0f}% (relative norm, 500 of the images)."
+    )
+    epochs = {arm: len(h) for arm, h in runs.items()}
+    minutes = " and ".join(f"{sum(r['epoch_time_s'] for r in h) / 60:.0f}" for h in runs.values())
+    return md_table(header, rows) + (
+        f"\n\nWhole files on {g['val_images']:,} stratified validation images. control and blocks: the shipped model "
+        f"trained on for {epochs['control']} epochs from the same seed ({minutes} min on one core each), blocks with "
+        f"`analysis_blocks=1`. Paired bootstrap intervals (95%):\n\n" + "\n".join(f"- {line}" for line in lines)
+    )
+
+
 def run_jobs() -> str | None:
     """The report run's budget as one sentence: each stage's tasks and their summed minutes (Slurm's sacct)."""
     f = OUTS / RUN["autoencoder"] / "jobs.txt"
@@ -1460,6 +1500,7 @@ TABLES = {
     "objectives": (objectives, "experiments/report/objectives.sh DATA"),
     "jpeg_grid": (jpeg_grid, "experiments/codec/jpeg_grid.py --data DATA"),
     "decoder_probe": (decoder_probe, "experiments/codec/decoder_probe.py --data DATA"),
+    "analysis_blocks": (analysis_blocks, "experiments/codec/heads.sh DATA"),
     "context_probe": (context_probe, "experiments/codec/context_probe.py --data DATA --model RUNS/codec_v2_base/model"),
 }
 
