@@ -529,7 +529,7 @@ def test_analysis_blocks_start_as_the_identity_on_a_trained_codec_learn_and_ship
     image = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
     assert torch.equal(codec.decompress(codec.compress(image, 1)[0]), codec.reconstruct(image, 1)[0])
     with pytest.raises(UserError, match="analysis_blocks"):
-        load_config(overrides=["analysis_blocks=1"])  # a plain autoencoder has no latent heads to add them to
+        load_config(overrides=["analysis_blocks=-1"])
 
 
 def test_plain_autoencoder_is_not_a_codec(tmp_path, v2_run):

@@ -28,7 +28,7 @@ from cifarae import data as data_lib
 from cifarae import rd
 from cifarae.codec import load_codec
 from cifarae.errors import cli_main
-from cifarae.files import write_atomic
+from cifarae.files import atomic_path, write_atomic
 
 
 def blocks_share(model, images: torch.Tensor) -> dict:
@@ -60,9 +60,8 @@ def curve_of(model: str, images: torch.Tensor, cache: Path) -> tuple[rd.Curve, d
         return rd.Curve("cae", list(range(codec.levels)), z["file_bytes"], z["payload_bytes"], z["psnr"], pixels), info
     curve, _ = rd.hyperprior_curve(codec, images, None)
     cache.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".tmp"), "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, file_bytes=curve.file_bytes, payload_bytes=curve.payload_bytes, psnr=curve.psnr)
-    path.with_suffix(".tmp").rename(path)
     return curve, info
 
 

@@ -54,9 +54,9 @@ class Config:
     # latent_size 8), folded onto the latent's grid and fed to the decoder's matching stage: detail
     # that the later max-pools would lose. The backbone itself is unchanged (still the classifier's).
     skip_channels: int = 0
-    # codec only: residual bottleneck blocks on the backbone's features before each latent head (to_latent,
-    # to_skip): analysis capacity that is the codec's own, so the backbone stays the classifier's. Each
-    # starts as the identity, so a trained model fine-tunes with them added (init_from)
+    # residual bottleneck blocks on the backbone's features before each latent head (to_latent, to_skip):
+    # analysis capacity of the autoencoder's own, so the backbone stays the classifier's. Each starts as
+    # the identity, so a trained model fine-tunes with them added (init_from)
     analysis_blocks: int = 0
     loss: dict = field(default_factory=lambda: {"mse": 1.0})  # weights of mse / l1 / ssim
     # pretraining objective: "reconstruct" the whole image, or "masked": random square patches are
@@ -154,11 +154,6 @@ class Config:
             raise UserError(
                 f"config skip_channels={self.skip_channels} needs entropy_model=hyperprior (a codec) and must be >= 0"
             )
-        if self.analysis_blocks < 0 or (self.analysis_blocks and self.entropy_model == "none"):
-            raise UserError(
-                f"config analysis_blocks={self.analysis_blocks} needs entropy_model=hyperprior (a codec) "
-                "and must be >= 0"
-            )
         if self.context != "none" and self.entropy_model != "hyperprior":
             raise UserError(f"config context={self.context} needs entropy_model=hyperprior")
         if any(lam <= 0 for lam in self.rd_lambdas) or len(self.rd_lambdas) > 255:
@@ -186,7 +181,7 @@ class Config:
             raise UserError(f"config tta_shift={self.tta_shift} must be 0 (off) or a number of pixels")
         if not (0 < self.bn_momentum <= 1 and self.bn_eps > 0):
             raise UserError(f"config bn_momentum={self.bn_momentum} must be in (0, 1] and bn_eps={self.bn_eps} above 0")
-        for key in ("val_size", "lookahead_every", "whiten_bias_epochs"):
+        for key in ("val_size", "lookahead_every", "whiten_bias_epochs", "analysis_blocks"):
             if getattr(self, key) < 0:
                 raise UserError(f"config {key}={getattr(self, key)} must be 0 (off) or more")
         for key in ("epochs", "batch_size", "eval_batch_size", "grad_accum"):
