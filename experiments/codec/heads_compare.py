@@ -21,14 +21,13 @@ import itertools
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from cifarae import data as data_lib
 from cifarae import rd
 from cifarae.codec import load_codec
 from cifarae.errors import cli_main
-from cifarae.files import atomic_path, write_atomic
+from cifarae.files import write_atomic
 
 
 def blocks_share(model, images: torch.Tensor) -> dict:
@@ -51,17 +50,14 @@ def blocks_share(model, images: torch.Tensor) -> dict:
 def curve_of(model: str, images: torch.Tensor, cache: Path) -> tuple[rd.Curve, dict]:
     codec = load_codec(model)
     path = cache / f"{codec.model_id.hex()}-{len(images)}.npz"  # the images are the first len(images) stratified
-    pixels = images.shape[2] * images.shape[3]
     params = sum(p.numel() for p in codec.model.parameters())
     info = {"model": model, "model_id": codec.model_id.hex(), "parameters": params}
     info["blocks_share"] = blocks_share(codec.model, images[:500])
     if path.is_file():
-        z = np.load(path)
-        return rd.Curve("cae", list(range(codec.levels)), z["file_bytes"], z["payload_bytes"], z["psnr"], pixels), info
+        return rd.Curve.load(path, "cae", list(range(codec.levels))), info
     curve, _ = rd.hyperprior_curve(codec, images, None)
     cache.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, file_bytes=curve.file_bytes, payload_bytes=curve.payload_bytes, psnr=curve.psnr)
+    curve.save(path)
     return curve, info
 
 

@@ -213,6 +213,17 @@ class Curve:
             for b, p in zip(sizes, self.psnr)
         ]
 
+    def save(self, path: Path) -> None:
+        """The per-image arrays as one .npz, written atomically (a cache: name and settings are the caller's)."""
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            arrays = {"file_bytes": self.file_bytes, "payload_bytes": self.payload_bytes, "psnr": self.psnr}
+            np.savez(f, pixels=self.pixels, **arrays)
+
+    @classmethod
+    def load(cls, path: Path, name: str, settings: list) -> Curve:
+        z = np.load(path)
+        return cls(name, settings, z["file_bytes"], z["payload_bytes"], z["psnr"], int(z["pixels"]))
+
 
 def pillow_curve(images: torch.Tensor, fmt: str, qualities: tuple[int, ...], cache_dir: Path | None = None) -> Curve:
     """Pillow's ``fmt`` at each quality, per image. With ``cache_dir``, the result is kept there under a key of
@@ -227,14 +238,10 @@ def pillow_curve(images: torch.Tensor, fmt: str, qualities: tuple[int, ...], cac
         key.update(json.dumps([fmt, list(qualities), PILLOW_SETTINGS[fmt], PIL.__version__]).encode())
         path = Path(cache_dir) / f"{fmt.lower()}-{key.hexdigest()[:16]}.npz"
         if path.is_file():
-            z = np.load(path)
-            return Curve(fmt.lower(), list(qualities), z["file_bytes"], z["payload_bytes"], z["psnr"], int(z["pixels"]))
+            return Curve.load(path, fmt.lower(), list(qualities))
         curve = pillow_curve(images, fmt, qualities)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                arrays = {"file_bytes": curve.file_bytes, "payload_bytes": curve.payload_bytes, "psnr": curve.psnr}
-                np.savez(f, pixels=curve.pixels, **arrays)
+        curve.save(path)
         return curve
     sizes, payloads, psnrs = [], [], []
     for q in qualities:
