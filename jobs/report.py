@@ -1500,7 +1500,7 @@ TABLES = {
     "objectives": (objectives, "experiments/report/objectives.sh DATA"),
     "jpeg_grid": (jpeg_grid, "experiments/codec/jpeg_grid.py --data DATA"),
     "decoder_probe": (decoder_probe, "experiments/codec/decoder_probe.py --data DATA"),
-    "analysis_blocks": (analysis_blocks, "experiments/codec/heads.sh DATA"),
+    "analysis_blocks": (analysis_blocks, "experiments/codec/heads.sh finetune DATA"),
     "context_probe": (context_probe, "experiments/codec/context_probe.py --data DATA --model RUNS/codec_v2_base/model"),
 }
 

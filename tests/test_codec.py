@@ -498,7 +498,10 @@ def test_analysis_blocks_start_as_the_identity_on_a_trained_codec_learn_and_ship
     path = tmp_path / "old.pt"
     checkpoint.save_atomic(checkpoint.new(cfg, None, old.state_dict()), path)
     new_cfg = load_config(None, [*V2, "analysis_blocks=1", f"init_from={path}"])
+    torch.manual_seed(0)
     new = AutoEncoder(new_cfg)
+    # from one seed, blocks or not, every other weight starts the same: a from-scratch A/B differs by the blocks alone
+    assert all(torch.equal(v, new.state_dict()[k]) for k, v in old.state_dict().items())
     checkpoint.load_weights(new, init_state(path, new_cfg)[0], str(path), may_lack=MAY_START_FRESH)
     assert len(new.latent_blocks) == len(new.skip_blocks) == 1
     clf = Classifier(Config(task="clf", widths=cfg.widths))

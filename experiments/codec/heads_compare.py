@@ -1,8 +1,8 @@
 """Do residual analysis blocks move the codec's RD curve? (issue #26: the decoder probe found the encoder the limit)
 
-experiments/codec/heads.sh trains the shipped model on for the same steps from the same seed twice: as it is (the
-control) and with ``analysis_blocks=1``, a residual bottleneck block before each latent head that starts as the
-identity. This script codes the same stratified validation images at every level with each model (real files,
+experiments/codec/heads.sh trains one recipe twice from the same seed: as it is (the control) and with
+``analysis_blocks``, residual bottleneck blocks before each latent head that start as the identity; ``finetune``
+trains the shipped model on, ``scratch`` trains its design from scratch. This script codes the same stratified validation images at every level with each model (real files,
 whole-file bits, decoded and compared) and reports each one's points, and each model against the others: the
 PSNR gap at equal bpp and the BD-rate, with paired bootstrap intervals over the images.
 

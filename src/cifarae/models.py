@@ -220,7 +220,6 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         self.backbone = Backbone(cfg.widths, cfg.latent_size, cfg.arch, cfg.bn_weight, cfg.bn_momentum, cfg.bn_eps)
-        self.latent_blocks = nn.Sequential(*[Bottleneck(cfg.widths[3]) for _ in range(cfg.analysis_blocks)])
         self.to_latent = nn.Conv2d(cfg.widths[3], cfg.latent_channels, 1)
         self.decoder = Decoder(
             cfg.latent_channels, cfg.decoder_widths or cfg.widths, cfg.latent_size, cfg.upsample, cfg.skip_channels
@@ -228,8 +227,6 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
         # The skip latent is block 1's features through a 1x1 conv, folded (space-to-depth) onto the
         # latent's grid, so that one latent tensor, one entropy model and one file stream carry both.
         self.to_skip = nn.Conv2d(cfg.widths[1], cfg.skip_channels, 1) if cfg.skip_channels else None
-        skip_blocks = cfg.analysis_blocks if cfg.skip_channels else 0
-        self.skip_blocks = nn.Sequential(*[Bottleneck(cfg.widths[1]) for _ in range(skip_blocks)])
         self.skip_fold = (32 >> pools_for(cfg.latent_size)[0]) // cfg.latent_size
         coded_channels = cfg.latent_channels + cfg.skip_channels * self.skip_fold**2
         self.latent_codec = None
@@ -241,6 +238,10 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
                 coded_channels, cfg.hyper_channels, len(lambdas), lambdas, cfg.context
             )
         self.latent_shape = (coded_channels, cfg.latent_size, cfg.latent_size)
+        # Built last, so that a model with blocks draws every other initial weight as the same model without them.
+        self.latent_blocks = nn.Sequential(*[Bottleneck(cfg.widths[3]) for _ in range(cfg.analysis_blocks)])
+        skip_blocks = cfg.analysis_blocks if cfg.skip_channels else 0
+        self.skip_blocks = nn.Sequential(*[Bottleneck(cfg.widths[1]) for _ in range(skip_blocks)])
 
     def lr_mult_and_decay(self, name: str, param: nn.Parameter, cfg: Config) -> tuple[float, bool]:
         # The codec's entropy model (its densities and quantiles) trains at 10x the learning rate,
