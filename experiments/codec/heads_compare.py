@@ -2,9 +2,10 @@
 
 experiments/codec/heads.sh trains one recipe twice from the same seed: as it is (the control) and with
 ``analysis_blocks``, residual bottleneck blocks before each latent head that start as the identity; ``finetune``
-trains the shipped model on, ``scratch`` trains its design from scratch. This script codes the same stratified validation images at every level with each model (real files,
-whole-file bits, decoded and compared) and reports each one's points, and each model against the others: the
-PSNR gap at equal bpp and the BD-rate, with paired bootstrap intervals over the images.
+trains the shipped model on, ``scratch`` trains its design from scratch. This script codes the same stratified
+validation images at every level with each model (real files, whole-file bits, decoded and compared) and reports
+each one's points, and each model against the others: the PSNR gap at equal bpp and the BD-rate, with paired
+bootstrap intervals over the images.
 
     python experiments/codec/heads_compare.py --data DATA --models NAME=MODEL... [--val 1000]
         [--out outs/codec_heads] [--cache runs/codec_heads_curves]
