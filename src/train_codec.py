@@ -99,8 +99,10 @@ def step(name: str, skip: str, fn, argv: list[str]) -> None:
     fn(argv)
 
 
-@cli_main
-def main(argv=None):
+STEPS = ("train", "export", "rd")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="CIFAR-10 source (dir, .tar.gz or prepared cache .pt)")
     p.add_argument(
@@ -113,12 +115,24 @@ def main(argv=None):
     p.add_argument(
         "--steps",
         nargs="+",
-        choices=("train", "export", "rd"),
-        default=["train", "export", "rd"],
-        help="the steps to run, in recipe order (e.g. train export on a GPU machine, rd on CPUs later)",
+        metavar="STEP",
+        default=list(STEPS),
+        help="the steps to run, in recipe order: train, export, rd (e.g. train export on a GPU machine, rd later)",
     )
     p.add_argument("overrides", nargs="*", help="key=value config overrides on top of the recipe's train section")
     args = p.parse_args(argv)
+    # --steps takes every word after it, so overrides written after it land there: give them back
+    args.overrides += [word for word in args.steps if "=" in word]
+    args.steps = [word for word in args.steps if "=" not in word]
+    unknown = [word for word in args.steps if word not in STEPS] or ([] if args.steps else ["(none)"])
+    if unknown:
+        raise UserError(f"--steps {' '.join(unknown)}: not a step; the steps are {', '.join(STEPS)}")
+    return args
+
+
+@cli_main
+def main(argv=None):
+    args = parse_args(argv)
     recipe = load_recipe(args.recipe)
     ae_cfg = checkpoint.checkpoint_config(checkpoint.load(args.ae, "best")) if args.ae else Config()
     if ae_cfg.task != "ae":

@@ -17,7 +17,7 @@ from cifarae import grid as grid_lib
 from cifarae import pipeline
 from cifarae.config import Config, config_from_dict
 from cifarae.errors import UserError
-from train_codec import load_recipe
+from train_codec import load_recipe, parse_args
 
 
 def plan_for(*argv: str, definition: Path = pipeline.DEFINITION):
@@ -248,6 +248,16 @@ def test_train_codec_rejects_a_bad_recipe(synth_cache, tmp_path):
     proc = run_script("train_codec.py", *cmd, check=False)
     assert_one_line_error(proc, f"codec recipe {recipe} sets both from: and train.init_from; keep one")
     assert not os.path.exists(tmp_path / "c")
+    proc = run_script("train_codec.py", *cmd, "--steps", "train", "exprot", check=False)
+    assert_one_line_error(proc, "--steps exprot: not a step; the steps are train, export, rd")
+
+
+def test_train_codec_overrides_may_follow_the_steps():
+    """--steps takes every word after it; a key=value among them is an override, as it is anywhere else."""
+    required = ["--data", "d", "--out", "o", "--recipe", "r"]
+    args = parse_args([*required, "lr=0.1", "--steps", "train", "export", "epochs=2"])
+    assert args.steps == ["train", "export"] and args.overrides == ["lr=0.1", "epochs=2"]
+    assert parse_args(required).steps == ["train", "export", "rd"]
 
 
 def test_a_recipe_with_from_trains_and_exports_its_base_first_then_starts_from_that_model(synth_cache, tmp_path):
