@@ -87,7 +87,8 @@ def trained_elsewhere(run: Path) -> bool:
 
 
 def newer(path: Path, than: Path) -> bool:
-    return path.is_file() and path.stat().st_mtime >= than.stat().st_mtime
+    """``path`` exists and is as new as ``than``, or ``than`` does not exist (nothing newer to make it from)."""
+    return path.is_file() and (not than.is_file() or path.stat().st_mtime >= than.stat().st_mtime)
 
 
 def step(name: str, skip: str, fn, argv: list[str]) -> None:

@@ -17,7 +17,7 @@ from cifarae import grid as grid_lib
 from cifarae import pipeline
 from cifarae.config import Config, config_from_dict
 from cifarae.errors import UserError
-from train_codec import load_recipe, parse_args
+from train_codec import load_recipe, newer, parse_args
 
 
 def plan_for(*argv: str, definition: Path = pipeline.DEFINITION):
@@ -258,6 +258,20 @@ def test_train_codec_overrides_may_follow_the_steps():
     args = parse_args([*required, "lr=0.1", "--steps", "train", "export", "epochs=2"])
     assert args.steps == ["train", "export"] and args.overrides == ["lr=0.1", "epochs=2"]
     assert parse_args(required).steps == ["train", "export", "rd"]
+
+
+def test_train_codec_redoes_a_step_only_when_its_input_is_newer(tmp_path):
+    made, source = tmp_path / "model.json", tmp_path / "best.pt"
+    assert not newer(made, source)  # neither: make it
+    source.write_bytes(b"")
+    assert not newer(made, source)
+    made.write_bytes(b"")
+    os.utime(source, (1, 1))
+    assert newer(made, source)
+    os.utime(source, (made.stat().st_mtime + 10,) * 2)
+    assert not newer(made, source)  # trained again since: redo it
+    source.unlink()
+    assert newer(made, source)  # a checkpoint gone (e.g. cleaned up): nothing to redo it from
 
 
 def test_a_recipe_with_from_trains_and_exports_its_base_first_then_starts_from_that_model(synth_cache, tmp_path):
