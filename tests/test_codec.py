@@ -20,6 +20,7 @@ from conftest import assert_one_line_error, run_script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from torch import nn
 
 from cifarae import checkpoint, rd
 from cifarae import codec as lib
@@ -533,6 +534,10 @@ def test_analysis_blocks_start_as_the_identity_on_a_trained_codec_learn_and_ship
     assert torch.equal(codec.decompress(codec.compress(image, 1)[0]), codec.reconstruct(image, 1)[0])
     with pytest.raises(UserError, match="analysis_blocks"):
         load_config(overrides=["analysis_blocks=-1"])
+    # the blocks' BatchNorms take the config's settings, as the backbone's do
+    tuned = AutoEncoder(load_config(None, [*V2, "analysis_blocks=1", "bn_momentum=0.5", "bn_eps=0.001"]))
+    norms = [m for m in [*tuned.latent_blocks.modules(), *tuned.skip_blocks.modules()] if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all((m.momentum, m.eps) == (0.5, 0.001) for m in norms)
 
 
 def test_plain_autoencoder_is_not_a_codec(tmp_path, v2_run):

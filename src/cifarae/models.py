@@ -81,6 +81,14 @@ class WhiteningStem(nn.Module):
         return self.act(self.conv(F.pad(x, (0, 1, 0, 1), mode="replicate")))
 
 
+def configure_batchnorms(module: nn.Module, weight: bool, momentum: float, eps: float) -> None:
+    """The config's BatchNorm settings on every BatchNorm in ``module`` (``weight=False`` freezes the scales)."""
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum, m.eps = momentum, eps
+            m.weight.requires_grad_(weight)
+
+
 def pools_for(latent_size: int) -> list[bool]:
     """Which of the three blocks halve the resolution so that 32 x 32 ends at latent_size."""
     n = int(math.log2(32 // latent_size))
@@ -114,10 +122,7 @@ class Backbone(nn.Module):
         self.stem = WhiteningStem() if arch == "airbench_whiten" else conv_bn_act(3, w0)
         self.blocks = nn.Sequential(DownBlock(w0, w1, p1), DownBlock(w1, w2, p2), DownBlock(w2, w3, p3))
         self.out_channels = w3
-        for m in self.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.momentum, m.eps = bn_momentum, bn_eps
-                m.weight.requires_grad_(bn_weight)
+        configure_batchnorms(self, bn_weight, bn_momentum, bn_eps)
 
     def forward(self, x):
         return self.blocks(self.stem(self.normalize(x)))
@@ -242,6 +247,8 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
         self.latent_blocks = nn.Sequential(*[Bottleneck(cfg.widths[3]) for _ in range(cfg.analysis_blocks)])
         skip_blocks = cfg.analysis_blocks if cfg.skip_channels else 0
         self.skip_blocks = nn.Sequential(*[Bottleneck(cfg.widths[1]) for _ in range(skip_blocks)])
+        for blocks in (self.latent_blocks, self.skip_blocks):  # analysis layers, as the backbone's
+            configure_batchnorms(blocks, cfg.bn_weight, cfg.bn_momentum, cfg.bn_eps)
 
     def lr_mult_and_decay(self, name: str, param: nn.Parameter, cfg: Config) -> tuple[float, bool]:
         # The codec's entropy model (its densities and quantiles) trains at 10x the learning rate,
