@@ -489,10 +489,10 @@ def test_a_codec_fine_tunes_from_another_with_more_levels_and_a_context_added(tm
             assert torch.equal(a, b) and torch.equal(lik_a, lik_b)
 
 
-def test_analysis_blocks_start_as_the_identity_on_a_trained_codec_learn_and_ship_in_the_encoder_file(tmp_path):
+def test_analysis_blocks_start_as_the_identity_on_a_trained_codec_learn_and_ship_in_their_own_file(tmp_path):
     """init_from a codec without analysis blocks: the blocks start as the identity (the model encodes as the old
     one did), the backbone stays the classifier's, a training step moves them, and an export ships them in
-    encoder.pt and codes with them."""
+    analysis.pt and codes with them."""
     cfg = load_config(None, V2)
     torch.manual_seed(0)
     old = AutoEncoder(cfg).eval()
@@ -523,10 +523,8 @@ def test_analysis_blocks_start_as_the_identity_on_a_trained_codec_learn_and_ship
     run = tmp_path / "run.pt"
     checkpoint.save_atomic(checkpoint.new(new_cfg, None, new.state_dict()), run)
     export(run, tmp_path / "model", recipe="tests")
-    encoder_file = torch.load(tmp_path / "model" / "encoder.pt", weights_only=True)
-    assert any(k.startswith("latent_blocks.") for k in encoder_file) and any(
-        k.startswith("skip_blocks.") for k in encoder_file
-    )
+    blocks_file = torch.load(tmp_path / "model" / "analysis.pt", weights_only=True)
+    assert {k.split(".")[0] for k in blocks_file} == {"latent_blocks", "skip_blocks"}
     codec = load_shipped(tmp_path / "model")
     shipped_conv, trained_conv = codec.model.latent_blocks[0].branch[-1], new.latent_blocks[0].branch[-1]
     assert torch.equal(shipped_conv.weight.float(), trained_conv.weight.half().float())  # float16, as shipped

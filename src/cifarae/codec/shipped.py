@@ -29,7 +29,9 @@ from .refinement import NO_REFINEMENT, Refinement
 DEFAULT_MODEL = "codec-v2"
 MANIFEST = "model.json"
 PARTS = {  # each weight goes to the first file with its prefix; a file with no weights is not written
-    "encoder.pt": ("backbone.", "latent_blocks.", "to_latent.", "skip_blocks.", "to_skip."),
+    "encoder.pt": ("backbone.", "to_latent.", "to_skip."),
+    # apart: two blocks would take encoder.pt past the per-file limit (about 0.15 MB each at full width)
+    "analysis.pt": ("latent_blocks.", "skip_blocks."),
     "decoder.pt": ("decoder.",),
     "context.pt": ("latent_codec.context.",),
     "entropy.pt": ("latent_codec.",),
