@@ -1343,11 +1343,13 @@ def decoder_probe() -> str | None:
     )
 
 
-def analysis_blocks() -> str | None:
-    """The shipped codec trained on as it is and with residual analysis blocks, from the same seed: every level's
-    real bits and PSNR, and the BD-rates and PSNR gaps between them (experiments/codec/heads.sh)."""
-    g = load("codec_heads/compare.json")
-    runs = {arm: load(f"codec_heads/history_{arm}.json") for arm in ("control", "blocks")}
+def analysis_blocks(
+    folder: str = "codec_heads", how: str = "the shipped model trained on", blocks: int = 1
+) -> str | None:
+    """One recipe trained as it is and with residual analysis blocks, from the same seed: every level's real bits
+    and PSNR, and the BD-rates and PSNR gaps between them (experiments/codec/heads.sh)."""
+    g = load(f"{folder}/compare.json")
+    runs = {arm: load(f"{folder}/history_{arm}.json") for arm in ("control", "blocks")}
     if g is None or None in runs.values():
         return None
     models = g["models"]
@@ -1377,9 +1379,9 @@ def analysis_blocks() -> str | None:
     epochs = {arm: len(h) for arm, h in runs.items()}
     minutes = " and ".join(f"{sum(r['epoch_time_s'] for r in h) / 60:.0f}" for h in runs.values())
     return md_table(header, rows) + (
-        f"\n\nWhole files on {g['val_images']:,} stratified validation images. control and blocks: the shipped model "
-        f"trained on for {epochs['control']} epochs from the same seed ({minutes} min on one core each), blocks with "
-        f"`analysis_blocks=1`. Paired bootstrap intervals (95%):\n\n" + "\n".join(f"- {line}" for line in lines)
+        f"\n\nWhole files on {g['val_images']:,} stratified validation images. control and blocks: {how} for "
+        f"{epochs['control']} epochs from the same seed ({minutes} min on one core each), blocks with "
+        f"`analysis_blocks={blocks}`. Paired bootstrap intervals (95%):\n\n" + "\n".join(f"- {line}" for line in lines)
     )
 
 
@@ -1501,6 +1503,10 @@ TABLES = {
     "jpeg_grid": (jpeg_grid, "experiments/codec/jpeg_grid.py --data DATA"),
     "decoder_probe": (decoder_probe, "experiments/codec/decoder_probe.py --data DATA"),
     "analysis_blocks": (analysis_blocks, "experiments/codec/heads.sh finetune DATA"),
+    "analysis_blocks_scratch": (
+        lambda: analysis_blocks("codec_heads_scratch", "`heads_scratch.yaml` trained from scratch", blocks=2),
+        "experiments/codec/heads.sh scratch DATA",
+    ),
     "context_probe": (context_probe, "experiments/codec/context_probe.py --data DATA --model RUNS/codec_v2_base/model"),
 }
 

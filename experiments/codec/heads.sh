@@ -25,7 +25,7 @@ DATA=${2:?$usage}
 RUNS=${3:-runs}
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=1
-train() {  # $1: the arm's name; then its overrides (before --steps, which takes the words after it)
+train() {  # $1: the arm's name; then its overrides
     local arm=$1
     shift
     $PY src/train_codec.py --data "$DATA" --out "$RUNS/${name}_$arm" --recipe "$recipe" --no-wandb "$@" \
