@@ -5,6 +5,9 @@
 #   BUDGET=540 PACK=DIR bash experiments/gpu/codec.sh train DATA WORK    ONE GPU: train + export -> WORK/codec
 #   bash experiments/gpu/codec.sh collect DATA RUN                       CPUs: rd -> outs/codec_v2/, models/codec-v2
 #
+# RECIPE=FILE trains another recipe the same way (default jobs/configs/codec/full.yaml), e.g. the next candidate,
+# experiments/gpu/codec_next.yaml; `collect` is full.yaml's.
+#
 # DATA: a CIFAR-10 source (.tar.gz or folder) or a prepared cache. `train` prepares the data cache in
 # WORK, then runs src/train_codec.py --steps train export under a deadline of BUDGET seconds: the chain,
 # full_base.yaml -> full_long.yaml -> full.yaml, takes about 8 minutes on an H200. PACK=DIR: WORK/codec
@@ -36,7 +39,7 @@ train() {
     [ -f "$cache" ] || { echo "no data cache from $data" >&2; exit 1; }
     # best.pt is kept every epoch: a run cut by the deadline still exports, and a rerun resumes it
     timeout --kill-after=5 $((${BUDGET:-540} - (SECONDS - start) - 20)) "$PY" src/train_codec.py --data "$cache" \
-        --out "$work/codec" --recipe jobs/configs/codec/full.yaml --steps train export --no-wandb "${@:3}" \
+        --out "$work/codec" --recipe "${RECIPE:-jobs/configs/codec/full.yaml}" --steps train export --no-wandb "${@:3}" \
         >"$work/codec.log" 2>&1
     echo "train_codec: rc=$? after $((SECONDS - start))s" | tee -a "$work/gpu.txt"
     grep -a "model id\|\] epoch" "$work/codec.log" | tail -4
@@ -47,7 +50,7 @@ train() {
         tar -czf "$PACK/codec.tar.gz" -C "$work" --exclude=last.pt --exclude=best.pt --exclude='*.pt.tmp' \
             --exclude=model codec codec.log gpu.txt
         tar -czf "$PACK/model.tar.gz" -C "$work" codec/model
-        tar -czf "$PACK/base_model.tar.gz" -C "$work" codec/base/model
+        if [ -d "$work/codec/base/model" ]; then tar -czf "$PACK/base_model.tar.gz" -C "$work" codec/base/model; fi
         ls -la "$PACK"
     fi
 }
