@@ -11,8 +11,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cifarae.codec.shipped import MAX_FILE_BYTES, MAX_MODEL_BYTES, export
+from cifarae.codec.shipped import MANIFEST, MAX_FILE_BYTES, MAX_MODEL_BYTES, export
 from cifarae.errors import UserError, cli_main
+
+
+def refuse(out: Path, why: str) -> None:
+    """Unship a folder over the size limits: without its manifest it is no model, and the next run exports again."""
+    (out / MANIFEST).unlink()
+    raise UserError(f"{why}; {out} is left without its {MANIFEST}")
 
 
 @cli_main
@@ -28,11 +34,11 @@ def main(argv=None):
         size = (args.out / name).stat().st_size
         if size > MAX_FILE_BYTES:
             limit = MAX_FILE_BYTES / 1e6
-            raise UserError(f"{args.out / name} is {size / 1e6:.1f} MB, over the {limit:.1f} MB allowed per file")
+            refuse(args.out, f"{args.out / name} is {size / 1e6:.1f} MB, over the {limit:.1f} MB allowed per file")
         print(f"{args.out / name}: {size / 1e6:.2f} MB")
     total = sum((args.out / name).stat().st_size for name in manifest["files"])
     if total > MAX_MODEL_BYTES:
-        raise UserError(f"{args.out} is {total / 1e6:.1f} MB in all, over the {MAX_MODEL_BYTES / 1e6:.1f} MB allowed")
+        refuse(args.out, f"{args.out} is {total / 1e6:.1f} MB in all, over the {MAX_MODEL_BYTES / 1e6:.1f} MB allowed")
     print(f"{args.out}: model id {manifest['model_id']}")
 
 

@@ -538,6 +538,24 @@ def test_analysis_blocks_start_as_the_identity_on_a_trained_codec_learn_and_ship
     assert norms and all((m.momentum, m.eps) == (0.5, 0.001) for m in norms)
 
 
+def test_an_export_over_the_size_limits_is_a_one_line_error_and_leaves_no_model(v2_run, tmp_path, monkeypatch, capsys):
+    """A folder over the limits keeps no manifest: it is no model, and train_codec exports again on the next run."""
+    import codec_export
+
+    argv = ["--run", str(v2_run), "--out", str(tmp_path / "model")]
+    monkeypatch.setattr(codec_export, "MAX_FILE_BYTES", 1000)
+    with pytest.raises(SystemExit) as stop:
+        codec_export.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code != 0 and err.startswith("error: ") and len(err.splitlines()) == 1
+    assert "allowed per file" in err and not (tmp_path / "model" / MANIFEST).exists()
+    with pytest.raises(UserError, match="not a shipped codec"):
+        load_shipped(tmp_path / "model")
+    monkeypatch.setattr(codec_export, "MAX_FILE_BYTES", MAX_FILE_BYTES)
+    codec_export.main(argv)
+    assert load_shipped(tmp_path / "model").levels == 3
+
+
 def test_plain_autoencoder_is_not_a_codec(tmp_path, v2_run):
     ckpt = checkpoint.load(v2_run)
     ckpt["config"] = {**ckpt["config"], "entropy_model": "none", "skip_channels": 0, "context": "none"}
