@@ -543,7 +543,7 @@ def test_an_export_over_the_size_limits_is_a_one_line_error_and_leaves_no_model(
     import codec_export
 
     argv = ["--run", str(v2_run), "--out", str(tmp_path / "model")]
-    monkeypatch.setattr(codec_export, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(lib.shipped, "MAX_FILE_BYTES", 1000)
     with pytest.raises(SystemExit) as stop:
         codec_export.main(argv)
     err = capsys.readouterr().err.strip()
@@ -551,7 +551,7 @@ def test_an_export_over_the_size_limits_is_a_one_line_error_and_leaves_no_model(
     assert "allowed per file" in err and not (tmp_path / "model" / MANIFEST).exists()
     with pytest.raises(UserError, match="not a shipped codec"):
         load_shipped(tmp_path / "model")
-    monkeypatch.setattr(codec_export, "MAX_FILE_BYTES", MAX_FILE_BYTES)
+    monkeypatch.setattr(lib.shipped, "MAX_FILE_BYTES", MAX_FILE_BYTES)
     codec_export.main(argv)
     assert load_shipped(tmp_path / "model").levels == 3
 

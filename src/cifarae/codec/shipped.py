@@ -79,6 +79,9 @@ def export(run: str | Path, out: Path, recipe: str, which: str = "best") -> dict
     model.latent_codec.export()
     state = {k: _storage(k, v) for k, v in model.state_dict().items() if not _derived(k)}
     out.mkdir(parents=True, exist_ok=True)
+    # The manifest is written last, and only for a folder within the limits: without it a folder is no model (a
+    # stopped or refused export), and src/train_codec.py exports again.
+    (out / MANIFEST).unlink(missing_ok=True)
     files = {}
     for name, prefixes in PARTS.items():
         part = {k: state.pop(k) for k in list(state) if k.startswith(prefixes)}
@@ -86,6 +89,14 @@ def export(run: str | Path, out: Path, recipe: str, which: str = "best") -> dict
             continue
         write_atomic(out / name, _tensor_file(part))
         files[name] = _sha256(out / name)
+        size = (out / name).stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise UserError(
+                f"{out / name} is {size / 1e6:.1f} MB, over the {MAX_FILE_BYTES / 1e6:.1f} MB allowed per file"
+            )
+    total = sum((out / name).stat().st_size for name in files)
+    if total > MAX_MODEL_BYTES:
+        raise UserError(f"{out} is {total / 1e6:.1f} MB in all, over the {MAX_MODEL_BYTES / 1e6:.1f} MB allowed")
     manifest = {"format": "cifarae-codec-model", "config": cfg.to_dict(), "files": files, "recipe": recipe}
     manifest["source"] = {"run": str(ckpt["path"]), "epoch": ckpt.get("epoch")}
     manifest["model_id"] = load_shipped(out, manifest).model_id.hex()
