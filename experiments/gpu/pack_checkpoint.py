@@ -1,9 +1,8 @@
 """Slim checkpoints for shipping off a device machine: run metadata and inference weights only.
 
-    python experiments/gpu/pack_checkpoint.py SRC DST [--only-prefix backbone.] [--float16]
+    python experiments/gpu/pack_checkpoint.py SRC DST [--only-prefix backbone.]
 
-SRC is a run directory (its best.pt) or a checkpoint file. --float16 halves the transforms, to fit
-what one device call may bring back; the codec's entropy model (latent_codec.*) stays float32.
+SRC is a run directory (its best.pt) or a checkpoint file.
 experiments/gpu/run.sh's report calls this with PACK=DIR.
 """
 
@@ -22,11 +21,10 @@ def main(argv=None):
     p.add_argument("src", type=Path, help="run directory or checkpoint file")
     p.add_argument("dst", type=Path, help="checkpoint file to write")
     p.add_argument("--only-prefix", default="", help="keep only the weights under this prefix, e.g. backbone.")
-    p.add_argument("--float16", action="store_true", help="store the transforms in float16")
     args = p.parse_args(argv)
     ckpt = checkpoint.load(args.src, "best")
     args.dst.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint.save_atomic(checkpoint.slim(ckpt, args.only_prefix, args.float16), args.dst)
+    checkpoint.save_atomic(checkpoint.slim(ckpt, args.only_prefix), args.dst)
     print(f"{ckpt['path']} -> {args.dst} ({args.dst.stat().st_size / 2**20:.1f} MiB)")
 
 

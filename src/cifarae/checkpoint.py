@@ -101,16 +101,10 @@ def derived(ckpt: dict, model_state: dict, **extra) -> dict:
     return {**{k: ckpt[k] for k in RUN_KEYS if k in ckpt}, "model": model_state, "ema_model": None, **extra}
 
 
-def slim(ckpt: dict, only_prefix: str = "", float16: bool = False) -> dict:
+def slim(ckpt: dict, only_prefix: str = "") -> dict:
     """An inference-only copy of ``ckpt``: its run metadata and the weights to evaluate.
 
-    ``only_prefix`` keeps the weights under one prefix (e.g. "backbone."). ``float16`` stores the
-    float tensors in half precision, except the entropy model's (its CDF tables are built from
-    them); ``load_state_dict`` casts them back to the model's dtype.
+    ``only_prefix`` keeps the weights under one prefix (e.g. "backbone.").
     """
     state = {k: v for k, v in inference_state(ckpt).items() if k.startswith(only_prefix)}
-    if float16:
-        state = {
-            k: v.half() if v.is_floating_point() and not k.startswith("latent_codec.") else v for k, v in state.items()
-        }
-    return derived(ckpt, state, **({"packed_float16": True} if float16 else {}))
+    return derived(ckpt, state)
