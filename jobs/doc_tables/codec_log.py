@@ -1,0 +1,433 @@
+"""docs/codec-log.md's tables."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from cifarae.rd import bd_rate, interpolate
+
+from .shared import (
+    CODEC,
+    CODEC_V2,
+    CODEC_V2_BASE,
+    CODEC_V2_CONTEXT,
+    CODEC_V2_CPU,
+    CODEC_V2_GPU,
+    SPLIT_NAMES,
+    V1_CODEC,
+    bench,
+    cell,
+    gap_cell,
+    history_summary,
+    load,
+    md_table,
+    model_note,
+    point_name,
+    rd_floors,
+    rd_points,
+)
+
+
+def full_codec_training() -> str | None:
+    lambdas = ("0.004", "0.012", "0.035", "0.1")
+    runs = {f"λ = {lam} (GPU, 10 epochs)": f"full/codec/lambda{lam}.json" for lam in lambdas}
+    runs["λ = 0.2 (CPU, the λ = 0.035 codec + 12,000 images)"] = "full/codec/lambda0.2-cpu.json"
+    return history_summary(runs, "val_psnr")
+
+
+def codec_families() -> str | None:
+    """The later codec families' runs side by side: last epoch, and the best one (the checkpoint kept)."""
+    runs = {
+        f"wide decoder, λ = {lam} (GPU, H200)": f"full/codec_wide/lambda{lam}.json"
+        for lam in ("0.01", "0.03", "0.1", "0.3")
+    }
+    runs |= {f"skip latent, λ = {lam} (CPU)": f"codec_skip/lambda{lam}.json" for lam in ("0.04", "0.12")}
+    runs |= {
+        f"skip latent + rounded-latent decoder, λ = {lam} (CPU, from λ = {start})": f"codec_skip_ste/lambda{lam}.json"
+        for lam, start in (("0.007", "0.015 above"), ("0.015", "0.04"), ("0.04", "0.04"), ("0.12", "0.12"))
+    }
+    runs["control: skip latent, decoder still on noise, λ = 0.04 (CPU, from λ = 0.04)"] = (
+        "codec_skip_ste/control_noise_lambda0.04.json"
+    )
+    runs["skip latent + rounded-latent decoder, λ = 0.015, 6 more epochs (CPU, lr 4e-4)"] = (
+        "codec_skip_long/lambda0.015.json"
+    )
+    runs["the same, 5 epochs more again (CPU, lr 3e-4)"] = "codec_skip_long/lambda0.015-more.json"
+    runs["the same, 14 epochs more (CPU, lr 3e-4)"] = "codec_skip_long/lambda0.015-more2.json"
+    rows = []
+    for label, path in runs.items():
+        h = load(path)
+        if h is None:
+            return None
+        last, best = h[-1], max(h, key=lambda r: r["val_psnr"])
+        rate = last.get("val_bpp_estimate", "not recorded")
+        best_rate = best.get("val_bpp_estimate", "not recorded")
+        time = sum(r["epoch_time_s"] for r in h)
+        rows.append([label, len(h), last["val_psnr"], rate, best["val_psnr"], best_rate, time, last["img_per_s"]])
+    header = ["run", "epochs", "last val_psnr", "last val bpp", "best val_psnr", "its bpp", "train time (s)", "img/s"]
+    return md_table(header, rows)
+
+
+def quant_gap() -> str | None:
+    """One decoder fed the coder's latents and three stand-ins (experiments/codec/quant_gap.py)."""
+    r = load("codec_skip_ste/quant_gap.json")
+    if r is None:
+        return None
+    rows = []
+    for run, g in r["runs"].items():
+        if "skip_ste" in run:
+            how = "rounded-latent decoder, +2 epochs"
+        elif "skip_noise" in run:
+            how = "decoder on noise, +2 epochs (control)"
+        else:
+            how = "decoder on noise, 8 epochs"
+        rows.append([how, g["rd_lambda"], g["psnr_coded"], g["psnr_rounded"], g["psnr_noisy"], g["psnr_float"]])
+    header = ["skip-latent codec (best.pt)", "λ", "coded (a file)", "round(y)", "y + noise", "y (float)"]
+    return md_table(header, rows)
+
+
+def refine_vs_plain(prefix: str = "codec_refine/", split_names=("test", "val")) -> str | None:
+    """The same models and images coded with and without encoder-side refinement, against WebP."""
+    refined, plain = load(f"{prefix}rd/rd.json"), load(f"{prefix}plain/rd.json")
+    if refined is None or plain is None:
+        return None
+    rows = []
+    for split in split_names:
+        curves = refined["points"][split]
+        before = {p["model_id"]: p for p in plain["points"][split]["cae"]}
+        for p in sorted(curves["cae"], key=lambda p: p["bpp"]):
+            b = before[p["model_id"]]
+            webp = interpolate(curves["webp"], p["bpp"])
+            rows.append(
+                [split, point_name(p), b["bpp"], b["psnr"], p["bpp"], p["psnr"], p["encode_img_per_s"], webp,
+                 p["psnr"] - webp]
+            )  # fmt: skip
+    header = ["split", "ours", "bpp plain", "PSNR plain", "bpp refined", "PSNR refined", "encode img/s"]
+    return md_table([*header, "WebP PSNR at refined bpp", "gain over WebP (dB)"], rows)
+
+
+def context_rate(split_names=("test", "val")) -> str | None:
+    """The same codecs and images, unrefined, with the factorized prior alone and with the context model."""
+    context = load("codec_ctx/plain/rd.json")
+    factorized = [load("codec_long3/plain/rd.json"), load("codec_refine/plain/rd.json")]
+    if context is None or None in factorized:
+        return None
+    rows = []
+    for split in split_names:
+        for p in sorted(context["points"][split]["cae"], key=lambda p: p["rd_lambda"]):
+            if not p.get("context"):
+                continue
+            # the factorized point of the same weights: same λ, same PSNR (the latents do not change)
+            f = next(
+                q
+                for r in factorized
+                for q in r["points"][split]["cae"]
+                if q["rd_lambda"] == p["rd_lambda"] and abs(q["psnr"] - p["psnr"]) < 1e-9
+            )
+            saved = 100 * (1 - p["bpp"] / f["bpp"])
+            rows.append([split, f"λ={p['rd_lambda']:g}", p["psnr"], f["bpp"], p["bpp"], saved])
+    header = ["split", "codec", "PSNR (dB, both)", "bpp factorized", "bpp + context", "rate saved (%)"]
+    return md_table(header, rows)
+
+
+def refine_probe() -> str | None:
+    """Refinement variants on one validation subset (experiments/codec/refine_probe.py), each against the shipped
+    refinement's line through its two points (λ scale 0.7 and 1) at the same bpp."""
+    r = load("codec_refine/probe.json")
+    if r is None:
+        return None
+    (b0, q0), (b1, q1) = sorted(
+        (p["bpp"], p["psnr"]) for p in r["points"] if p["variant"] == "ste" and p["run"] == "model"
+    )
+    rows = []
+    for p in r["points"]:
+        model = Path(r["run"] if p["run"] == "model" else r["far_run"]).name
+        setting = (
+            f"k matched at MSE {p['mse_ref']:g}"
+            if "mse_ref" in p
+            else ("-" if p["scale"] is None else f"λ × {p['scale']:g}")
+        )
+        line = q0 + (q1 - q0) * (p["bpp"] - b0) / (b1 - b0)
+        versus = p["psnr"] - line if p["run"] == "model" and p["variant"] not in ("ste", "none") else "-"
+        if versus != "-" and not b0 - 0.06 <= p["bpp"] <= b1 + 0.06:
+            versus = f"off the line (+{p['bpp'] - b1:.2f} bpp)"  # a straight line says little that far out
+        rows.append([model, p["variant"], setting, p["bpp"], p["psnr"], p["psnr_of_mean_mse"], versus])
+    header = ["codec run", "refinement", "setting", "bpp (whole file)", "PSNR (dB)", "pooled PSNR (dB)"]
+    return md_table([*header, "vs shipped refinement at that bpp (dB)"], rows)
+
+
+def against_webp(prefix: str) -> str | None:
+    """Each of our points against WebP at the same whole-file bpp (for a curve outside the floors' bpp)."""
+    r = load(f"{prefix}rd/rd.json")
+    if r is None:
+        return None
+    rows = []
+    for split, curves in r["points"].items():
+        for p in curves["cae"]:
+            webp = interpolate(curves["webp"], p["bpp"])
+            gain = "-" if webp is None else p["psnr"] - webp
+            rows.append([split, point_name(p), p["bpp"], p["psnr"], webp or "outside its curve", gain])
+    return md_table(["split", "ours", "bpp (whole file)", "ours PSNR (dB)", "WebP PSNR (dB)", "gain (dB)"], rows)
+
+
+CODEC_V2_FLOORS = {"psnr_at_2bpp": 34.5, "span_bpp": (0.5, 3.0)}  # the issue's (at 1 bpp: AVIF's payload curve)
+
+
+def codec_v2_floors(split: str = "test") -> str | None:
+    r = load(f"{CODEC_V2}rd/rd.json")
+    if r is None:
+        return None
+    curves, comps = r["splits"][split]["curves"], r["splits"][split]["comparisons"]
+    at1 = comps["avif_payload"]["gap_db@1bpp"]["value"]
+    at2 = interpolate(curves["cae"], 2.0)
+    avif2 = interpolate(curves["avif_payload"], 2.0)
+    floor2 = CODEC_V2_FLOORS["psnr_at_2bpp"]
+    (low, high), bpps = CODEC_V2_FLOORS["span_bpp"], [p["bpp"] for p in curves["cae"]]
+    rows = [
+        [f"levels span {low}–{high} bpp", f"{min(bpps):.2f}–{max(bpps):.2f} bpp",
+         "pass" if min(bpps) <= low and max(bpps) >= high else "FAIL"],
+        ["1 bpp: PSNR ≥ AVIF payload's", "-" if at1 is None else f"{at1:+.2f} dB",
+         "pass" if at1 is not None and at1 >= 0 else "FAIL"],
+        [f"2 bpp: PSNR ≥ {floor2} dB", cell(at2), "pass" if at2 is not None and at2 >= floor2 else "FAIL"],
+        ["2 bpp: gap to AVIF payload (the aim)", "-" if None in (at2, avif2) else f"{at2 - avif2:+.2f} dB", "-"],
+    ]  # fmt: skip
+    return md_table(["floor (no refinement)", "measured", "result"], rows)
+
+
+def codec_v2_refinement(split: str = "test") -> str | None:
+    """The shipped codec plain and with encoder-side refinement, level by level, and refinement's paired gain."""
+    r = load("codec_v2_refine/rd.json")
+    if r is None:
+        return None
+    curves, comps = r["splits"][split]["curves"], r["splits"][split]["comparisons"]
+    rows = [[f"q{a['level']}", f"{a['bpp']:.3f}", f"{a['psnr']:.2f}", f"{b['bpp']:.3f}", f"{b['psnr']:.2f}",
+             f"{round(b['psnr'] - a['psnr'], 2) + 0.0:+.2f}",
+             f"{a['encode_img_per_s']:.0f} → {b['encode_img_per_s']:.1f}"]
+            for a, b in zip(curves["cae"], curves["cae_refined"])]  # fmt: skip
+    header = ["level", "plain bpp", "plain PSNR (dB)", "refined bpp", "refined PSNR (dB)", "ΔPSNR (dB)", "encode img/s"]
+    gain, avif = comps["refined_vs_plain"], comps["refined_vs_avif_payload"]
+    n, steps = r["splits"][split]["num_images"], r["refinement"]["steps"]
+    return md_table(header, rows) + (
+        f"\n\n{steps} refinement steps per image, {n} stratified test images{model_note(r['model'])}. Refined against "
+        f"plain: ΔPSNR at 2 bpp "
+        f"{gap_cell(gain['gap_db@2bpp'])} dB, BD-rate {gap_cell(gain['bd_rate_pct'])}%. Refined against AVIF's "
+        f"payload: ΔPSNR at 2 bpp {gap_cell(avif['gap_db@2bpp'])} dB, BD-rate {gap_cell(avif['bd_rate_pct'])}%."
+    )
+
+
+def level_changes(before: str, after: str, names: tuple[str, str], split: str = "test") -> str | None:
+    """Two models' RD evaluations (outs folders) level by level, matched by λ, on the same images, and the
+    BD-rate of ``after`` against ``before``."""
+    old_r, new_r = load(f"{before}rd/rd.json"), load(f"{after}rd/rd.json")
+    if old_r is None or new_r is None:
+        return None
+    old, new = (r["splits"][split]["curves"]["cae"] for r in (old_r, new_r))
+    by_lambda = {p["rd_lambda"]: p for p in old}
+    rows = []
+    for p in new:
+        b = by_lambda.get(p["rd_lambda"])
+        rows.append([f"{p['rd_lambda']:g}", *(["-", "-"] if b is None else [f"{b['bpp']:.3f}", f"{b['psnr']:.2f}"]),
+                     f"{p['bpp']:.3f}", f"{p['psnr']:.2f}",
+                     "new" if b is None else f"{round(100 * (p['bpp'] / b['bpp'] - 1), 1) + 0.0:+.1f}%",
+                     "-" if b is None else f"{round(p['psnr'] - b['psnr'], 2) + 0.0:+.2f}"])  # fmt: skip
+    header = ["λ", f"{names[0]} bpp", f"{names[0]} PSNR (dB)", f"{names[1]} bpp", f"{names[1]} PSNR (dB)",
+              "rate change", "ΔPSNR (dB)"]  # fmt: skip
+    return md_table(header, rows) + (
+        f"\n\nBD-rate, {names[1]} against {names[0]}: {bd_rate(new, old):+.1f}% "
+        f"({new_r['splits'][split]['num_images']} test images, whole files)."
+    )
+
+
+codec_v2_context = partial(level_changes, CODEC_V2_BASE, CODEC_V2_CONTEXT, ("base", "fine-tuned"))
+
+
+codec_v2_longer = partial(level_changes, CODEC_V2_CONTEXT, CODEC_V2_CPU, ("fine-tuned", "8 epochs more"))
+
+
+codec_v2_gpu = partial(level_changes, CODEC_V2_CPU, CODEC_V2_GPU, ("CPU, half width", "GPU, full width"))
+
+
+codec_v2_top = partial(level_changes, CODEC_V2_GPU, CODEC_V2, ("GPU", "shipped"))
+
+
+def codec_points(split: str = "test") -> str | None:
+    """Every point of the codec's two families on one split, against WebP at the same whole-file bpp."""
+    low, high, plain = (
+        load(f"{CODEC['low']}rd/rd.json"),
+        load(f"{CODEC['high']}rd/rd.json"),
+        load(f"{CODEC['high_plain']}rd.json"),
+    )
+    if None in (low, high, plain):
+        return None
+    rows = []
+    families = (("low rate, every image (GPU-trained)", low), ("high rate, unrefined, 1,000 images", plain),
+                ("high rate, refined, 1,000 images", high))  # fmt: skip
+    for family, r in families:
+        curves = r["points"][split]
+        for p in sorted(curves["cae"], key=lambda p: p["bpp"]):
+            webp = interpolate(curves["webp"], p["bpp"])
+            rows.append([family, point_name(p), p["bpp"], p["psnr"], p["ssim"], cell(webp),
+                         "-" if webp is None else f"{p['psnr'] - webp:+.2f}", p["encode_img_per_s"],
+                         p["decode_img_per_s"]])  # fmt: skip
+    header = ["family", "ours", "bpp (whole file)", "PSNR (dB)", "SSIM", "WebP PSNR at that bpp", "gain (dB)"]
+    return md_table([*header, "encode img/s", "decode img/s"], rows)
+
+
+def codec_floors() -> str | None:
+    """The codec's floors, each read on the family whose curve spans it; the 2-bpp one with its bootstrap interval."""
+    low, high, boot = load(f"{CODEC['low']}rd/rd.json"), load(f"{CODEC['high']}rd/rd.json"), load(CODEC["bootstrap"])
+    if None in (low, high, boot):
+        return None
+    rows = []
+    for split in ("test", "val"):
+        for name, r, images in (("vs_webp@1bpp", low, "all"), ("vs_jpeg_scan_only@1bpp", low, "all"),
+                                ("vs_webp@2bpp", high, "1,000")):  # fmt: skip
+            f = r["floors"][split][name]
+            ref = next(v for k, v in f.items() if k.endswith("_psnr") and not k.startswith("cae"))
+            ci = boot["splits"][split]["ci95_db"] if name.endswith("2bpp") else None
+            ci = "-" if ci is None else f"{ci[0]:+.2f} to {ci[1]:+.2f}"
+            rows.append([SPLIT_NAMES[split], name, images, f["cae_psnr"], ref, f"{f['gain_db']:+.2f}", ci,
+                         "pass" if f["pass"] else "FAIL"])  # fmt: skip
+    header = ["split", "floor (ours vs reference at the rate)", "images", "ours PSNR (dB)", "reference PSNR (dB)"]
+    return md_table([*header, "gain (dB)", "95% bootstrap interval", "result"], rows)
+
+
+def codec_lineage() -> str | None:
+    rows = []
+    for label, path in CODEC["lineage"].items():
+        h = load(path)
+        if h is None:
+            return None
+        best = max(h, key=lambda r: r["val_psnr"])
+        rows.append([label, len(h), best["val_psnr"], best["val_bpp_estimate"], sum(r["epoch_time_s"] for r in h) / 60])
+    ctx = load(f"{CODEC['high']}context_fit_lambda0.015.json")
+    if ctx is None:
+        return None
+    rows.append([f"checkerboard context model fitted to it ({ctx['epochs']} epochs, transforms frozen)", ctx["epochs"],
+                 "unchanged", ctx["bpp_after"], ctx["seconds"] / 60])  # fmt: skip
+    header = ["run (CPU)", "epochs", "best val PSNR (dB, pooled, coded latents)", "its estimated bpp", "minutes"]
+    return md_table(header, rows)
+
+
+def context_probe() -> str | None:
+    """Would a checkerboard context pay on the codec without one (the base): its rate saving per level (a sentence)."""
+    g = load("codec_context_probe/probe.json")
+    if g is None:
+        return None
+    levels, a = g["levels"], g["args"]
+    saving = ", ".join(f"q{r['level']} {r['rate_saving_pct']:.1f}%" for r in levels)
+    dpsnr = [r["context"]["psnr"] - r["hyperprior"]["psnr"] for r in levels]
+    return (
+        f"A checkerboard context fitted on the base codec's frozen transforms and hyperprior "
+        f"(`experiments/codec/context_probe.py`: {a['epochs']} epochs on {a['train']:,} training images, "
+        f"{g['minutes']:.0f} min on one core) saves, on {a['val']:,} validation images (no coder), {saving} "
+        f"of the estimated bits (latent and hyper-latent), at PSNR changes of {min(dpsnr):+.2f} to "
+        f"{max(dpsnr):+.2f} dB."
+    )
+
+
+def decoder_probe() -> str | None:
+    """The shipped codec's decoder on fixed bits: the unrounded latent (the ceiling) and every level, as shipped,
+    trained on alone, and widened and trained as long (experiments/codec/decoder_probe.py)."""
+    g = load("codec_decoder_probe/probe.json")
+    if g is None:
+        return None
+    variants, a = g["variants"], g["args"]
+    lambdas = g["model"]["rd_lambdas"]
+    names = list(variants)
+    header = ["λ", *(f"{n} (dB)" for n in names)]
+    rows = [[f"{lam:g}", *(f"{variants[n]['level_psnr'][i]:.2f}" for n in names)] for i, lam in enumerate(lambdas)]
+    rows.append(["unrounded latent", *(f"{variants[n]['unrounded_psnr']:.2f}" for n in names)])
+    rows.append(["decoder parameters", *(f"{variants[n]['params']:,}" for n in names)])
+    minutes = " and ".join(f"{variants[n]['minutes']:.0f}" for n in names[1:])
+    return md_table(header, rows) + (
+        f"\n\nPSNR on {a['val']:,} validation images, every level's bits fixed; the decoders trained alone for "
+        f"{a['steps']:,} steps of 64 on {a['train']:,} training images at lr {a['lr']:g} ({minutes} min on one core)."
+    )
+
+
+def analysis_blocks(
+    folder: str = "codec_heads", how: str = "the shipped model trained on", blocks: int = 1
+) -> str | None:
+    """One recipe trained as it is and with residual analysis blocks, from the same seed: every level's real bits
+    and PSNR, and the BD-rates and PSNR gaps between them (experiments/codec/heads.sh)."""
+    g = load(f"{folder}/compare.json")
+    runs = {arm: load(f"{folder}/history_{arm}.json") for arm in ("control", "blocks")}
+    if g is None or None in runs.values():
+        return None
+    models = g["models"]
+    header = ["level", *(f"{name} (bpp, dB)" for name in models)]
+    count = len(next(iter(models.values()))["points"])
+    rows = [
+        [f"q{i}", *(f"{m['points'][i]['bpp']:.3f}, {m['points'][i]['psnr']:.2f}" for m in models.values())]
+        for i in range(count)
+    ]
+    rows.append(["parameters", *(f"{m['parameters']:,}" for m in models.values())])
+
+    def stat(s: dict, unit: str) -> str:
+        lo, hi = s["ci95"]
+        return f"{s['value']:+.2f}{unit} [{lo:+.2f}, {hi:+.2f}]"
+
+    lines = []
+    for pair, c in g["comparisons"].items():
+        gaps = ", ".join(
+            f"{stat(c[f'gap_db@{x}bpp'], ' dB')} at {x} bpp" for x in (1, 2) if c[f"gap_db@{x}bpp"]["value"]
+        )
+        lines.append(f"{pair}: BD-rate {stat(c['bd_rate_pct'], '%')}; {gaps}.")
+    share = models["blocks"]["blocks_share"]
+    lines.append(
+        f"The trained blocks move the latent head's output by {100 * share['latent']:.0f}% and the skip head's by "
+        f"{100 * share['skip']:.0f}% (relative norm, 500 of the images)."
+    )
+    epochs = {arm: len(h) for arm, h in runs.items()}
+    minutes = " and ".join(f"{sum(r['epoch_time_s'] for r in h) / 60:.0f}" for h in runs.values())
+    return md_table(header, rows) + (
+        f"\n\nWhole files on {g['val_images']:,} stratified validation images. control and blocks: {how} for "
+        f"{epochs['control']} epochs from the same seed ({minutes} min on one core each), blocks with "
+        f"`analysis_blocks={blocks}`. Paired bootstrap intervals (95%):\n\n" + "\n".join(f"- {line}" for line in lines)
+    )
+
+
+V1_GPU = "experiments/gpu/run.sh collect at commit cdeb663"
+
+
+TABLES = {
+    "codec_points": (codec_points, V1_GPU + "; " + V1_CODEC),
+    "codec_floors": (codec_floors, V1_GPU + "; " + V1_CODEC),
+    "codec_lineage": (codec_lineage, V1_CODEC),
+    "bench_codec": (
+        lambda: bench("bench_codec.json"),
+        "bench/bench.py --data DATA --only codec --threads 1 --out outs/bench_codec.json",
+    ),
+    "full_codec_training": (full_codec_training, V1_GPU),
+    "rd_points": (rd_points, V1_GPU),
+    "codec_families": (codec_families, V1_GPU + " (and collect-codecs); " + V1_CODEC),
+    "ste_rd_points": (lambda: rd_points("codec_skip_ste/", baselines=False), V1_CODEC),
+    "ste_vs_webp": (lambda: against_webp("codec_skip_ste/"), V1_CODEC),
+    "quant_gap": (quant_gap, V1_CODEC),
+    "refine_vs_plain": (refine_vs_plain, V1_CODEC),
+    "refine_floors": (lambda: rd_floors("codec_refine/"), V1_CODEC),
+    "refine_probe": (refine_probe, V1_CODEC),
+    # the longer-trained codec after each continuation, then with context models: outs/codec_{long,long2,long3,ctx}/
+    **{
+        f"{name}_{kind}": (partial(table, f"codec_{name}/"), V1_CODEC)
+        for name in ("long", "long2", "long3", "ctx")
+        for kind, table in (("refine_vs_plain", refine_vs_plain), ("floors", rd_floors))
+    },
+    "ctx_rate": (context_rate, V1_CODEC),
+    "rd_floors": (rd_floors, V1_GPU),
+    "codec_v2_floors": (codec_v2_floors, "experiments/gpu/codec.sh collect DATA RUN"),
+    "codec_v2_refinement": (codec_v2_refinement, "experiments/codec/refine_v2.sh DATA"),
+    "codec_v2_context": (codec_v2_context, "experiments/codec/v2.sh DATA"),
+    "codec_v2_longer": (codec_v2_longer, "experiments/codec/v2.sh DATA"),
+    "codec_v2_gpu": (codec_v2_gpu, "experiments/gpu/codec.sh collect DATA RUN"),
+    "codec_v2_top": (codec_v2_top, "experiments/gpu/codec.sh collect DATA RUN"),
+    "decoder_probe": (decoder_probe, "experiments/codec/decoder_probe.py --data DATA"),
+    "analysis_blocks": (analysis_blocks, "experiments/codec/heads.sh finetune DATA"),
+    "analysis_blocks_scratch": (
+        lambda: analysis_blocks("codec_heads_scratch", "`heads_scratch.yaml` trained from scratch", blocks=2),
+        "experiments/codec/heads.sh scratch DATA",
+    ),
+    "context_probe": (context_probe, "experiments/codec/context_probe.py --data DATA --model RUNS/codec_v2_base/model"),
+}
