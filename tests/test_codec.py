@@ -3,6 +3,7 @@ handling, the shipped model and the RD evaluation."""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import io
 import json
@@ -536,6 +537,44 @@ def test_analysis_blocks_start_as_the_identity_on_a_trained_codec_learn_and_ship
     tuned = AutoEncoder(load_config(None, [*V2, "analysis_blocks=1", "bn_momentum=0.5", "bn_eps=0.001"]))
     norms = [m for m in [*tuned.latent_blocks.modules(), *tuned.skip_blocks.modules()] if isinstance(m, nn.BatchNorm2d)]
     assert norms and all((m.momentum, m.eps) == (0.5, 0.001) for m in norms)
+
+
+def test_a_skip_from_the_stem_starts_as_the_model_without_it_learns_and_ships_in_the_analysis_file(tmp_path):
+    """skip_from_stem: from one seed every other initial weight is the model's without it, and it starts at zero (the
+    same latents); a training step moves it; the latent then depends on the stem's full-resolution features; an
+    export ships it in analysis.pt, and the files decode to what the model reconstructs."""
+    torch.manual_seed(0)
+    plain = AutoEncoder(load_config(None, V2)).eval()
+    cfg = load_config(None, [*V2, "skip_from_stem=true"])
+    torch.manual_seed(0)
+    model = AutoEncoder(cfg)
+    assert set(model.state_dict()) - set(plain.state_dict()) == {"stem_to_skip.weight"}
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in plain.state_dict().items())
+    x = torch.rand(4, 3, 32, 32)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model.encode(x), plain.encode(x))
+    model.train()
+    reconstruction, likelihoods = model(x, torch.tensor([0, 1, 2, 0]))
+    ((reconstruction - x).pow(2).mean() - likelihoods.log2().mean() * 1e-3).backward()
+    assert model.stem_to_skip.weight.grad.abs().sum() > 0
+
+    model.eval()
+    without = copy.deepcopy(model)
+    with torch.no_grad():
+        model.stem_to_skip.weight.normal_(0, 0.1)  # as if trained
+        moved = model.encode(x) - without.encode(x)
+    c = cfg.latent_channels
+    assert moved[:, :c].abs().max() == 0 and moved[:, c:].abs().max() > 0  # the skip latent alone reads the stem
+    run = tmp_path / "run.pt"
+    checkpoint.save_atomic(checkpoint.new(cfg, None, model.state_dict()), run)
+    export(run, tmp_path / "model", recipe="tests")
+    assert set(torch.load(tmp_path / "model" / "analysis.pt", weights_only=True)) == {"stem_to_skip.weight"}
+    codec = load_shipped(tmp_path / "model")
+    image = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
+    assert torch.equal(codec.decompress(codec.compress(image, 1)[0]), codec.reconstruct(image, 1)[0])
+    with pytest.raises(UserError, match="skip_from_stem"):
+        load_config(overrides=["skip_from_stem=true"])  # no skip latent to feed
 
 
 def test_an_export_over_the_size_limits_is_a_one_line_error_and_leaves_no_model(v2_run, tmp_path, monkeypatch, capsys):

@@ -1,48 +1,55 @@
 #!/usr/bin/env bash
-# Do residual analysis blocks before the latent heads move the codec's RD curve (issue #26)? The decoder probe
-# (decoder_probe.py) found the shipped model's encoder the limit, not its decoder. Two runs of one recipe through
-# src/train_codec.py (train -> export), side by side on one core each, from the same seed: as it is (the control)
-# and with residual bottleneck blocks before each latent head. Then heads_compare.py codes 1,000 stratified
-# validation images at every level with the shipped model and both runs (real files), and compares them
+# What moves the codec's encoder (issue #26)? The decoder probe (decoder_probe.py) found the shipped model's encoder
+# the limit, not its decoder. Two runs of one recipe through src/train_codec.py (train -> export) from the same seed:
+# as it is (the control) and with one change to the analysis side, one core each. Then heads_compare.py codes 1,000
+# stratified validation images at every level with the shipped model and both runs (real files), and compares them
 # (BD-rate, PSNR at equal bpp, paired bootstrap).
 #
 #   bash experiments/codec/heads.sh finetune DATA [RUNS]   heads.yaml: the shipped model trained on for 3 epochs,
 #                                                          analysis_blocks=1 (~65 min) -> outs/codec_heads
 #   bash experiments/codec/heads.sh scratch DATA [RUNS]    heads_scratch.yaml: full_base.yaml's design from scratch,
 #                                                          5 epochs, analysis_blocks=2 (~110 min) -> outs/codec_heads_scratch
+#   bash experiments/codec/heads.sh stem DATA [RUNS]       the same recipe with skip_from_stem=true (the skip latent
+#                                                          also reads the stem's full-resolution features); its
+#                                                          control is scratch's (~110 min) -> outs/codec_stem
 #
+# Each change's parameters are built last, so from one seed every other initial weight is the control's.
 # DATA: CIFAR-10 source (the JPEG archive); RUNS: default runs. Resumable: training continues from last.pt, a
 # finished export is skipped, coded curves are cached in RUNS/codec_heads_curves.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-usage="usage: experiments/codec/heads.sh finetune|scratch DATA [RUNS]"
+usage="usage: experiments/codec/heads.sh finetune|scratch|stem DATA [RUNS]"
+# name: the outs/ folder and the runs' prefix; arm and change: the changed run; control: the control run's prefix
 case ${1:-} in
-finetune) recipe=experiments/codec/heads.yaml blocks=1 name=codec_heads ;;
-scratch) recipe=experiments/codec/heads_scratch.yaml blocks=2 name=codec_heads_scratch ;;
+finetune) recipe=experiments/codec/heads.yaml name=codec_heads arm=blocks change=analysis_blocks=1 ;;
+scratch) recipe=experiments/codec/heads_scratch.yaml name=codec_heads_scratch arm=blocks change=analysis_blocks=2 ;;
+stem) recipe=experiments/codec/heads_scratch.yaml name=codec_stem arm=stem change=skip_from_stem=true
+    control=codec_heads_scratch ;;
 *) echo "$usage" >&2 && exit 2 ;;
 esac
+control=${control:-$name}
 DATA=${2:?$usage}
 RUNS=${3:-runs}
 PY=${PY:-.venv/bin/python}
+declare -A runs
 export OMP_NUM_THREADS=1
-train() {  # $1: the arm's name; then its overrides
-    local arm=$1
+train() {  # $1: the run folder; then its overrides
+    local run=$1
     shift
-    $PY src/train_codec.py --data "$DATA" --out "$RUNS/${name}_$arm" --recipe "$recipe" --no-wandb "$@" \
-        --steps train export
+    $PY src/train_codec.py --data "$DATA" --out "$run" --recipe "$recipe" --no-wandb "$@" --steps train export
 }
 code() {  # one model's curve into the cache, one core each; the comparison below reads them back
     $PY experiments/codec/heads_compare.py --data "$DATA" --models "$@" --cache "$RUNS/codec_heads_curves" \
         --out "$RUNS/${name}_coding"
 }
-train control &
-train blocks "analysis_blocks=$blocks" &
+runs=([control]="$RUNS/${control}_control" [$arm]="$RUNS/${name}_$arm")
+train "${runs[control]}" &
+train "${runs[$arm]}" "$change" &
 wait
-code "control=$RUNS/${name}_control/model" &
-code "blocks=$RUNS/${name}_blocks/model" &
+code "control=${runs[control]}/model" &
+code "$arm=${runs[$arm]}/model" &
 wait
 mkdir -p "outs/$name"
-for arm in control blocks; do cp "$RUNS/${name}_$arm/history.json" "outs/$name/history_$arm.json"; done
+for a in control "$arm"; do cp "${runs[$a]}/history.json" "outs/$name/history_$a.json"; done
 $PY experiments/codec/heads_compare.py --data "$DATA" --models shipped=models/codec-v2 \
-    "control=$RUNS/${name}_control/model" "blocks=$RUNS/${name}_blocks/model" \
-    --cache "$RUNS/codec_heads_curves" --out "outs/$name"
+    "control=${runs[control]}/model" "$arm=${runs[$arm]}/model" --cache "$RUNS/codec_heads_curves" --out "outs/$name"

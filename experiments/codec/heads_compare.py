@@ -1,8 +1,9 @@
-"""Do residual analysis blocks move the codec's RD curve? (issue #26: the decoder probe found the encoder the limit)
+"""Do changes to the analysis side move the codec's RD curve? (issue #26: the decoder probe found the encoder the limit)
 
-experiments/codec/heads.sh trains one recipe twice from the same seed: as it is (the control) and with
-``analysis_blocks``, residual bottleneck blocks before each latent head that start as the identity; ``finetune``
-trains the shipped model on, ``scratch`` trains its design from scratch. This script codes the same stratified
+experiments/codec/heads.sh trains one recipe twice from the same seed: as it is (the control) and with one change:
+``analysis_blocks``, residual bottleneck blocks before each latent head that start as the identity (``finetune``
+trains the shipped model on, ``scratch`` its design from scratch), or ``skip_from_stem`` (``stem``: the skip latent
+also reads the stem's full-resolution features). This script codes the same stratified
 validation images at every level with each model (real files, whole-file bits, decoded and compared) and reports
 each one's points, and each model against the others: the PSNR gap at equal bpp and the BD-rate, with paired
 bootstrap intervals over the images.
@@ -23,6 +24,7 @@ import json
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from cifarae import data as data_lib
 from cifarae import rd
@@ -36,7 +38,7 @@ def blocks_share(model, images: torch.Tensor) -> dict:
     first 500 images (0 when its blocks stayed the identity they started as; none when it has no blocks)."""
     model = copy.deepcopy(model).float().eval()  # a copy: the codec's own stays float64, as it codes
     with torch.no_grad():
-        tap, features = model.backbone.forward_with_tap(images.float() / 255)
+        _, tap, features = model.backbone.forward_with_taps(images.float() / 255)
         heads = {
             "latent": (model.latent_blocks, model.to_latent, features),
             "skip": (model.skip_blocks, model.to_skip, tap),
@@ -48,12 +50,24 @@ def blocks_share(model, images: torch.Tensor) -> dict:
         }
 
 
+def stem_share(model, images: torch.Tensor) -> float:
+    """How much of the skip head's output comes from the stem: |stem_to_skip(stem)| / |to_skip(blocks(tap))| over the
+    first 500 images (0 while it is still the zero it started as)."""
+    model = copy.deepcopy(model).float().eval()
+    with torch.no_grad():
+        stem, tap, _ = model.backbone.forward_with_taps(images.float() / 255)
+        from_stem = model.stem_to_skip(F.pixel_unshuffle(stem, model.stem_fold))
+        return (from_stem.norm() / model.to_skip(model.skip_blocks(tap)).norm()).item()
+
+
 def curve_of(model: str, images: torch.Tensor, cache: Path) -> tuple[rd.Curve, dict]:
     codec = load_codec(model)
     path = cache / f"{codec.model_id.hex()}-{len(images)}.npz"  # the images are the first len(images) stratified
     params = sum(p.numel() for p in codec.model.parameters())
     info = {"model": model, "model_id": codec.model_id.hex(), "parameters": params}
     info["blocks_share"] = blocks_share(codec.model, images[:500])
+    if codec.model.stem_to_skip is not None:
+        info["stem_share"] = stem_share(codec.model, images[:500])
     if path.is_file():
         return rd.Curve.load(path, "cae", list(range(codec.levels))), info
     curve, _ = rd.hyperprior_curve(codec, images, None)

@@ -58,6 +58,10 @@ class Config:
     # analysis capacity of the autoencoder's own, so the backbone stays the classifier's. Each starts as
     # the identity, so a trained model fine-tunes with them added (init_from)
     analysis_blocks: int = 0
+    # codec only, with skip_channels: the skip latent also reads the stem's full-resolution features (folded
+    # space-to-depth onto block 1's grid, through a 1x1 conv that starts at zero): the pixel detail that block 1's
+    # max-pool drops. The backbone is unchanged
+    skip_from_stem: bool = False
     loss: dict = field(default_factory=lambda: {"mse": 1.0})  # weights of mse / l1 / ssim
     # pretraining objective: "reconstruct" the whole image, or "masked": random square patches are
     # hidden from the encoder (set to the data mean) and the loss counts the hidden pixels only
@@ -154,6 +158,8 @@ class Config:
             raise UserError(
                 f"config skip_channels={self.skip_channels} needs entropy_model=hyperprior (a codec) and must be >= 0"
             )
+        if self.skip_from_stem and not self.skip_channels:
+            raise UserError("config skip_from_stem=true needs skip_channels > 0 (the skip latent it feeds)")
         if self.context != "none" and self.entropy_model != "hyperprior":
             raise UserError(f"config context={self.context} needs entropy_model=hyperprior")
         if any(lam <= 0 for lam in self.rd_lambdas) or len(self.rd_lambdas) > 255:

@@ -127,10 +127,12 @@ class Backbone(nn.Module):
     def forward(self, x):
         return self.blocks(self.stem(self.normalize(x)))
 
-    def forward_with_tap(self, x):
-        """(block 1's output, the backbone's output): the codec's skip latent reads the first."""
-        tap = self.blocks[0](self.stem(self.normalize(x)))
-        return tap, self.blocks[2](self.blocks[1](tap))
+    def forward_with_taps(self, x):
+        """(the stem's output, block 1's output, the backbone's output): the codec's skip latent reads the first
+        two."""
+        stem = self.stem(self.normalize(x))
+        tap = self.blocks[0](stem)
+        return stem, tap, self.blocks[2](self.blocks[1](tap))
 
 
 class Bottleneck(nn.Module):
@@ -249,6 +251,13 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
         self.skip_blocks = nn.Sequential(*[Bottleneck(cfg.widths[1]) for _ in range(skip_blocks)])
         for blocks in (self.latent_blocks, self.skip_blocks):  # analysis layers, as the backbone's
             configure_batchnorms(blocks, cfg.bn_weight, cfg.bn_momentum, cfg.bn_eps)
+        # The stem's features folded onto block 1's grid, into the skip head: it starts at zero, so the model
+        # starts as the one without it (and, built last, from the same initial weights).
+        self.stem_fold = 2 if pools_for(cfg.latent_size)[0] else 1
+        self.stem_to_skip = None
+        if cfg.skip_from_stem:
+            self.stem_to_skip = nn.Conv2d(cfg.widths[0] * self.stem_fold**2, cfg.skip_channels, 1, bias=False)
+            nn.init.zeros_(self.stem_to_skip.weight)
 
     def lr_mult_and_decay(self, name: str, param: nn.Parameter, cfg: Config) -> tuple[float, bool]:
         # The codec's entropy model (its densities and quantiles) trains at 10x the learning rate,
@@ -272,9 +281,12 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
     def encode(self, x):
         if self.to_skip is None:
             return self.to_latent(self.latent_blocks(self.backbone(x)))
-        tap, features = self.backbone.forward_with_tap(x)
+        stem, tap, features = self.backbone.forward_with_taps(x)
         latent = self.to_latent(self.latent_blocks(features))
-        return torch.cat([latent, F.pixel_unshuffle(self.to_skip(self.skip_blocks(tap)), self.skip_fold)], dim=1)
+        skip = self.to_skip(self.skip_blocks(tap))
+        if self.stem_to_skip is not None:
+            skip = skip + self.stem_to_skip(F.pixel_unshuffle(stem, self.stem_fold))
+        return torch.cat([latent, F.pixel_unshuffle(skip, self.skip_fold)], dim=1)
 
     def decode(self, y):
         if self.to_skip is None:

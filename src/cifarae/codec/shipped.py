@@ -31,7 +31,7 @@ MANIFEST = "model.json"
 PARTS = {  # each weight goes to the first file with its prefix; a file with no weights is not written
     "encoder.pt": ("backbone.", "to_latent.", "to_skip."),
     # apart: two blocks would take encoder.pt past the per-file limit (about 0.15 MB each at full width)
-    "analysis.pt": ("latent_blocks.", "skip_blocks."),
+    "analysis.pt": ("latent_blocks.", "skip_blocks.", "stem_to_skip."),
     "decoder.pt": ("decoder.",),
     "context.pt": ("latent_codec.context.",),
     "entropy.pt": ("latent_codec.",),
