@@ -347,13 +347,18 @@ def decoder_probe() -> str | None:
     )
 
 
-def analysis_blocks(
-    folder: str = "codec_heads", how: str = "the shipped model trained on", blocks: int = 1
+def analysis_change(
+    folder: str = "codec_heads",
+    how: str = "the shipped model trained on",
+    arm: str = "blocks",
+    change: str = "analysis_blocks=1",
+    cores: str = "on one core each",
 ) -> str | None:
-    """One recipe trained as it is and with residual analysis blocks, from the same seed: every level's real bits
-    and PSNR, and the BD-rates and PSNR gaps between them (experiments/codec/heads.sh)."""
+    """One recipe trained as it is and with one change to the analysis side (``change``, the run named ``arm``), from
+    the same seed: every level's real bits and PSNR, and the BD-rates and PSNR gaps between them
+    (experiments/codec/heads.sh)."""
     g = load(f"{folder}/compare.json")
-    runs = {arm: load(f"{folder}/history_{arm}.json") for arm in ("control", "blocks")}
+    runs = {name: load(f"{folder}/history_{name}.json") for name in ("control", arm)}
     if g is None or None in runs.values():
         return None
     models = g["models"]
@@ -375,17 +380,23 @@ def analysis_blocks(
             f"{stat(c[f'gap_db@{x}bpp'], ' dB')} at {x} bpp" for x in (1, 2) if c[f"gap_db@{x}bpp"]["value"]
         )
         lines.append(f"{pair}: BD-rate {stat(c['bd_rate_pct'], '%')}; {gaps}.")
-    share = models["blocks"]["blocks_share"]
-    lines.append(
-        f"The trained blocks move the latent head's output by {100 * share['latent']:.0f}% and the skip head's by "
-        f"{100 * share['skip']:.0f}% (relative norm, 500 of the images)."
-    )
-    epochs = {arm: len(h) for arm, h in runs.items()}
+    share = models[arm]["blocks_share"]
+    if share:
+        lines.append(
+            f"The trained blocks move the latent head's output by {100 * share['latent']:.0f}% and the skip head's "
+            f"by {100 * share['skip']:.0f}% (relative norm, 500 of the images)."
+        )
+    if "stem_share" in models[arm]:
+        lines.append(
+            f"The stem's part of the skip head's output is {100 * models[arm]['stem_share']:.0f}% of the rest's "
+            "(relative norm, 500 of the images)."
+        )
+    epochs = len(runs["control"])
     minutes = " and ".join(f"{sum(r['epoch_time_s'] for r in h) / 60:.0f}" for h in runs.values())
     return md_table(header, rows) + (
-        f"\n\nWhole files on {g['val_images']:,} stratified validation images. control and blocks: {how} for "
-        f"{epochs['control']} epochs from the same seed ({minutes} min on one core each), blocks with "
-        f"`analysis_blocks={blocks}`. Paired bootstrap intervals (95%):\n\n" + "\n".join(f"- {line}" for line in lines)
+        f"\n\nWhole files on {g['val_images']:,} stratified validation images. control and {arm}: {how} for "
+        f"{epochs} epochs from the same seed ({minutes} min {cores}), {arm} with `{change}`. Paired bootstrap "
+        "intervals (95%):\n\n" + "\n".join(f"- {line}" for line in lines)
     )
 
 
@@ -424,9 +435,11 @@ TABLES = {
     "codec_v2_gpu": (codec_v2_gpu, "experiments/gpu/codec.sh collect DATA RUN"),
     "codec_v2_top": (codec_v2_top, "experiments/gpu/codec.sh collect DATA RUN"),
     "decoder_probe": (decoder_probe, "experiments/codec/decoder_probe.py --data DATA"),
-    "analysis_blocks": (analysis_blocks, "experiments/codec/heads.sh finetune DATA"),
+    "analysis_blocks": (analysis_change, "experiments/codec/heads.sh finetune DATA"),
     "analysis_blocks_scratch": (
-        lambda: analysis_blocks("codec_heads_scratch", "`heads_scratch.yaml` trained from scratch", blocks=2),
+        lambda: analysis_change(
+            "codec_heads_scratch", "`heads_scratch.yaml` trained from scratch", change="analysis_blocks=2"
+        ),
         "experiments/codec/heads.sh scratch DATA",
     ),
     "context_probe": (context_probe, "experiments/codec/context_probe.py --data DATA --model RUNS/codec_v2_base/model"),
