@@ -442,5 +442,15 @@ TABLES = {
         ),
         "experiments/codec/heads.sh scratch DATA",
     ),
+    "analysis_stem": (
+        lambda: analysis_change(
+            "codec_stem",
+            "`heads_scratch.yaml` trained from scratch",
+            arm="stem",
+            change="skip_from_stem=true",
+            cores="respectively: the control on one core, stem on two threads",
+        ),
+        "experiments/codec/heads.sh stem DATA",
+    ),
     "context_probe": (context_probe, "experiments/codec/context_probe.py --data DATA --model RUNS/codec_v2_base/model"),
 }
