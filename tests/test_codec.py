@@ -490,6 +490,21 @@ def test_a_codec_fine_tunes_from_another_with_more_levels_and_a_context_added(tm
             assert torch.equal(a, b) and torch.equal(lik_a, lik_b)
 
 
+def assert_starts_as_and_learns(model: AutoEncoder, reference: AutoEncoder, zero_convs: list[nn.Conv2d]) -> None:
+    """``model`` (an analysis change, built after ``reference`` from the same seed) holds every weight of ``reference``
+    unchanged and encodes as it does; one training step gives its zero-initialised convolutions a gradient."""
+    # from one seed, with the change or not, every other weight starts the same: an A/B differs by the change alone
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in reference.state_dict().items())
+    x = torch.rand(4, 3, 32, 32)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model.encode(x), reference.eval().encode(x))
+    model.train()
+    reconstruction, likelihoods = model(x, torch.tensor([0, 1, 2, 0]))
+    ((reconstruction - x).pow(2).mean() - likelihoods.log2().mean() * 1e-3).backward()
+    assert all(conv.weight.grad.abs().sum() > 0 for conv in zero_convs)  # they learn; the new path opens from there
+
+
 def test_analysis_blocks_start_as_the_identity_on_a_trained_codec_learn_and_ship_in_their_own_file(tmp_path):
     """init_from a codec without analysis blocks: the blocks start as the identity (the model encodes as the old
     one did), the backbone stays the classifier's, a training step moves them, and an export ships them in
@@ -502,21 +517,12 @@ def test_analysis_blocks_start_as_the_identity_on_a_trained_codec_learn_and_ship
     new_cfg = load_config(None, [*V2, "analysis_blocks=1", f"init_from={path}"])
     torch.manual_seed(0)
     new = AutoEncoder(new_cfg)
-    # from one seed, blocks or not, every other weight starts the same: a from-scratch A/B differs by the blocks alone
-    assert all(torch.equal(v, new.state_dict()[k]) for k, v in old.state_dict().items())
+    assert all(torch.equal(v, new.state_dict()[k]) for k, v in old.state_dict().items())  # built last: same start
     checkpoint.load_weights(new, init_state(path, new_cfg)[0], str(path), may_lack=MAY_START_FRESH)
     assert len(new.latent_blocks) == len(new.skip_blocks) == 1
     clf = Classifier(Config(task="clf", widths=cfg.widths))
     assert new.backbone.state_dict().keys() == clf.backbone.state_dict().keys()
-    x = torch.rand(4, 3, 32, 32)
-    new.eval()
-    with torch.no_grad():
-        assert torch.equal(new.encode(x), old.encode(x))
-    new.train()
-    reconstruction, likelihoods = new(x, torch.tensor([0, 1, 2, 0]))
-    ((reconstruction - x).pow(2).mean() - likelihoods.log2().mean() * 1e-3).backward()
-    for blocks in (new.latent_blocks, new.skip_blocks):
-        assert blocks[0].branch[-1].weight.grad.abs().sum() > 0  # the zero conv learns; the branch opens from there
+    assert_starts_as_and_learns(new, old, [new.latent_blocks[0].branch[-1], new.skip_blocks[0].branch[-1]])
 
     with torch.no_grad():
         new.latent_blocks[0].branch[-1].weight.normal_(0, 0.1)  # as if trained: the blocks now change the latent
@@ -549,18 +555,11 @@ def test_a_skip_from_the_stem_starts_as_the_model_without_it_learns_and_ships_in
     torch.manual_seed(0)
     model = AutoEncoder(cfg)
     assert set(model.state_dict()) - set(plain.state_dict()) == {"stem_to_skip.weight"}
-    assert all(torch.equal(v, model.state_dict()[k]) for k, v in plain.state_dict().items())
-    x = torch.rand(4, 3, 32, 32)
-    model.eval()
-    with torch.no_grad():
-        assert torch.equal(model.encode(x), plain.encode(x))
-    model.train()
-    reconstruction, likelihoods = model(x, torch.tensor([0, 1, 2, 0]))
-    ((reconstruction - x).pow(2).mean() - likelihoods.log2().mean() * 1e-3).backward()
-    assert model.stem_to_skip.weight.grad.abs().sum() > 0
+    assert_starts_as_and_learns(model, plain, [model.stem_to_skip])
 
     model.eval()
     without = copy.deepcopy(model)
+    x = torch.rand(4, 3, 32, 32)
     with torch.no_grad():
         model.stem_to_skip.weight.normal_(0, 0.1)  # as if trained
         moved = model.encode(x) - without.encode(x)
