@@ -12,19 +12,25 @@
 #   bash experiments/codec/heads.sh stem DATA [RUNS]       the same recipe with skip_from_stem=true (the skip latent
 #                                                          also reads the stem's full-resolution features); its
 #                                                          control is scratch's (~110 min) -> outs/codec_stem
+#   bash experiments/codec/heads.sh both DATA [RUNS]       the same recipe with both changes (analysis_blocks=2,
+#                                                          skip_from_stem=true), against scratch's control and
+#                                                          its blocks run (~110 min) -> outs/codec_stem_blocks
 #
 # Each change's parameters are built last, so from one seed every other initial weight is the control's.
 # DATA: CIFAR-10 source (the JPEG archive); RUNS: default runs. Resumable: training continues from last.pt, a
 # finished export is skipped, coded curves are cached in RUNS/codec_heads_curves.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-usage="usage: experiments/codec/heads.sh finetune|scratch|stem DATA [RUNS]"
-# name: the outs/ folder and the runs' prefix; arm and change: the changed run; control: the control run's prefix
+usage="usage: experiments/codec/heads.sh finetune|scratch|stem|both DATA [RUNS]"
+# name: the outs/ folder and the runs' prefix; arm and change: the changed run; control: the control run's prefix;
+# also: another model of the same recipe for the comparison (NAME=FOLDER under RUNS)
 case ${1:-} in
-finetune) recipe=experiments/codec/heads.yaml name=codec_heads arm=blocks change=analysis_blocks=1 ;;
-scratch) recipe=experiments/codec/heads_scratch.yaml name=codec_heads_scratch arm=blocks change=analysis_blocks=2 ;;
-stem) recipe=experiments/codec/heads_scratch.yaml name=codec_stem arm=stem change=skip_from_stem=true
+finetune) recipe=experiments/codec/heads.yaml name=codec_heads arm=blocks change=(analysis_blocks=1) ;;
+scratch) recipe=experiments/codec/heads_scratch.yaml name=codec_heads_scratch arm=blocks change=(analysis_blocks=2) ;;
+stem) recipe=experiments/codec/heads_scratch.yaml name=codec_stem arm=stem change=(skip_from_stem=true)
     control=codec_heads_scratch ;;
+both) recipe=experiments/codec/heads_scratch.yaml name=codec_stem_blocks arm=both
+    change=(analysis_blocks=2 skip_from_stem=true) control=codec_heads_scratch also=blocks=codec_heads_scratch_blocks ;;
 *) echo "$usage" >&2 && exit 2 ;;
 esac
 control=${control:-$name}
@@ -44,12 +50,14 @@ code() {  # one model's curve into the cache, one core each; the comparison belo
 }
 runs=([control]="$RUNS/${control}_control" [$arm]="$RUNS/${name}_$arm")
 train "${runs[control]}" &
-train "${runs[$arm]}" "$change" &
+train "${runs[$arm]}" "${change[@]}" &
 wait
 code "control=${runs[control]}/model" &
 code "$arm=${runs[$arm]}/model" &
 wait
 mkdir -p "outs/$name"
 for a in control "$arm"; do cp "${runs[$a]}/history.json" "outs/$name/history_$a.json"; done
-$PY experiments/codec/heads_compare.py --data "$DATA" --models shipped=models/codec-v2 \
-    "control=${runs[control]}/model" "$arm=${runs[$arm]}/model" --cache "$RUNS/codec_heads_curves" --out "outs/$name"
+models=(shipped=models/codec-v2 "control=${runs[control]}/model")
+if [ -n "${also:-}" ]; then models+=("${also%%=*}=$RUNS/${also#*=}/model"); fi
+$PY experiments/codec/heads_compare.py --data "$DATA" --models "${models[@]}" "$arm=${runs[$arm]}/model" \
+    --cache "$RUNS/codec_heads_curves" --out "outs/$name"
