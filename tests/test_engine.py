@@ -214,3 +214,54 @@ def test_bench_times_the_engines_own_step(tmp_path, monkeypatch):
         assert step() == 16
         assert AcceleratorState().mixed_precision == precision
     assert calls == ["no", "bf16", "no"]
+
+
+@pytest.mark.parametrize("clip_quantiles", [True, False])
+def test_grad_clip_bounds_the_quantiles_only_when_asked(clip_quantiles):
+    """clip_quantiles=false clips the rate-distortion gradient alone; the quantiles (fit by their own loss) keep
+    theirs whole, as in CompressAI's examples, where they have an optimizer of their own."""
+    from accelerate import Accelerator
+
+    from cifarae.models import build_model
+    from cifarae.tasks import AutoencoderTask
+
+    cfg = Config(
+        entropy_model="hyperprior",
+        widths=[8, 16, 32, 32],
+        latent_channels=4,
+        hyper_channels=8,
+        rd_lambdas=[0.001, 0.01],
+        grad_clip=0.5,
+        clip_quantiles=clip_quantiles,
+    ).check()
+    torch.manual_seed(0)
+    model, task, x = build_model(cfg), AutoencoderTask(cfg), torch.rand(8, 3, 32, 32)
+    model.train()
+
+    def grads():
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    torch.manual_seed(1)  # the loss draws each image's level and the noise: the same draws both times
+    task.loss(model, x, None)[0].backward()
+    unclipped = grads()
+    model.zero_grad()
+
+    class Spy(torch.optim.SGD):
+        def step(self, closure=None):
+            seen.update(grads())
+
+    seen: dict[str, torch.Tensor] = {}
+    torch.manual_seed(1)
+    engine.train_step(cfg, task, model, Spy(model.parameters(), lr=0.0), Accelerator(cpu=True), x, None)
+
+    quantiles = [n for n in seen if n.endswith(".quantiles")]
+    assert quantiles == ["latent_codec.entropy_bottleneck.quantiles"]
+    rest = torch.cat([seen[n].flatten() for n in seen if n not in quantiles])
+    everything = torch.cat([g.flatten() for g in seen.values()])
+    assert torch.cat([g.flatten() for g in unclipped.values()]).norm() > 1.0  # so the clip acts
+    if clip_quantiles:
+        assert everything.norm() == pytest.approx(cfg.grad_clip, rel=1e-4)
+        assert seen[quantiles[0]].norm() < unclipped[quantiles[0]].norm()
+    else:
+        assert rest.norm() == pytest.approx(cfg.grad_clip, rel=1e-4)
+        assert torch.equal(seen[quantiles[0]], unclipped[quantiles[0]])

@@ -15,13 +15,15 @@
 #   bash experiments/codec/heads.sh both DATA [RUNS]       the same recipe with both changes (analysis_blocks=2,
 #                                                          skip_from_stem=true), against scratch's control and
 #                                                          its blocks run (~110 min) -> outs/codec_stem_blocks
+#   bash experiments/codec/heads.sh clip DATA [RUNS]       the same recipe with clip_quantiles=false (grad_clip
+#                                                          leaves out the quantiles); control: scratch's -> outs/codec_clip
 #
 # Each change's parameters are built last, so from one seed every other initial weight is the control's.
 # DATA: CIFAR-10 source (the JPEG archive); RUNS: default runs. Resumable: training continues from last.pt, a
 # finished export is skipped, coded curves are cached in RUNS/codec_heads_curves.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-usage="usage: experiments/codec/heads.sh finetune|scratch|stem|both DATA [RUNS]"
+usage="usage: experiments/codec/heads.sh finetune|scratch|stem|both|clip DATA [RUNS]"
 # name: the outs/ folder and the runs' prefix; arm and change: the changed run; control: the control run's prefix;
 # also: another model of the same recipe for the comparison (NAME=FOLDER under RUNS)
 case ${1:-} in
@@ -31,6 +33,8 @@ stem) recipe=experiments/codec/heads_scratch.yaml name=codec_stem arm=stem chang
     control=codec_heads_scratch ;;
 both) recipe=experiments/codec/heads_scratch.yaml name=codec_stem_blocks arm=both
     change=(analysis_blocks=2 skip_from_stem=true) control=codec_heads_scratch also=blocks=codec_heads_scratch_blocks ;;
+clip) recipe=experiments/codec/heads_scratch.yaml name=codec_clip arm=clip change=(clip_quantiles=false)
+    control=codec_heads_scratch ;;
 *) echo "$usage" >&2 && exit 2 ;;
 esac
 control=${control:-$name}

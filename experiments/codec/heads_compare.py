@@ -2,8 +2,9 @@
 
 experiments/codec/heads.sh trains one recipe twice from the same seed: as it is (the control) and with one change:
 ``analysis_blocks``, residual bottleneck blocks before each latent head that start as the identity (``finetune``
-trains the shipped model on, ``scratch`` its design from scratch), or ``skip_from_stem`` (``stem``: the skip latent
-also reads the stem's full-resolution features). This script codes the same stratified
+trains the shipped model on, ``scratch`` its design from scratch), ``skip_from_stem`` (``stem``: the skip latent
+also reads the stem's full-resolution features), or a change to training alone (``clip``: ``clip_quantiles=false``,
+grad_clip leaves out the quantiles). This script codes the same stratified
 validation images at every level with each model (real files, whole-file bits, decoded and compared) and reports
 each one's points, and each model against the others: the PSNR gap at equal bpp and the BD-rate, with paired
 bootstrap intervals over the images.

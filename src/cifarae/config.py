@@ -106,6 +106,9 @@ class Config:
     warmup_epochs: float = 0.5
     grad_accum: int = 1
     grad_clip: float = 0.0
+    # false: grad_clip leaves out the entropy bottleneck's quantiles (CompressAI's "aux" parameters), whose own
+    # loss only fits the coder's tables; their gradient can be 10-25 times the rest's and then sets the clip alone
+    clip_quantiles: bool = True
     ema_decay: float = 0.0  # >0 keeps an EMA of the weights and evaluates it
     # >0: Lookahead (airbench's): every this many steps the slow weights (BatchNorm statistics too)
     # move towards the fast ones, which restart from them; the slow ones are the final model

@@ -175,6 +175,11 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def clipped_parameters(cfg: Config, model) -> list[torch.nn.Parameter]:
+    """The parameters grad_clip bounds: all, or all but the quantiles (named as CompressAI's examples split them)."""
+    return [p for name, p in model.named_parameters() if cfg.clip_quantiles or not name.endswith(".quantiles")]
+
+
 def train_step(cfg: Config, task: Task, forward_model, optimizer, accelerator: Accelerator, x, y):
     """One micro-step on a batch: loss, backward, clipping and (on the step's last micro-batch) the update.
 
@@ -186,7 +191,7 @@ def train_step(cfg: Config, task: Task, forward_model, optimizer, accelerator: A
         loss, logs = task.loss(forward_model, x, y)
         accelerator.backward(loss)
         if accelerator.sync_gradients and cfg.grad_clip:
-            accelerator.clip_grad_norm_(forward_model.parameters(), cfg.grad_clip)
+            accelerator.clip_grad_norm_(clipped_parameters(cfg, forward_model), cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     return loss, logs
