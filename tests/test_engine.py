@@ -217,9 +217,10 @@ def test_bench_times_the_engines_own_step(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("clip_quantiles", [True, False])
-def test_grad_clip_bounds_the_quantiles_only_when_asked(clip_quantiles):
-    """clip_quantiles=false clips the rate-distortion gradient alone; the quantiles (fit by their own loss) keep
-    theirs whole, as in CompressAI's examples, where they have an optimizer of their own."""
+def test_a_codec_step_reports_rate_distortion_trains_the_quantiles_and_clips_them_when_asked(clip_quantiles):
+    """A codec's step trains its quantiles by their own (aux) loss and reports the rate-distortion loss without it.
+    clip_quantiles=false clips the rate-distortion gradient alone; the quantiles keep theirs whole, as in
+    CompressAI's examples, where they have an optimizer of their own."""
     from accelerate import Accelerator
 
     from cifarae.models import build_model
@@ -242,7 +243,8 @@ def test_grad_clip_bounds_the_quantiles_only_when_asked(clip_quantiles):
         return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
     torch.manual_seed(1)  # the loss draws each image's level and the noise: the same draws both times
-    task.loss(model, x, None)[0].backward()
+    rate_distortion, aux = task.loss(model, x, None)[0], model.aux_loss()
+    (rate_distortion + aux).backward()
     unclipped = grads()
     model.zero_grad()
 
@@ -252,7 +254,9 @@ def test_grad_clip_bounds_the_quantiles_only_when_asked(clip_quantiles):
 
     seen: dict[str, torch.Tensor] = {}
     torch.manual_seed(1)
-    engine.train_step(cfg, task, model, Spy(model.parameters(), lr=0.0), Accelerator(cpu=True), x, None)
+    loss, logs = engine.train_step(cfg, task, model, Spy(model.parameters(), lr=0.0), Accelerator(cpu=True), x, None)
+    assert loss.item() == pytest.approx(rate_distortion.item(), rel=1e-4)  # the same draws; float sums may differ
+    assert logs["train/aux"] == pytest.approx(aux.item()) and aux.item() > 1.0
 
     quantiles = [n for n in seen if n.endswith(".quantiles")]
     assert quantiles == ["latent_codec.entropy_bottleneck.quantiles"]

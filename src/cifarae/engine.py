@@ -183,13 +183,19 @@ def clipped_parameters(cfg: Config, model) -> list[torch.nn.Parameter]:
 def train_step(cfg: Config, task: Task, forward_model, optimizer, accelerator: Accelerator, x, y):
     """One micro-step on a batch: loss, backward, clipping and (on the step's last micro-batch) the update.
 
-    Returns (loss, logs). bench/bench.py times this same function.
+    Returns (loss, logs): the task's loss, without a codec's aux loss (in logs as train/aux). bench/bench.py
+    times this same function.
     """
     if cfg.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with accelerator.accumulate(forward_model):
         loss, logs = task.loss(forward_model, x, y)
-        accelerator.backward(loss)
+        # A codec's aux loss (CompressAI's) fits its coder's quantiles alone: trained with the rest, reported apart
+        model = accelerator.unwrap_model(forward_model)
+        aux = model.aux_loss() if hasattr(model, "aux_loss") else None
+        if aux is not None:
+            logs["train/aux"] = aux.item()
+        accelerator.backward(loss if aux is None else loss + aux)
         if accelerator.sync_gradients and cfg.grad_clip:
             accelerator.clip_grad_norm_(clipped_parameters(cfg, forward_model), cfg.grad_clip)
         optimizer.step()
@@ -314,7 +320,7 @@ def train(
             loss_value = loss.detach().float().item()
             if not accelerator.sync_gradients:
                 continue
-            nonfinite, stop_now = sync_flags(not math.isfinite(loss_value), stop.requested)
+            nonfinite, stop_now = sync_flags(not math.isfinite(loss_value + logs.get("train/aux", 0.0)), stop.requested)
             if nonfinite:
                 bar.close()
                 raise TrainingDiverged(

@@ -269,9 +269,9 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
             return 1.0, False
         return super().lr_mult_and_decay(name, param, cfg)
 
-    def aux_loss(self) -> torch.Tensor:
-        """The entropy model's own loss: it fits the CDF quantiles the coder uses."""
-        return self.latent_codec.aux_loss()
+    def aux_loss(self) -> torch.Tensor | None:
+        """The entropy model's own loss: it fits the CDF quantiles the coder uses (none without a codec)."""
+        return None if self.latent_codec is None else self.latent_codec.aux_loss()
 
     @property
     def compression_ratio(self) -> float:

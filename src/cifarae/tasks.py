@@ -11,11 +11,6 @@ from .losses import bits_per_pixel, masked_reconstruction_loss, patch_mask, reco
 from .metrics import psnr
 
 
-def unwrap(model):
-    model = getattr(model, "module", model)  # DDP
-    return getattr(model, "_orig_mod", model)  # torch.compile
-
-
 def quantize_8bit(x: torch.Tensor) -> torch.Tensor:
     """Clamp to [0, 1] and round to the 256 levels an image file can hold."""
     return x.float().clamp(0, 1).mul(255).round().div(255)
@@ -68,10 +63,8 @@ class AutoencoderTask:
             return distortion, {}
         mse_per_image = (x_hat.float() - x.float()).pow(2).mean(dim=(1, 2, 3))
         bpp = bits_per_pixel(likelihoods, x.shape[0] * x.shape[2] * x.shape[3])
-        aux = unwrap(model).aux_loss()  # fits the CDF quantiles used by the coder
-        loss = bpp + 255**2 * (lam * mse_per_image).mean() + aux
-        # the aux term only fits the coder's quantiles, yet after a restart it can dominate the loss: logged apart
-        logs = {"train/bpp_estimate": bpp.item(), "train/mse": mse_per_image.mean().item(), "train/aux": aux.item()}
+        loss = bpp + 255**2 * (lam * mse_per_image).mean()  # the engine adds the coder's aux loss (its quantiles)
+        logs = {"train/bpp_estimate": bpp.item(), "train/mse": mse_per_image.mean().item()}
         return loss, logs
 
     def masked_loss(self, model, x):
