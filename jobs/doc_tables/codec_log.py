@@ -354,9 +354,8 @@ def analysis_change(
     change: str = "analysis_blocks=1",
     cores: str = "on one core each",
 ) -> str | None:
-    """One recipe trained as it is and with one change to the analysis side (``change``, the run named ``arm``), from
-    the same seed: every level's real bits and PSNR, and the BD-rates and PSNR gaps between them
-    (experiments/codec/heads.sh)."""
+    """One recipe trained as it is and with one change (``change``, the run named ``arm``), from the same seed: every
+    level's real bits and PSNR, and the BD-rates and PSNR gaps between them (experiments/codec/heads.sh)."""
     g = load(f"{folder}/compare.json")
     runs = {name: load(f"{folder}/history_{name}.json") for name in ("control", arm)}
     if g is None or None in runs.values():
@@ -451,6 +450,17 @@ TABLES = {
             cores="respectively: the control on one core, stem on two threads",
         ),
         "experiments/codec/heads.sh stem DATA",
+    ),
+    "analysis_both": (
+        lambda: analysis_change(
+            "codec_stem_blocks",
+            "`heads_scratch.yaml` trained from scratch",
+            arm="both",
+            change="analysis_blocks=2 skip_from_stem=true",
+            cores="respectively: the control on one core, both on one core; part of its epoch 3 ran on two threads, "
+            "and only that part's time is counted",
+        ),
+        "experiments/codec/heads.sh both DATA",
     ),
     "context_probe": (context_probe, "experiments/codec/context_probe.py --data DATA --model RUNS/codec_v2_base/model"),
 }
