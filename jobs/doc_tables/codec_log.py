@@ -462,5 +462,16 @@ TABLES = {
         ),
         "experiments/codec/heads.sh both DATA",
     ),
+    "clip_quantiles": (
+        lambda: analysis_change(
+            "codec_clip",
+            "`heads_scratch.yaml` trained from scratch",
+            arm="clip",
+            change="clip_quantiles=false",
+            cores="respectively: the control on one core, clip on one core until part-way through epoch 4, then on "
+            "two threads; epoch 4's time counts only the part after that restart",
+        ),
+        "experiments/codec/heads.sh clip DATA",
+    ),
     "context_probe": (context_probe, "experiments/codec/context_probe.py --data DATA --model RUNS/codec_v2_base/model"),
 }
