@@ -16,7 +16,8 @@
 #                                                          skip_from_stem=true), against scratch's control and
 #                                                          its blocks run (~110 min) -> outs/codec_stem_blocks
 #   bash experiments/codec/heads.sh clip DATA [RUNS]       the same recipe with clip_quantiles=false (grad_clip
-#                                                          leaves out the quantiles); control: scratch's -> outs/codec_clip
+#                                                          leaves out the quantiles), against scratch's control
+#                                                          (~110 min) -> outs/codec_clip
 #
 # Each change's parameters are built last, so from one seed every other initial weight is the control's.
 # DATA: CIFAR-10 source (the JPEG archive); RUNS: default runs. Resumable: training continues from last.pt, a
