@@ -82,6 +82,12 @@ def test_sigterm_saves_and_resume_matches_uninterrupted_run(tmp_path, synth_cach
     resumed = run_script("train_ae.py", "--out", interrupted, *args)
     assert "resuming" in resumed.stdout
     assert_same_weights(weights(tmp_path / "straight"), weights(interrupted))
+    # the interrupted epoch's record covers all of it: its mean loss over every step, its images and time
+    straight, resumed = (json.loads((tmp_path / d / "history.json").read_text()) for d in ("straight", "interrupted"))
+    assert saved["step_in_epoch"] > 0 and saved["epoch_so_far"]["images"] > 0
+    assert [h["train_loss"] for h in resumed] == pytest.approx([h["train_loss"] for h in straight], rel=1e-9)
+    images = [h["img_per_s"] * h["epoch_time_s"] for h in resumed]
+    assert images == pytest.approx([straight[0]["img_per_s"] * straight[0]["epoch_time_s"]] * 3, rel=1e-6)
 
 
 def test_training_gives_the_signal_handlers_back_when_it_ends(tmp_path, synth_cache):

@@ -242,6 +242,7 @@ def train(
 
     # ---- resume
     start_epoch, start_step, global_step, history = 0, 0, 0, []
+    interrupted = {}  # the interrupted epoch's seconds, images and loss so far, so its record covers all of it
     best = math.inf if task.monitor_mode == "min" else -math.inf
     last_path = run_dir / "last.pt"
     if last_path.is_file():
@@ -263,11 +264,12 @@ def train(
         _set_rng_state(ckpt["rng"])
         start_epoch, start_step, global_step = ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]
         history, best = ckpt["history"], ckpt["best"]
+        interrupted = ckpt.get("epoch_so_far") or {}
         accelerator.print(f"resuming {run_dir} at epoch {start_epoch + 1}, step {start_step}")
 
     tracking_on = tracking.init_tracking(accelerator, cfg, run_dir, task.name) if main else False
 
-    def state(epoch: int, step_in_epoch: int) -> dict:
+    def state(epoch: int, step_in_epoch: int, so_far: dict | None) -> dict:
         unwrapped = accelerator.unwrap_model(forward_model)
         unwrapped = getattr(unwrapped, "_orig_mod", unwrapped)
         return checkpoint.new(
@@ -285,14 +287,15 @@ def train(
             global_step=global_step,
             history=history,
             best=best,
+            epoch_so_far=so_far,
             **({"lookahead": lookahead.slow} if lookahead is not None else {}),
             **(extra_state or {}),
         )
 
-    def save(name: str, epoch: int, step_in_epoch: int) -> None:
+    def save(name: str, epoch: int, step_in_epoch: int, so_far: dict | None = None) -> None:
         accelerator.wait_for_everyone()
         if main:
-            checkpoint.save_atomic(state(epoch, step_in_epoch), run_dir / name)
+            checkpoint.save_atomic(state(epoch, step_in_epoch, so_far), run_dir / name)
 
     def sync_flags(*flags: bool) -> list[bool]:
         """Agree across ranks, so one rank's signal or NaN stops every rank at the same step."""
@@ -312,7 +315,10 @@ def train(
             dynamic_ncols=True,
             leave=False,
         )
-        t0, seen, loss_sum, loss_count = time.perf_counter(), 0, 0.0, 0
+        so_far = interrupted if epoch == start_epoch else {}
+        t0, seen = time.perf_counter() - so_far.get("seconds", 0.0), so_far.get("images", 0)
+        # every rank's loss before the interruption, summed: the main rank carries it
+        loss_sum, loss_count = (so_far.get("loss_sum", 0.0), so_far.get("loss_count", 0)) if main else (0.0, 0)
         step_in_epoch = start_step
         for x, y in train_loader:
             loss, logs = train_step(cfg, task, forward_model, optimizer, accelerator, x, y)
@@ -345,7 +351,17 @@ def train(
                 )
             if stop_now:
                 bar.close()
-                save("last.pt", epoch, step_in_epoch)
+                totals = torch.tensor([loss_sum, loss_count], device=accelerator.device, dtype=torch.float64)
+                if accelerator.num_processes > 1:
+                    totals = accelerator.reduce(totals, "sum")
+                seconds = time.perf_counter() - t0
+                so_far = {
+                    "seconds": seconds,
+                    "images": seen,
+                    "loss_sum": totals[0].item(),
+                    "loss_count": int(totals[1]),
+                }
+                save("last.pt", epoch, step_in_epoch, so_far)
                 accelerator.wait_for_everyone()  # no rank exits before the main one has written last.pt
                 accelerator.print(f"stop signal: saved {run_dir / 'last.pt'}; exiting {REQUEUE_EXIT_CODE} to requeue")
                 accelerator.end_training()
