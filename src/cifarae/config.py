@@ -107,7 +107,7 @@ class Config:
     grad_accum: int = 1
     grad_clip: float = 0.0
     # false: grad_clip leaves out the entropy bottleneck's quantiles (CompressAI's "aux" parameters), whose own
-    # loss only fits the coder's tables; their gradient can be 10-25 times the rest's and then sets the clip alone
+    # loss only fits the coder's tables; late in a run their gradient was hundreds of times the rest's and set the clip
     clip_quantiles: bool = True
     ema_decay: float = 0.0  # >0 keeps an EMA of the weights and evaluates it
     # >0: Lookahead (airbench's): every this many steps the slow weights (BatchNorm statistics too)
