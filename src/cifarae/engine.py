@@ -297,6 +297,14 @@ def train(
         if main:
             checkpoint.save_atomic(state(epoch, step_in_epoch, so_far), run_dir / name)
 
+    def over_ranks(loss_sum: float, loss_count: int) -> tuple[float, int]:
+        """The epoch's loss sum and step count so far, summed over every rank."""
+        if accelerator.num_processes == 1:
+            return loss_sum, loss_count
+        totals = torch.tensor([loss_sum, loss_count], device=accelerator.device, dtype=torch.float64)
+        total_sum, total_count = accelerator.reduce(totals, "sum").tolist()
+        return total_sum, int(total_count)
+
     def sync_flags(*flags: bool) -> list[bool]:
         """Agree across ranks, so one rank's signal or NaN stops every rank at the same step."""
         t = torch.tensor([float(f) for f in flags], device=accelerator.device)
@@ -351,15 +359,12 @@ def train(
                 )
             if stop_now:
                 bar.close()
-                totals = torch.tensor([loss_sum, loss_count], device=accelerator.device, dtype=torch.float64)
-                if accelerator.num_processes > 1:
-                    totals = accelerator.reduce(totals, "sum")
-                seconds = time.perf_counter() - t0
+                total_sum, total_count = over_ranks(loss_sum, loss_count)
                 so_far = {
-                    "seconds": seconds,
+                    "seconds": time.perf_counter() - t0,
                     "images": seen,
-                    "loss_sum": totals[0].item(),
-                    "loss_count": int(totals[1]),
+                    "loss_sum": total_sum,
+                    "loss_count": total_count,
                 }
                 save("last.pt", epoch, step_in_epoch, so_far)
                 accelerator.wait_for_everyone()  # no rank exits before the main one has written last.pt
@@ -370,9 +375,7 @@ def train(
         start_step = 0
         epoch_time = time.perf_counter() - t0
 
-        if accelerator.num_processes > 1:  # the epoch's mean loss over every rank's images
-            totals = accelerator.reduce(torch.tensor([loss_sum, loss_count], device=accelerator.device), "sum")
-            loss_sum, loss_count = totals.tolist()
+        loss_sum, loss_count = over_ranks(loss_sum, loss_count)  # the epoch's mean loss over every rank's images
         eval_model = ema.module if ema is not None else accelerator.unwrap_model(forward_model)
         # Without a validation split (val_size=0: the final fit on every training image) nothing is
         # selected: each epoch's model is the best so far, and the last one is the result.
