@@ -473,5 +473,11 @@ TABLES = {
         ),
         "experiments/codec/heads.sh clip DATA",
     ),
+    "finetune_clip": (
+        lambda: analysis_change(
+            "codec_finetune_clip", arm="clip", change="clip_quantiles=false", cores="on one core each"
+        ),
+        "experiments/codec/heads.sh finetune_clip DATA",
+    ),
     "context_probe": (context_probe, "experiments/codec/context_probe.py --data DATA --model RUNS/codec_v2_base/model"),
 }
