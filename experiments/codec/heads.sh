@@ -20,7 +20,7 @@
 #                                                          (~110 min) -> outs/codec_clip
 #   bash experiments/codec/heads.sh finetune_clip DATA [RUNS]  heads.yaml with clip_quantiles=false: the shipped
 #                                                          model trained on without the quantiles in the clip,
-#                                                          against finetune's control (~65 min) -> outs/codec_finetune_clip
+#                                                          against finetune's control (~75 min) -> outs/codec_finetune_clip
 #
 # Each change's parameters are built last, so from one seed every other initial weight is the control's.
 # DATA: CIFAR-10 source (the JPEG archive); RUNS: default runs. Resumable: training continues from last.pt, a
