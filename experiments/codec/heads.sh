@@ -21,13 +21,16 @@
 #   bash experiments/codec/heads.sh finetune_clip DATA [RUNS]  heads.yaml with clip_quantiles=false: the shipped
 #                                                          model trained on without the quantiles in the clip,
 #                                                          against finetune's control (~75 min) -> outs/codec_finetune_clip
+#   bash experiments/codec/heads.sh next DATA [RUNS]       the same recipe with both of codec_next.yaml's changes
+#                                                          (analysis_blocks=2, clip_quantiles=false): do they add up?
+#                                                          Against scratch's control (~110 min) -> outs/codec_next_probe
 #
 # Each change's parameters are built last, so from one seed every other initial weight is the control's.
 # DATA: CIFAR-10 source (the JPEG archive); RUNS: default runs. Resumable: training continues from last.pt, a
 # finished export is skipped, coded curves are cached in RUNS/codec_heads_curves.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-usage="usage: experiments/codec/heads.sh finetune|scratch|stem|both|clip|finetune_clip DATA [RUNS]"
+usage="usage: experiments/codec/heads.sh finetune|scratch|stem|both|clip|finetune_clip|next DATA [RUNS]"
 # name: the outs/ folder and the runs' prefix; arm and change: the changed run; control: the control run's prefix;
 # also: another model of the same recipe for the comparison (NAME=FOLDER under RUNS)
 case ${1:-} in
@@ -41,6 +44,8 @@ clip) recipe=experiments/codec/heads_scratch.yaml name=codec_clip arm=clip chang
     control=codec_heads_scratch ;;
 finetune_clip) recipe=experiments/codec/heads.yaml name=codec_finetune_clip arm=clip change=(clip_quantiles=false)
     control=codec_heads ;;
+next) recipe=experiments/codec/heads_scratch.yaml name=codec_next_probe arm=next
+    change=(analysis_blocks=2 clip_quantiles=false) control=codec_heads_scratch ;;
 *) echo "$usage" >&2 && exit 2 ;;
 esac
 control=${control:-$name}

@@ -479,5 +479,14 @@ TABLES = {
         ),
         "experiments/codec/heads.sh finetune_clip DATA",
     ),
+    "codec_next_probe": (
+        lambda: analysis_change(
+            "codec_next_probe",
+            "`heads_scratch.yaml` trained from scratch",
+            arm="next",
+            change="analysis_blocks=2 clip_quantiles=false",
+        ),
+        "experiments/codec/heads.sh next DATA",
+    ),
     "context_probe": (context_probe, "experiments/codec/context_probe.py --data DATA --model RUNS/codec_v2_base/model"),
 }
