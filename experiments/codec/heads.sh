@@ -28,6 +28,7 @@
 # Each change's parameters are built last, so from one seed every other initial weight is the control's.
 # DATA: CIFAR-10 source (the JPEG archive); RUNS: default runs. Resumable: training continues from last.pt, a
 # finished export is skipped, coded curves are cached in RUNS/codec_heads_curves.
+# The times above assume the shipped model's curve is in that cache; with an empty cache, coding it adds ~15 min.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 usage="usage: experiments/codec/heads.sh finetune|scratch|stem|both|clip|finetune_clip|next DATA [RUNS]"
