@@ -725,6 +725,17 @@ def test_bd_rate_of_a_curve_against_itself_and_against_twice_its_bits():
     assert rd.bd_rate(curve, [{"bpp": 1, "psnr": 90}, {"bpp": 2, "psnr": 95}]) is None
 
 
+def test_bd_rate_within_a_psnr_range_averages_over_that_range_alone():
+    ours = [{"bpp": b, "psnr": 20 + 6 * np.log2(b)} for b in (0.5, 1, 2, 4)]  # 14 to 32 dB
+    # the reference's log-rate exceeds ours by 0.05 per dB above 14 dB: its lead grows with the PSNR
+    reference = [{"bpp": p["bpp"] * np.exp(0.05 * (p["psnr"] - 14)), "psnr": p["psnr"]} for p in ours]
+    low, high = rd.bd_rate(ours, reference, within=(14, 20)), rd.bd_rate(ours, reference, within=(26, 40))
+    assert low == pytest.approx(100 * (np.exp(-0.05 * 3) - 1), abs=1e-6)
+    assert high == pytest.approx(100 * (np.exp(-0.05 * 15) - 1), abs=1e-6)  # clipped to 32 dB, where ours ends
+    assert rd.bd_rate(ours, reference) == pytest.approx(100 * (np.exp(-0.05 * 9) - 1), abs=1e-6)
+    assert rd.bd_rate(ours, reference, within=(40, 50)) is None
+
+
 def test_rd_eval_measures_every_level_against_avif_webp_and_jpeg_with_bootstrap(tmp_path, synth_cache, shipped):
     out = tmp_path / "rd"
     run_script(

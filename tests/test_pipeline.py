@@ -301,11 +301,12 @@ def test_a_recipe_with_from_trains_and_exports_its_base_first_then_starts_from_t
 
 def test_every_codec_recipe_is_a_valid_codec_config_and_each_chain_keeps_its_model():
     """Each jobs/configs/codec recipe trains a codec with known, well-typed keys. The CPU chain (cpu.yaml ->
-    cpu_context.yaml -> cpu_long.yaml, experiments/codec/v2.sh) and the shipped model's (full_base.yaml ->
-    full_long.yaml -> full.yaml, experiments/gpu/codec.sh) start each step from the one before and keep its
-    transforms, and each continuation keeps every level, so no gain is re-initialised."""
+    cpu_context.yaml -> cpu_long.yaml, experiments/codec/v2.sh) and the GPU chain of the model shipped before
+    (gpu.yaml -> gpu_long.yaml -> gpu_top.yaml) start each step from the one before and keep its transforms, and
+    each continuation keeps every level, so no gain is re-initialised. full.yaml, the shipped model's, is one step
+    from scratch with the GPU chain's design and all of its levels."""
     recipes = {p.stem: load_recipe(p)["train"] for p in sorted((REPO / "jobs/configs/codec").glob("*.yaml"))}
-    assert {"cpu", "cpu_context", "cpu_long", "full_base", "full_long", "full", "report", "smoke"} <= set(recipes)
+    assert {"cpu", "cpu_context", "cpu_long", "gpu", "gpu_long", "gpu_top", "full", "report", "smoke"} <= set(recipes)
     for name, train in recipes.items():
         cfg = config_from_dict({**Config().to_dict(), "task": "ae", **train})
         assert cfg.entropy_model == "hyperprior", name
@@ -315,13 +316,16 @@ def test_every_codec_recipe_is_a_valid_codec_config_and_each_chain_keeps_its_mod
     assert all(base[k] == context[k] == longer[k] for k in transforms)
     assert longer["rd_lambdas"] == context["rd_lambdas"] and longer["context"] == context["context"]
     assert set(base["rd_lambdas"]) < set(context["rd_lambdas"])
-    # the shipped model's chain (experiments/gpu/codec.sh): full_base.yaml -> full_long.yaml -> full.yaml
-    chain = {k: load_recipe(REPO / f"jobs/configs/codec/{k}.yaml") for k in ("full_base", "full_long", "full")}
-    assert (chain["full_long"]["from"], chain["full"]["from"]) == ("full_base.yaml", "full_long.yaml")
-    assert "from" not in chain["full_base"]
+    # the GPU chain of the model shipped before: gpu.yaml -> gpu_long.yaml -> gpu_top.yaml
+    chain = {k: load_recipe(REPO / f"jobs/configs/codec/{k}.yaml") for k in ("gpu", "gpu_long", "gpu_top")}
+    assert (chain["gpu_long"]["from"], chain["gpu_top"]["from"]) == ("gpu.yaml", "gpu_long.yaml")
+    assert "from" not in chain["gpu"]
     keep = (*transforms[1:], "decoder_widths", "context")  # widths: the default, full width
-    assert all(r["train"][k] == chain["full"]["train"][k] for r in chain.values() for k in keep)
-    first, then, top = (chain[k]["train"]["rd_lambdas"] for k in ("full_base", "full_long", "full"))
+    assert all(r["train"][k] == chain["gpu_top"]["train"][k] for r in chain.values() for k in keep)
+    first, then, top = (chain[k]["train"]["rd_lambdas"] for k in ("gpu", "gpu_long", "gpu_top"))
     assert first == then and set(then) < set(top) and max(top) == 0.256  # a level more, to reach 3 bpp
+    full = load_recipe(REPO / "jobs/configs/codec/full.yaml")
+    assert "from" not in full and "init_from" not in full["train"]
+    assert all(full["train"][k] == chain["gpu_top"]["train"][k] for k in (*keep, "rd_lambdas"))
     script = (REPO / "experiments/codec/v2.sh").read_text()
     assert script.index("codec/cpu.yaml") < script.index("codec/cpu_context.yaml") < script.index("codec/cpu_long.yaml")

@@ -3,11 +3,12 @@
 # the limit, not its decoder. Two runs of one recipe through src/train_codec.py (train -> export) from the same seed:
 # as it is (the control) and with one change to the analysis side, one core each. Then heads_compare.py codes 1,000
 # stratified validation images at every level with the shipped model and both runs (real files), and compares them
-# (BD-rate, PSNR at equal bpp, paired bootstrap).
+# (BD-rate, PSNR at equal bpp, paired bootstrap). Every outs/ folder below was made with model 67d76467e978 shipped
+# (until commit ab842f6; the finetune modes train that model on): to repeat one, check that commit out.
 #
 #   bash experiments/codec/heads.sh finetune DATA [RUNS]   heads.yaml: the shipped model trained on for 3 epochs,
 #                                                          analysis_blocks=1 (~65 min) -> outs/codec_heads
-#   bash experiments/codec/heads.sh scratch DATA [RUNS]    heads_scratch.yaml: full_base.yaml's design from scratch,
+#   bash experiments/codec/heads.sh scratch DATA [RUNS]    heads_scratch.yaml: codec/gpu.yaml's design from scratch,
 #                                                          5 epochs, analysis_blocks=2 (~110 min) -> outs/codec_heads_scratch
 #   bash experiments/codec/heads.sh stem DATA [RUNS]       the same recipe with skip_from_stem=true (the skip latent
 #                                                          also reads the stem's full-resolution features); its
@@ -21,7 +22,7 @@
 #   bash experiments/codec/heads.sh finetune_clip DATA [RUNS]  heads.yaml with clip_quantiles=false: the shipped
 #                                                          model trained on without the quantiles in the clip,
 #                                                          against finetune's control (~75 min) -> outs/codec_finetune_clip
-#   bash experiments/codec/heads.sh next DATA [RUNS]       the same recipe with both of codec_next.yaml's changes
+#   bash experiments/codec/heads.sh next DATA [RUNS]       the same recipe with both of codec/full.yaml's changes
 #                                                          (analysis_blocks=2, clip_quantiles=false): do they add up?
 #                                                          Against scratch's control (~110 min) -> outs/codec_next_probe
 #

@@ -4,7 +4,7 @@ experiments/codec/heads.sh trains one recipe twice from the same seed: as it is 
 ``analysis_blocks``, residual bottleneck blocks before each latent head that start as the identity (``finetune``
 trains the shipped model on, ``scratch`` its design from scratch), ``skip_from_stem`` (``stem``: the skip latent
 also reads the stem's full-resolution features), or a change to training alone (``clip``: ``clip_quantiles=false``,
-grad_clip leaves out the quantiles), or both of codec_next.yaml's changes (``next``). This script codes the same
+grad_clip leaves out the quantiles), or both of codec/full.yaml's changes (``next``). This script codes the same
 stratified validation images at every level with each model (real files, whole-file bits, decoded and compared) and
 reports each one's points, and each model against the others: the PSNR gap at equal bpp and the BD-rate, with
 paired bootstrap intervals over the images.

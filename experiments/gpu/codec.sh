@@ -1,26 +1,25 @@
 #!/usr/bin/env bash
-# The shipped codec (models/codec-v2): jobs/configs/codec/full.yaml's chain trained on one GPU, then
-# evaluated on CPUs.
+# The shipped codec (models/codec-v2): jobs/configs/codec/full.yaml trained on one GPU, then evaluated on CPUs.
 #
 #   BUDGET=540 PACK=DIR bash experiments/gpu/codec.sh train DATA WORK    ONE GPU: train + export -> WORK/codec
 #   bash experiments/gpu/codec.sh collect DATA RUN                       CPUs: rd -> outs/codec_v2/, models/codec-v2
 #
-# RECIPE=FILE trains another recipe the same way (default jobs/configs/codec/full.yaml), e.g. the next candidate,
-# experiments/gpu/codec_next.yaml; `collect` is full.yaml's.
+# RECIPE=FILE trains another recipe the same way (default jobs/configs/codec/full.yaml), e.g. the GPU chain that
+# made the model shipped before, jobs/configs/codec/gpu_top.yaml; `collect` is full.yaml's.
 #
 # DATA: a CIFAR-10 source (.tar.gz or folder) or a prepared cache. `train` prepares the data cache in
-# WORK, then runs src/train_codec.py --steps train export under a deadline of BUDGET seconds: the chain,
-# full_base.yaml -> full_long.yaml -> full.yaml, takes about 8 minutes on an H200. PACK=DIR: WORK/codec
-# without its checkpoints, as DIR/{codec,model,base_model}.tar.gz (histories and configs; the two exported
-# models), small enough for what one device call brings back. `collect` takes RUN, those archives unpacked
-# into one folder (or the run itself), trains the steps it lacks (a step with its model and no checkpoint
-# was trained elsewhere), runs the RD evaluations of its last two steps (about 22 minutes each on 2 cores
-# once AVIF's curve is cached) and copies them to outs/codec_v2/ and the model to models/codec-v2.
+# WORK, then runs src/train_codec.py --steps train export under a deadline of BUDGET seconds (full.yaml's 44
+# epochs: an estimated 7 minutes on an H200). PACK=DIR: WORK/codec without its checkpoints, as
+# DIR/{codec,model}.tar.gz (history, config and the exported model), small enough for what one device call
+# brings back. `collect` takes RUN, those archives unpacked into one folder (or the run itself), trains what
+# it lacks (a run with its model and no checkpoint was trained elsewhere), runs the RD evaluation (about 22
+# minutes on 2 cores, plus ~15 for AVIF's curve the first time) and copies it to outs/codec_v2/ and the model to
+# models/codec-v2.
 #
-# How the shipped model was made: full_base.yaml and full_long.yaml (then named full.yaml and
-# full_long.yaml) in two device calls on an H200 with the data archive (commits cac8017 and 43f00fe):
-# full_base.yaml's 9 epochs beside a probe that shared the GPU, then full_long.yaml's 20 epochs alone;
-# then `collect` here, which trained full.yaml's one epoch on the CPU (11 minutes with OMP_NUM_THREADS=2).
+# How the shipped model was made: full.yaml on 2 CPU cores across sessions (src/train_codec.py's resume), then
+# `collect` here. The model before it (outs/codec_v2_gpu/): gpu.yaml -> gpu_long.yaml on an H200 (commits
+# cac8017 and 43f00fe, then named full_base.yaml and full_long.yaml), then gpu_top.yaml's one epoch on the CPU,
+# by `collect` at commit ab842f6.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 export PYTHONUNBUFFERED=1
@@ -45,29 +44,23 @@ train() {
     grep -a "model id\|\] epoch" "$work/codec.log" | tail -4
     if [ -n "${PACK:-}" ]; then
         mkdir -p "$PACK"
-        # three archives, each under what one device call brings back in a file: the run without checkpoints or
-        # models, and the exported models of the last two steps (the first step's is only their start)
+        # the run without checkpoints or models, and the exported model (a chain's first steps' are only its start)
         tar -czf "$PACK/codec.tar.gz" -C "$work" --exclude=last.pt --exclude=best.pt --exclude='*.pt.tmp' \
             --exclude=model codec codec.log gpu.txt
         tar -czf "$PACK/model.tar.gz" -C "$work" codec/model
-        if [ -d "$work/codec/base/model" ]; then tar -czf "$PACK/base_model.tar.gz" -C "$work" codec/base/model; fi
         ls -la "$PACK"
     fi
 }
 
-collect() {  # collect DATA RUN: on CPUs, what RUN lacks of full.yaml's chain, the RD evaluations, the copies
+collect() {  # collect DATA RUN: on CPUs, what RUN lacks of full.yaml, the RD evaluation, the copies
     set -e
     local data=$1 run=$2
     PY=${PY:-.venv/bin/python}
     export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-    "$PY" src/train_codec.py --data "$data" --out "$run/base" --recipe jobs/configs/codec/full_long.yaml --steps rd \
-        --no-wandb
-    mkdir -p "$run/rd"
-    cp -rn "$run/base/rd/baselines" "$run/rd/" # AVIF's, WebP's and JPEG's curves: the same images
     "$PY" src/train_codec.py --data "$data" --out "$run" --recipe jobs/configs/codec/full.yaml --no-wandb
-    mkdir -p outs/codec_v2/rd outs/codec_v2/base/rd outs/codec_v2/base/base
-    for step in . base base/base; do cp "$run/$step"/history.json "$run/$step"/config.yaml "outs/codec_v2/$step/"; done
-    for step in . base; do cp "$run/$step"/rd/rd.json "$run/$step"/rd/rd_test.png "outs/codec_v2/$step/rd/"; done
+    mkdir -p outs/codec_v2/rd
+    cp "$run"/history.json "$run"/config.yaml outs/codec_v2/
+    cp "$run"/rd/rd.json "$run"/rd/rd_test.png outs/codec_v2/rd/
     rm -rf models/codec-v2
     cp -r "$run/model" models/codec-v2
     "$PY" jobs/report.py

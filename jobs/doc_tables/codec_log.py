@@ -14,6 +14,7 @@ from .shared import (
     CODEC_V2_CONTEXT,
     CODEC_V2_CPU,
     CODEC_V2_GPU,
+    CODEC_V2_GPU_TOP,
     SPLIT_NAMES,
     V1_CODEC,
     bench,
@@ -248,7 +249,50 @@ codec_v2_longer = partial(level_changes, CODEC_V2_CONTEXT, CODEC_V2_CPU, ("fine-
 codec_v2_gpu = partial(level_changes, CODEC_V2_CPU, CODEC_V2_GPU, ("CPU, half width", "GPU, full width"))
 
 
-codec_v2_top = partial(level_changes, CODEC_V2_GPU, CODEC_V2, ("GPU", "shipped"))
+codec_v2_top = partial(level_changes, CODEC_V2_GPU, CODEC_V2_GPU_TOP, ("GPU", "eleventh level"))
+
+
+def codec_v2_scratch() -> str | None:
+    """The shipped model (full.yaml, one step) against the GPU chain's, shipped before it: level by level on the test
+    images of both RD evaluations, each one's gaps to AVIF's payload (also over the PSNR range both share with it),
+    and the paired bootstrap between the two on validation images (compare.json)."""
+    table = level_changes(CODEC_V2_GPU_TOP, CODEC_V2, ("GPU chain", "one step"))
+    tests = {name: load(f"{f}rd/rd.json") for name, f in (("GPU chain", CODEC_V2_GPU_TOP), ("one step", CODEC_V2))}
+    g, history = load(f"{CODEC_V2}compare.json"), load(f"{CODEC_V2}history.json")
+    if table is None or g is None or history is None:
+        return None
+
+    def stat(s: dict, unit: str = "") -> str:
+        lo, hi = s["ci95"]
+        return f"{s['value']:+.2f}{unit} [{lo:+.2f}, {hi:+.2f}]"
+
+    curves = {name: r["splits"]["test"]["curves"] for name, r in tests.items()}
+    avif = curves["one step"]["avif_payload"]
+    shared = (max(min(p["psnr"] for p in c["cae"]) for c in curves.values()),
+              min(max(p["psnr"] for p in c["cae"]) for c in curves.values()))  # fmt: skip
+    lines = []
+    for name, r in tests.items():
+        c = r["splits"]["test"]["comparisons"]
+        lines.append(
+            f"{name} against AVIF's payload: {stat(c['avif_payload']['gap_db@1bpp'], ' dB')} at 1 bpp, "
+            f"{stat(c['avif_payload']['gap_db@2bpp'], ' dB')} at 2 bpp, BD-rate "
+            f"{stat(c['avif_payload']['bd_rate_pct'], '%')} over its own overlap with AVIF's curve, "
+            f"{bd_rate(curves[name]['cae'], avif, within=shared):+.1f}% over the PSNRs both models reach "
+            f"({shared[0]:.2f}–{shared[1]:.2f} dB, where it overlaps AVIF's)."
+        )
+    c = g["comparisons"]["one_step vs gpu_chain"]
+    gaps = ", ".join(
+        f"{stat(c[f'gap_db@{x}bpp'], ' dB')} at {x} bpp" for x in (1, 2, 3) if c[f"gap_db@{x}bpp"]["value"] is not None
+    )
+    lines.append(
+        f"one step against the GPU chain on {g['val_images']:,} stratified validation images, paired: BD-rate "
+        f"{stat(c['bd_rate_pct'], '%')}; {gaps}."
+    )
+    hours = sum(h["epoch_time_s"] for h in history) / 3600
+    return (
+        table + f" One step: {len(history)} epochs from scratch on 2 CPU threads ({hours:.1f} h of epochs). Intervals "
+        "(95%, paired bootstrap over images):\n\n" + "\n".join(f"- {line}" for line in lines)
+    )
 
 
 def codec_points(split: str = "test") -> str | None:
@@ -431,8 +475,13 @@ TABLES = {
     "codec_v2_refinement": (codec_v2_refinement, "experiments/codec/refine_v2.sh DATA"),
     "codec_v2_context": (codec_v2_context, "experiments/codec/v2.sh DATA"),
     "codec_v2_longer": (codec_v2_longer, "experiments/codec/v2.sh DATA"),
-    "codec_v2_gpu": (codec_v2_gpu, "experiments/gpu/codec.sh collect DATA RUN"),
-    "codec_v2_top": (codec_v2_top, "experiments/gpu/codec.sh collect DATA RUN"),
+    "codec_v2_gpu": (codec_v2_gpu, "experiments/gpu/codec.sh collect DATA RUN at commit ab842f6"),
+    "codec_v2_top": (codec_v2_top, "experiments/gpu/codec.sh collect DATA RUN at commit ab842f6"),
+    "codec_v2_scratch": (
+        codec_v2_scratch,
+        "experiments/gpu/codec.sh collect DATA RUN; experiments/codec/heads_compare.py --data DATA --models "
+        "gpu_chain=OLD one_step=models/codec-v2 --out outs/codec_v2 (OLD: models/codec-v2 at commit ab842f6)",
+    ),
     "decoder_probe": (decoder_probe, "experiments/codec/decoder_probe.py --data DATA"),
     "analysis_blocks": (analysis_change, "experiments/codec/heads.sh finetune DATA"),
     "analysis_blocks_scratch": (

@@ -84,7 +84,7 @@ def readme_results() -> str | None:
         bd = t["comparisons"]["avif_payload"]["bd_rate_pct"]["value"]
         n = f"{t['num_images']:,} test images"
         codec_rows = [
-            [f"shipped codec v2 (GPU-trained) at 1 / 2 bpp, whole files, {n}",
+            [f"shipped codec v2 at 1 / 2 bpp, whole files, {n}",
              f"{cell(interpolate(ours, 1.0))} / {cell(interpolate(ours, 2.0))} dB (AVIF payload "
              f"{cell(interpolate(avif, 1.0))} / {cell(interpolate(avif, 2.0))})"],
             ["its BD-rate against AVIF's payload", "-" if bd is None else f"{bd:+.1f} %"],

@@ -15,6 +15,7 @@ from .shared import (
     CODEC_V2_CONTEXT,
     CODEC_V2_CPU,
     CODEC_V2_GPU,
+    CODEC_V2_GPU_TOP,
     OBJECTIVES,
     OUTS,
     PARITY_FLOORS,
@@ -106,18 +107,28 @@ def photos() -> str | None:
 def codec_v2_training() -> str | None:
     """The codec's trainings, epoch by epoch, as one sentence each (validation at each one's middle level): on a
     CPU, the base from scratch (cpu.yaml), the fine-tune that added the context (cpu_context.yaml) and its
-    continuation (cpu_long.yaml); on a GPU, the shipped model's first two steps (full_base.yaml, then
-    full_long.yaml), and on a CPU its last (full.yaml: an eleventh level)."""
-    folders = (CODEC_V2_BASE, CODEC_V2_CONTEXT, CODEC_V2_CPU, f"{CODEC_V2_GPU}base/", CODEC_V2_GPU, CODEC_V2)
+    continuation (cpu_long.yaml); on a GPU, the first two steps of the model shipped before (gpu.yaml, then
+    gpu_long.yaml), and on a CPU its last (gpu_top.yaml: an eleventh level); the shipped model (full.yaml)."""
+    folders = (
+        CODEC_V2_BASE,
+        CODEC_V2_CONTEXT,
+        CODEC_V2_CPU,
+        f"{CODEC_V2_GPU}base/",
+        CODEC_V2_GPU,
+        CODEC_V2_GPU_TOP,
+        CODEC_V2,
+    )
     runs = [(load(f"{folder}history.json"), load(f"{folder}config.yaml")) for folder in folders]
     if any(h is None or c is None for h, c in runs):
         return None
     sentences = []
     names = ("CPU, half width: the base, from scratch (`codec/cpu.yaml`)", "The fine-tune (`codec/cpu_context.yaml`)",
              "Its continuation (`codec/cpu_long.yaml`)",
-             "One H200 GPU, full width: the shipped model from scratch (`codec/full_base.yaml`)",
-             "Its continuation at batch 128 (`codec/full_long.yaml`)",
-             "Its eleventh level, on the CPU (`codec/full.yaml`)")  # fmt: skip
+             "One H200 GPU, full width: the model shipped before, from scratch (`codec/gpu.yaml`)",
+             "Its continuation at batch 128 (`codec/gpu_long.yaml`)",
+             "Its eleventh level, on the CPU (`codec/gpu_top.yaml`)",
+             "The shipped model, full width with two residual blocks before each latent head, eleven levels, from "
+             "scratch in one step on the CPU (`codec/full.yaml`)")  # fmt: skip
     for (h, c), what in zip(runs, names):
         lambdas = c["rd_lambdas"]
         shown = h if len(h) <= 8 else [*h[:3], None, *h[-3:]]  # a long run: its first and last epochs
@@ -280,9 +291,10 @@ def design_loop() -> str | None:
                 for p in ("codec_refine/plain", "codec_refine/rd", "codec_long3/rd", "codec_ctx/rd")}  # fmt: skip
         streams = {k: load(f"{CODEC_V2_BASE}rd/{k}.json")["splits"]["test"] for k in ("rd_format2", "rd")}
         # the base, its first fine-tune (nine levels, 2 epochs), the second (ten levels, 4 epochs), its continuation,
-        # the GPU one, the shipped one (its eleventh level)
+        # the GPU one, its eleventh level (shipped before), the shipped one (full.yaml, from scratch)
         v2 = [streams["rd"], *(load(f"{CODEC_V2_CONTEXT}rd/{k}.json")["splits"]["test"] for k in ("rd_9levels", "rd")),
-              *(load(f"{f}rd/rd.json")["splits"]["test"] for f in (CODEC_V2_CPU, CODEC_V2_GPU, CODEC_V2))]  # fmt: skip
+              *(load(f"{f}rd/rd.json")["splits"]["test"]
+                for f in (CODEC_V2_CPU, CODEC_V2_GPU, CODEC_V2_GPU_TOP, CODEC_V2))]  # fmt: skip
     except (TypeError, KeyError, StopIteration):
         return None
     ctl = qg[0.04]
@@ -355,9 +367,12 @@ def design_loop() -> str | None:
                "`outs/codec_v2_context/rd/rd.json` → `outs/codec_v2_cpu/rd/rd.json`"),
               ("full width (the classifier's backbone; the decoder kept near half width), from scratch on one H200 "
                "GPU: 9 epochs, then 20 at batch 128",
-               "`outs/codec_v2_cpu/rd/rd.json` → `outs/codec_v2/base/rd/rd.json`"),
+               "`outs/codec_v2_cpu/rd/rd.json` → `outs/codec_v2_gpu/base/rd/rd.json`"),
               ("+ an eleventh level (λ = 0.256), one epoch at lr 1e-4 (CPU)",
-               "`outs/codec_v2/base/rd/rd.json` → `outs/codec_v2/rd/rd.json`")])),
+               "`outs/codec_v2_gpu/base/rd/rd.json` → `outs/codec_v2_gpu/rd/rd.json`"),
+              ("one step from scratch: eleven levels from the start, two residual blocks before each latent head, "
+               "gradient clipping without the entropy bottleneck's quantiles, 44 epochs at batch 128 (CPU)",
+               "`outs/codec_v2_gpu/rd/rd.json` → `outs/codec_v2/rd/rd.json`")])),
     ]  # fmt: skip
     return md_table(
         ["#", "product", "what changed", "measured before → after", "source"], [[i + 1, *r] for i, r in enumerate(rows)]

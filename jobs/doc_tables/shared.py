@@ -171,10 +171,13 @@ CODEC = {  # the codec the report describes (v1): its two families and the files
 }
 
 
-CODEC_V2 = "codec_v2/"  # the shipped v2 codec (models/codec-v2, full.yaml): history, config and rd/
+CODEC_V2 = "codec_v2/"  # the shipped v2 codec (models/codec-v2, full.yaml, one step): history, config and rd/
 
 
-CODEC_V2_GPU = "codec_v2/base/"  # the model it continued (full_long.yaml, GPU): the same files, and base/
+CODEC_V2_GPU_TOP = "codec_v2_gpu/"  # the model shipped before it (gpu_top.yaml, a GPU chain's last step): the same
+
+
+CODEC_V2_GPU = "codec_v2_gpu/base/"  # the model that step continued (gpu_long.yaml, GPU): the same files, and base/
 
 
 CODEC_V2_CPU = "codec_v2_cpu/"  # the half-width CPU chain's last model (cpu_long.yaml), shipped before it
@@ -195,6 +198,7 @@ def model_note(description: str) -> str:
         return ""
     model_id = re.search(r"model id (\w+)", description)
     earlier_models = (
+        (CODEC_V2_GPU_TOP, "the GPU-trained model shipped before"),
         (CODEC_V2_GPU, "the GPU model before its eleventh level"),
         (CODEC_V2_CPU, "the half-width CPU model"),
         (CODEC_V2_CONTEXT, "the context fine-tune"),

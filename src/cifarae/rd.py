@@ -291,10 +291,12 @@ def hyperprior_curve(codec, images: torch.Tensor, file_dir: Path | None) -> tupl
     return Curve("cae", levels, np.array(sizes), np.array(payloads), np.array(psnrs), height * width), stats
 
 
-def bd_rate(ours: list[dict], reference: list[dict]) -> float | None:
+def bd_rate(ours: list[dict], reference: list[dict], within: tuple[float, float] | None = None) -> float | None:
     """Bjøntegaard delta rate (%): the mean bitrate difference of ``ours`` against ``reference`` at equal
     PSNR, over the PSNR range both curves cover (cubic fits of log-rate against PSNR, as VCEG-M33 and
-    CompressAI's papers report it). Negative: ours needs fewer bits. None when the ranges do not overlap."""
+    CompressAI's papers report it), narrowed to ``within`` (dB) when given, so that two codecs whose curves
+    end at different PSNRs can be held to the same range. Negative: ours needs fewer bits. None when the
+    ranges do not overlap."""
 
     def fit(points):
         pts = sorted((p["psnr"], np.log(p["bpp"])) for p in points if p["bpp"] > 0)
@@ -303,6 +305,8 @@ def bd_rate(ours: list[dict], reference: list[dict]) -> float | None:
 
     (pa, lo_a, hi_a), (pb, lo_b, hi_b) = fit(ours), fit(reference)
     lo, hi = max(lo_a, lo_b), min(hi_a, hi_b)
+    if within is not None:
+        lo, hi = max(lo, within[0]), min(hi, within[1])
     if hi <= lo:
         return None
     ia, ib = np.polyint(pa), np.polyint(pb)
