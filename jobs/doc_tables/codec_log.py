@@ -252,6 +252,15 @@ codec_v2_gpu = partial(level_changes, CODEC_V2_CPU, CODEC_V2_GPU, ("CPU, half wi
 codec_v2_top = partial(level_changes, CODEC_V2_GPU, CODEC_V2_GPU_TOP, ("GPU", "eleventh level"))
 
 
+def gaps_at(comparison: dict, bpps: tuple[int, ...]) -> str:
+    """A paired comparison's PSNR gaps at ``bpps``, with their intervals, leaving out those outside a curve."""
+    return ", ".join(
+        f"{gap_cell(comparison[f'gap_db@{x}bpp'], ' dB')} at {x} bpp"
+        for x in bpps
+        if comparison[f"gap_db@{x}bpp"]["value"] is not None
+    )
+
+
 def codec_v2_scratch() -> str | None:
     """The shipped model (full.yaml, one step) against the GPU chain's, shipped before it: level by level on the test
     images of both RD evaluations, each one's gaps to AVIF's payload (also over the PSNR range both share with it),
@@ -262,10 +271,6 @@ def codec_v2_scratch() -> str | None:
     if table is None or g is None or history is None:
         return None
 
-    def stat(s: dict, unit: str = "") -> str:
-        lo, hi = s["ci95"]
-        return f"{s['value']:+.2f}{unit} [{lo:+.2f}, {hi:+.2f}]"
-
     curves = {name: r["splits"]["test"]["curves"] for name, r in tests.items()}
     avif = curves["one step"]["avif_payload"]
     shared = (max(min(p["psnr"] for p in c["cae"]) for c in curves.values()),
@@ -274,19 +279,16 @@ def codec_v2_scratch() -> str | None:
     for name, r in tests.items():
         c = r["splits"]["test"]["comparisons"]
         lines.append(
-            f"{name} against AVIF's payload: {stat(c['avif_payload']['gap_db@1bpp'], ' dB')} at 1 bpp, "
-            f"{stat(c['avif_payload']['gap_db@2bpp'], ' dB')} at 2 bpp, BD-rate "
-            f"{stat(c['avif_payload']['bd_rate_pct'], '%')} over its own overlap with AVIF's curve, "
+            f"{name} against AVIF's payload: {gap_cell(c['avif_payload']['gap_db@1bpp'], ' dB')} at 1 bpp, "
+            f"{gap_cell(c['avif_payload']['gap_db@2bpp'], ' dB')} at 2 bpp, BD-rate "
+            f"{gap_cell(c['avif_payload']['bd_rate_pct'], '%')} over its own overlap with AVIF's curve, "
             f"{bd_rate(curves[name]['cae'], avif, within=shared):+.1f}% over the PSNRs both models reach "
             f"({shared[0]:.2f}–{shared[1]:.2f} dB, where it overlaps AVIF's)."
         )
     c = g["comparisons"]["one_step vs gpu_chain"]
-    gaps = ", ".join(
-        f"{stat(c[f'gap_db@{x}bpp'], ' dB')} at {x} bpp" for x in (1, 2, 3) if c[f"gap_db@{x}bpp"]["value"] is not None
-    )
     lines.append(
         f"one step against the GPU chain on {g['val_images']:,} stratified validation images, paired: BD-rate "
-        f"{stat(c['bd_rate_pct'], '%')}; {gaps}."
+        f"{gap_cell(c['bd_rate_pct'], '%')}; {gaps_at(c, (1, 2, 3))}."
     )
     hours = sum(h["epoch_time_s"] for h in history) / 3600
     return (
@@ -413,16 +415,10 @@ def analysis_change(
     ]
     rows.append(["parameters", *(f"{m['parameters']:,}" for m in models.values())])
 
-    def stat(s: dict, unit: str) -> str:
-        lo, hi = s["ci95"]
-        return f"{s['value']:+.2f}{unit} [{lo:+.2f}, {hi:+.2f}]"
-
-    lines = []
-    for pair, c in g["comparisons"].items():
-        gaps = ", ".join(
-            f"{stat(c[f'gap_db@{x}bpp'], ' dB')} at {x} bpp" for x in (1, 2) if c[f"gap_db@{x}bpp"]["value"]
-        )
-        lines.append(f"{pair}: BD-rate {stat(c['bd_rate_pct'], '%')}; {gaps}.")
+    lines = [
+        f"{pair}: BD-rate {gap_cell(c['bd_rate_pct'], '%')}; {gaps_at(c, (1, 2))}."
+        for pair, c in g["comparisons"].items()
+    ]
     share = models[arm]["blocks_share"]
     if share:
         lines.append(

@@ -211,12 +211,12 @@ def model_note(description: str) -> str:
     return f" (measured on an earlier model{f', {model_id[1]}' if model_id else ''})"
 
 
-def gap_cell(v: dict) -> str:
-    """A comparison's value with its 95% bootstrap interval."""
+def gap_cell(v: dict, unit: str = "") -> str:
+    """A comparison's value (and ``unit``) with its 95% bootstrap interval."""
     if v["value"] is None:
         return "outside a curve"
     ci = v["ci95"]
-    return f"{v['value']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "")
+    return f"{v['value']:+.2f}{unit}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "")
 
 
 PARITY_FLOORS = {10: 90.4, 20: 91.3}  # issue #28: airbench94's own test accuracy on this data, at <= these epochs
