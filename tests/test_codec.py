@@ -3,6 +3,7 @@ handling, the shipped model and the RD evaluation."""
 
 from __future__ import annotations
 
+import binascii
 import copy
 import importlib.util
 import io
@@ -35,7 +36,6 @@ from cifarae.codec.shipped import (
     MANIFEST,
     MAX_FILE_BYTES,
     MAX_MODEL_BYTES,
-    RETIRED_MODELS,
     default_model,
     export,
     load_shipped,
@@ -158,6 +158,12 @@ def assert_user_error(code, err, *fragments):
 
 
 def reseal(body: bytes) -> bytes:
+    """A format-4 body with its checksum."""
+    return body + fmt.crc16(body)
+
+
+def reseal_crc32(body: bytes) -> bytes:
+    """A body of formats 1-3 with their checksum, CRC-32."""
     return body + struct.pack(">I", zlib.crc32(body))
 
 
@@ -290,7 +296,7 @@ def test_cli_works_without_model_and_finds_the_model_by_its_id(tmp_path, capsys,
     png = save_png(tmp_path / "a.png", images[0])
     code, out, err = cli(capsys, "compress", png, "-o", tmp_path / "a.cae", "--quality", "2")
     assert code == 0, err
-    assert (tmp_path / "a.cae").read_bytes()[3] == fmt.VERSION == 3
+    assert (tmp_path / "a.cae").read_bytes()[0] == fmt.MAGIC | fmt.VERSION == 0xC4
     code, out, err = cli(capsys, "decompress", tmp_path / "a.cae", "-o", tmp_path / "a_out.png")
     assert code == 0, err
     v2 = load_shipped(use_models / "codec-v2")
@@ -299,16 +305,18 @@ def test_cli_works_without_model_and_finds_the_model_by_its_id(tmp_path, capsys,
     assert_user_error(code, err, "quality 9")
 
 
-def test_unknown_model_id_and_tampered_weights_are_one_line_errors(tmp_path, capsys, use_models, v2, images):
+def test_unknown_model_id_and_tampered_weights_are_one_line_errors(
+    tmp_path, capsys, use_models, v2, images, monkeypatch
+):
     parsed = fmt.parse(v2.compress(images[:1], 0)[0], v2.num_streams(32, 32))
-    other = fmt.pack(32, 32, bytes(6), parsed.streams, 0)  # a well-formed file from another model
+    other_id = bytes([v2.model_id[0] ^ 0xFF]) + bytes(5)
+    other = fmt.pack(32, 32, other_id, parsed.streams, 0)  # a well-formed file from another model
     (tmp_path / "other.cae").write_bytes(other)
     code, _, err = cli(capsys, "decompress", tmp_path / "other.cae", "-o", tmp_path / "o")
-    assert_user_error(code, err, "not among the shipped models", "--model")
-    retired = fmt.pack(32, 32, bytes.fromhex(next(iter(RETIRED_MODELS))), parsed.streams, 0)
-    (tmp_path / "retired.cae").write_bytes(retired)
-    code, _, err = cli(capsys, "decompress", tmp_path / "retired.cae", "-o", tmp_path / "o")
-    assert_user_error(code, err, "shipped before the current one", f"commit {next(iter(RETIRED_MODELS.values()))}")
+    assert_user_error(code, err, "not among the shipped models", other_id[:2].hex(), "--model")
+    monkeypatch.setitem(lib.shipped.RETIRED_MODELS, other_id.hex(), "abc1234")
+    code, _, err = cli(capsys, "decompress", tmp_path / "other.cae", "-o", tmp_path / "o")
+    assert_user_error(code, err, f"model {other_id.hex()}", "shipped before the current one", "commit abc1234")
 
     folder = tmp_path / "tampered"
     folder.mkdir()
@@ -363,14 +371,14 @@ def test_bpp_counts_the_real_bytes_of_the_files(tmp_path, v2, images):
 
 def test_header_layout(v2, images):
     data = v2.compress(images[:1], 2)[0]
-    assert data[:3] == b"CAE" and data[3] == lib.VERSION == 3
-    assert data[4:6] == bytes([32, 32])  # varint width, height
-    assert data[6:12] == v2.model_id
-    assert data[12] == 2  # the quality level
+    assert data[0] == 0xC4 and lib.VERSION == 4  # magic nibble, version nibble
+    assert data[1:3] == bytes([32, 32])  # varint width, height
+    assert data[3:5] == v2.model_id[:2] == lib.model_tag(v2.model_id)
+    assert data[5] == 2  # the quality level
     parsed = v2.parse(data)
-    assert parsed.streams == [data[13:-4]]  # one stream, so no stream sizes
-    assert parsed.header_bytes == 13 + 4
-    assert struct.unpack(">I", data[-4:])[0] == zlib.crc32(data[:-4])
+    assert parsed.streams == [data[6:-2]]  # one stream, so no stream sizes
+    assert parsed.header_bytes == 6 + 2  # 0.0625 bpp on a 32 x 32 image
+    assert int.from_bytes(data[-2:], "big") == binascii.crc_hqx(data[:-2], 0xFFFF)
 
 
 # ---------------------------------------------------------------------------- bad files
@@ -387,10 +395,12 @@ def test_truncated_corrupt_foreign_and_versioned_files_are_refused(v2, images):
                 v2.decompress(bytes(bad))
     png = io.BytesIO()
     Image.new("RGB", (4, 4)).save(png, format="PNG")
-    for foreign in (b"", b"CA", png.getvalue(), b"\x00" * 64, b"CAE" + b"\x00" * 40):
+    for foreign in (b"", b"C", b"CA", b"CB\x03", png.getvalue(), b"\x00" * 64, b"CAE" + b"\x00" * 40, b"\xc4" * 40):
         with pytest.raises(UserError):
             v2.decompress(foreign)
-    newer = reseal(data[:3] + bytes([lib.VERSION + 1]) + data[4:-4])
+    with pytest.raises(UserError, match="bad magic"):
+        v2.decompress(png.getvalue())
+    newer = reseal(bytes([lib.MAGIC | (lib.VERSION + 1)]) + data[1:-2])
     with pytest.raises(UserError, match=f"unsupported format version {lib.VERSION + 1}"):
         v2.decompress(newer)
 
@@ -398,19 +408,25 @@ def test_truncated_corrupt_foreign_and_versioned_files_are_refused(v2, images):
 def v1_file(width: int = 32, height: int = 32) -> bytes:
     """A file of the removed v1 format (the factorized-prior codec): magic, version 1, width, height,
     model id, one rANS stream, CRC-32; no quality byte."""
-    return reseal(b"CAE\x01" + lib.put_varint(width) + lib.put_varint(height) + bytes(6) + bytes(40))
+    return reseal_crc32(b"CAE\x01" + lib.put_varint(width) + lib.put_varint(height) + bytes(6) + bytes(40))
 
 
 def v2_file(model_id: bytes) -> bytes:
     """A file of format version 2 (this codec, one stream per entropy model): magic, version 2, width,
     height, model id, quality, the sizes of the first two of three streams, the streams, CRC-32."""
     head = b"CAE\x02" + bytes([32, 32]) + model_id + bytes([1]) + bytes([20, 30])
-    return reseal(head + bytes(20 + 30 + 40))
+    return reseal_crc32(head + bytes(20 + 30 + 40))
 
 
-@pytest.mark.parametrize("version, commit", [(1, "cdeb663"), (2, "925282e")])
+def v3_file(model_id: bytes) -> bytes:
+    """A file of format version 3 (this codec with a 17-byte header): magic, version 3, width, height, the
+    6-byte model id, quality, one stream, CRC-32."""
+    return reseal_crc32(b"CAE\x03" + bytes([32, 32]) + model_id + bytes([1]) + bytes(40))
+
+
+@pytest.mark.parametrize("version, commit", [(1, "cdeb663"), (2, "925282e"), (3, "cacd75c")])
 def test_an_older_format_is_a_one_line_error(tmp_path, capsys, use_models, v2, version, commit):
-    old = v1_file() if version == 1 else v2_file(v2.model_id)
+    old = {1: v1_file, 2: lambda: v2_file(v2.model_id), 3: lambda: v3_file(v2.model_id)}[version]()
     with pytest.raises(UserError, match=f"made by an older format: version {version}"):
         v2.decompress(old)
     (tmp_path / "old.cae").write_bytes(old)
@@ -439,18 +455,18 @@ def test_a_v1_run_or_config_is_a_one_line_error_and_old_configs_still_load(tmp_p
 def test_wrong_model_is_refused_by_identity(tmp_path, capsys, v2, other_model, images):
     other = load_codec(other_model)
     assert other.model_id != v2.model_id
-    with pytest.raises(UserError, match="written by model"):
+    with pytest.raises(UserError, match="written by a model whose id starts with"):
         other.decompress(v2.compress(images[:1], 1)[0])
     path = tmp_path / "a.cae"
     path.write_bytes(v2.compress(images[:1], 1)[0])
     code, _, err = cli(capsys, "decompress", path, "-o", tmp_path / "out", "--model", other_model)
-    assert_user_error(code, err, "a.cae", "written by model", "--model")
+    assert_user_error(code, err, "a.cae", "written by a model", "--model")
     assert not list((tmp_path / "out").glob("*.png"))
 
 
 def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys, v2_run, images):
     bad = tmp_path / "bad.cae"
-    bad.write_bytes(b"CAE" + bytes([fmt.VERSION]) + b"\x07" * 30)
+    bad.write_bytes(bytes([fmt.MAGIC | fmt.VERSION]) + b"\x07" * 30)
     code, _, err = cli(capsys, "decompress", bad, "-o", tmp_path / "out", "--model", v2_run)
     assert_user_error(code, err, "bad.cae", "checksum")
     assert not list((tmp_path / "out").glob("*"))
@@ -594,6 +610,18 @@ def test_an_export_over_the_size_limits_is_a_one_line_error_and_leaves_no_model(
     assert load_shipped(tmp_path / "model").levels == 3
 
 
+def test_an_export_whose_model_tag_another_model_has_is_a_one_line_error(v2_run, v2, use_models, tmp_path, monkeypatch):
+    """Files carry 2 bytes of the model id: a new model with a shipped or retired model's tag is refused."""
+    out = tmp_path / "model"
+    export(v2_run, out, recipe="tests")  # the shipped model itself again: its own tag is no clash
+    same_tag = v2.model_id[:2].hex() + "0" * 8
+    assert same_tag != v2.model_id.hex()
+    monkeypatch.setitem(lib.shipped.RETIRED_MODELS, same_tag, "abc1234")
+    with pytest.raises(UserError, match=f"tag {v2.model_id[:2].hex()} of model {same_tag}.*another seed"):
+        export(v2_run, out, recipe="tests")
+    assert not (out / MANIFEST).exists()
+
+
 def test_plain_autoencoder_is_not_a_codec(tmp_path, v2_run):
     ckpt = checkpoint.load(v2_run)
     ckpt["config"] = {**ckpt["config"], "entropy_model": "none", "skip_channels": 0, "context": "none"}
@@ -607,7 +635,8 @@ def test_plain_autoencoder_is_not_a_codec(tmp_path, v2_run):
 @FUZZ
 @given(st.binary(max_size=300))
 def test_fuzz_arbitrary_bytes(v2, data):
-    for blob in (data, b"CAE" + bytes([fmt.VERSION]) + data, reseal(b"CAE" + bytes([fmt.VERSION]) + data)):
+    magic = bytes([fmt.MAGIC | fmt.VERSION])
+    for blob in (data, magic + data, reseal(magic + data)):
         try:
             out = v2.decompress(blob)
         except UserError:
@@ -632,7 +661,7 @@ def test_fuzz_mutated_files(v2, images, data):
         elif len(blob) > 1:
             del blob[pos]
     resealed = data.draw(st.booleans())  # a forged checksum reaches the entropy decoder
-    blob = reseal(bytes(blob[:-4])) if resealed else bytes(blob)
+    blob = reseal(bytes(blob[:-2])) if resealed else bytes(blob)
     try:
         out = v2.decompress(blob)
     except UserError:

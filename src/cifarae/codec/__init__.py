@@ -5,7 +5,7 @@ One home per concept, laid out as CompressAI lays out its own:
                           behind a hyper-encoder/decoder, with per-level gain units (variable rate),
                           an optional checkerboard context, and their fixed-point form (ExactNetwork)
     hyperprior_codec.py   HyperpriorCodec: images <-> .cae files at a chosen quality level (rANS)
-    format.py             the versioned .cae container (magic, version, varints, model id, CRC, limits)
+    format.py             the versioned .cae container (magic and version, varints, model tag, CRC, limits)
     images.py             image files in and out (read_image, png_bytes, to_uint8)
     refinement.py         encoder-side latent refinement (settings and the loop)
     shipped.py            the models/ folder: export, checksums, lookup by model id
@@ -23,12 +23,14 @@ from .format import (
     MAX_SIDE,
     MAX_SYMBOL,
     MODEL_ID_BYTES,
+    MODEL_TAG_BYTES,
     SLICE_SYMBOLS,
     SUFFIX,
     VERSION,
     Parsed,
     bits_per_pixel,
     get_varint,
+    model_tag,
     pack,
     parse,
     put_varint,
@@ -45,6 +47,7 @@ __all__ = [
     "MAX_SIDE",
     "MAX_SYMBOL",
     "MODEL_ID_BYTES",
+    "MODEL_TAG_BYTES",
     "NO_REFINEMENT",
     "SLICE_SYMBOLS",
     "SUFFIX",
@@ -56,6 +59,7 @@ __all__ = [
     "get_varint",
     "load_codec",
     "load_codec_checkpoint",
+    "model_tag",
     "pack",
     "parse",
     "png_bytes",

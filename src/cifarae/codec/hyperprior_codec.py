@@ -35,7 +35,7 @@ from ..config import Config
 from ..errors import UserError
 from ..models import AutoEncoder
 from . import format as fmt
-from .format import MAX_SYMBOL, MODEL_ID_BYTES, Parsed, pack, parse
+from .format import MAX_SYMBOL, MODEL_ID_BYTES, Parsed, model_tag, pack, parse
 from .hyperprior import FRACTION_BITS, ExactNetwork, anchor_mask
 from .images import to_uint8
 from .refinement import NO_REFINEMENT, Refinement
@@ -340,10 +340,10 @@ class HyperpriorCodec:
     def parse(self, data: bytes) -> Parsed:
         first = parse(data, num_streams=1)  # magic, version, checksum, size
         parsed = parse(data, self.num_streams(first.height, first.width))
-        if parsed.model_id != self.model_id:
+        if parsed.model_tag != model_tag(self.model_id):
             raise UserError(
-                f"file was written by model {parsed.model_id.hex()}, but {self.source} is model "
-                f"{self.model_id.hex()}; decompress with the --model that compressed it"
+                f"file was written by a model whose id starts with {parsed.model_tag.hex()}, but {self.source} is "
+                f"model {self.model_id.hex()}; decompress with the --model that compressed it"
             )
         if parsed.quality >= self.levels:
             raise UserError(f"corrupt header: quality {parsed.quality} (this model has {self.levels} levels)")

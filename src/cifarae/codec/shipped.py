@@ -23,6 +23,7 @@ from ..config import Config, config_from_dict
 from ..errors import UserError
 from ..files import write_atomic
 from ..models import AutoEncoder
+from .format import MODEL_TAG_BYTES, parse
 from .hyperprior_codec import HyperpriorCodec
 from .refinement import NO_REFINEMENT, Refinement
 
@@ -38,14 +39,10 @@ PARTS = {  # each weight goes to the first file with its prefix; a file with no 
 }
 MAX_FILE_BYTES = 4_200_000  # "about 4 MB" a file and "12 MB in all" (the issue): each with 5% to spare
 MAX_MODEL_BYTES = 12_600_000
-# Models shipped once and replaced since: model id -> the last commit that ships it (its files decode there).
-RETIRED_MODELS = {
-    "725c5da99168": "b04ec55",
-    "2f77579d16a4": "a840829",
-    "ef99aa52249b": "8b435b0",
-    "7212e5003754": "43f00fe",
-    "67d76467e978": "ab842f6",
-}
+# Models shipped once and replaced since: model id -> the last commit that ships it (its files decode there). Only
+# models that wrote format-4 files belong here: the files of those replaced before (725c5da99168, 2f77579d16a4,
+# ef99aa52249b, 7212e5003754, 67d76467e978) are format 3 or older, and their own error names the commit to use.
+RETIRED_MODELS: dict[str, str] = {}
 
 
 def models_dir() -> Path:
@@ -101,6 +98,7 @@ def export(run: str | Path, out: Path, recipe: str, which: str = "best") -> dict
     manifest = {"format": "cifarae-codec-model", "config": cfg.to_dict(), "files": files, "recipe": recipe}
     manifest["source"] = {"run": str(ckpt["path"]), "epoch": ckpt.get("epoch")}
     manifest["model_id"] = load_shipped(out, manifest).model_id.hex()
+    _check_tag(manifest["model_id"], out)
     write_atomic(out / MANIFEST, json.dumps(manifest, indent=1).encode())
     return manifest
 
@@ -172,23 +170,39 @@ def default_model(refine: Refinement = NO_REFINEMENT) -> HyperpriorCodec:
     return load_shipped(folder, refine=refine, source=f"models/{DEFAULT_MODEL}")
 
 
-def model_for(data: bytes) -> HyperpriorCodec:
-    """The shipped model that wrote a file, found by the model id in its header."""
-    from .format import parse
+def _with_tag(tag: str, ids) -> list[str]:
+    return [model_id for model_id in ids if model_id.startswith(tag)]
 
-    parsed = parse(data, num_streams=1)  # one-line errors, older formats too
-    folder = shipped_models().get(parsed.model_id.hex())
-    if folder is None and parsed.model_id.hex() in RETIRED_MODELS:
+
+def _check_tag(model_id: str, out: Path) -> None:
+    """Files carry only the first MODEL_TAG_BYTES of a model id: refuse a model whose tag another one has."""
+    tag = model_id[: 2 * MODEL_TAG_BYTES]
+    shipped = {i: folder for i, folder in shipped_models().items() if folder.resolve() != out.resolve()}
+    clash = [i for i in _with_tag(tag, [*shipped, *RETIRED_MODELS]) if i != model_id]
+    if clash:
         raise UserError(
-            f"file was written by model {parsed.model_id.hex()}, shipped before the current one; decompress it with "
-            f"a checkout of commit {RETIRED_MODELS[parsed.model_id.hex()]}"
+            f"{out}: model {model_id} starts with the tag {tag} of model {clash[0]}, so their files could not be "
+            "told apart; train it again with another seed"
         )
-    if folder is None:
+
+
+def model_for(data: bytes) -> HyperpriorCodec:
+    """The shipped model that wrote a file, found by the model tag in its header."""
+    parsed = parse(data, num_streams=1)  # one-line errors, older formats too
+    tag = parsed.model_tag.hex()
+    folders = [folder for model_id, folder in shipped_models().items() if model_id.startswith(tag)]
+    retired = _with_tag(tag, RETIRED_MODELS)
+    if not folders and retired:
         raise UserError(
-            f"file was written by model {parsed.model_id.hex()}, which is not among the shipped models in "
+            f"file was written by model {retired[0]}, shipped before the current one; decompress it with "
+            f"a checkout of commit {RETIRED_MODELS[retired[0]]}"
+        )
+    if not folders:
+        raise UserError(
+            f"file was written by a model whose id starts with {tag}, which is not among the shipped models in "
             f"{models_dir()}; pass the --model that compressed it"
         )
-    return _cached(str(folder))
+    return _cached(str(folders[0]))
 
 
 @functools.lru_cache(maxsize=4)
