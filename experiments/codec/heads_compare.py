@@ -12,8 +12,8 @@ paired bootstrap intervals over the images.
     python experiments/codec/heads_compare.py --data DATA --models NAME=MODEL... [--val 1000]
         [--out outs/codec_heads] [--cache runs/codec_heads_curves]
 
-Each model's per-image curve is kept in CACHE/<model id>-<images>.npz and read back on the next call, so that
-models can be coded in separate runs (one core each) and compared at the end.
+Each model's per-image curve is kept in CACHE/<model id>-<images>-format<version>.npz and read back on the next call,
+so that models can be coded in separate runs (one core each) and compared at the end.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from cifarae import data as data_lib
 from cifarae import rd
-from cifarae.codec import load_codec
+from cifarae.codec import VERSION, load_codec
 from cifarae.errors import cli_main
 from cifarae.files import write_atomic
 
@@ -63,7 +63,8 @@ def stem_share(model, images: torch.Tensor) -> float:
 
 def curve_of(model: str, images: torch.Tensor, cache: Path) -> tuple[rd.Curve, dict]:
     codec = load_codec(model)
-    path = cache / f"{codec.model_id.hex()}-{len(images)}.npz"  # the images are the first len(images) stratified
+    # the images are the first len(images) stratified; the file format sets the bytes a file costs
+    path = cache / f"{codec.model_id.hex()}-{len(images)}-format{VERSION}.npz"
     params = sum(p.numel() for p in codec.model.parameters())
     info = {"model": model, "model_id": codec.model_id.hex(), "parameters": params}
     info["blocks_share"] = blocks_share(codec.model, images[:500])

@@ -218,9 +218,9 @@ def codec_v2_refinement(split: str = "test") -> str | None:
 
 
 def level_changes(before: str, after: str, names: tuple[str, str], split: str = "test") -> str | None:
-    """Two models' RD evaluations (outs folders) level by level, matched by λ, on the same images, and the
+    """Two RD evaluations (rd.json files under outs/) level by level, matched by λ, on the same images, and the
     BD-rate of ``after`` against ``before``."""
-    old_r, new_r = load(f"{before}rd/rd.json"), load(f"{after}rd/rd.json")
+    old_r, new_r = load(before), load(after)
     if old_r is None or new_r is None:
         return None
     old, new = (r["splits"][split]["curves"]["cae"] for r in (old_r, new_r))
@@ -240,16 +240,23 @@ def level_changes(before: str, after: str, names: tuple[str, str], split: str = 
     )
 
 
-codec_v2_context = partial(level_changes, CODEC_V2_BASE, CODEC_V2_CONTEXT, ("base", "fine-tuned"))
+def rd_of(folder: str) -> str:
+    return f"{folder}rd/rd.json"
 
 
-codec_v2_longer = partial(level_changes, CODEC_V2_CONTEXT, CODEC_V2_CPU, ("fine-tuned", "8 epochs more"))
+# The one-step model's files in format 3 (17-byte header), as the models before it were measured.
+CODEC_V2_FORMAT3 = f"{CODEC_V2}rd/rd_format3.json"
+
+codec_v2_context = partial(level_changes, rd_of(CODEC_V2_BASE), rd_of(CODEC_V2_CONTEXT), ("base", "fine-tuned"))
 
 
-codec_v2_gpu = partial(level_changes, CODEC_V2_CPU, CODEC_V2_GPU, ("CPU, half width", "GPU, full width"))
+codec_v2_longer = partial(level_changes, rd_of(CODEC_V2_CONTEXT), rd_of(CODEC_V2_CPU), ("fine-tuned", "8 epochs more"))
 
 
-codec_v2_top = partial(level_changes, CODEC_V2_GPU, CODEC_V2_GPU_TOP, ("GPU", "eleventh level"))
+codec_v2_gpu = partial(level_changes, rd_of(CODEC_V2_CPU), rd_of(CODEC_V2_GPU), ("CPU, half width", "GPU, full width"))
+
+
+codec_v2_top = partial(level_changes, rd_of(CODEC_V2_GPU), rd_of(CODEC_V2_GPU_TOP), ("GPU", "eleventh level"))
 
 
 def gaps_at(comparison: dict, bpps: tuple[int, ...]) -> str:
@@ -265,8 +272,8 @@ def codec_v2_scratch() -> str | None:
     """The shipped model (full.yaml, one step) against the GPU chain's, shipped before it: level by level on the test
     images of both RD evaluations, each one's gaps to AVIF's payload (also over the PSNR range both share with it),
     and the paired bootstrap between the two on validation images (compare.json)."""
-    table = level_changes(CODEC_V2_GPU_TOP, CODEC_V2, ("GPU chain", "one step"))
-    tests = {name: load(f"{f}rd/rd.json") for name, f in (("GPU chain", CODEC_V2_GPU_TOP), ("one step", CODEC_V2))}
+    table = level_changes(rd_of(CODEC_V2_GPU_TOP), CODEC_V2_FORMAT3, ("GPU chain", "one step"))
+    tests = {name: load(f) for name, f in (("GPU chain", rd_of(CODEC_V2_GPU_TOP)), ("one step", CODEC_V2_FORMAT3))}
     g, history = load(f"{CODEC_V2}compare.json"), load(f"{CODEC_V2}history.json")
     if table is None or g is None or history is None:
         return None
@@ -294,6 +301,30 @@ def codec_v2_scratch() -> str | None:
     return (
         table + f" One step: {len(history)} epochs from scratch on 2 CPU threads ({hours:.1f} h of epochs). Intervals "
         "(95%, paired bootstrap over images):\n\n" + "\n".join(f"- {line}" for line in lines)
+    )
+
+
+def codec_v2_format() -> str | None:
+    """The shipped model's files in format 3 (17-byte header) and format 4 (8 bytes), level by level on the same test
+    images, and the gaps to AVIF's payload and WebP before and after."""
+    table = level_changes(CODEC_V2_FORMAT3, rd_of(CODEC_V2), ("format 3", "format 4"))
+    runs = [load(f) for f in (CODEC_V2_FORMAT3, rd_of(CODEC_V2))]
+    if table is None:
+        return None
+    old, new = (r["splits"]["test"]["comparisons"] for r in runs)
+    lines = [
+        f"against {name}: " + "; ".join(
+            f"{what} {gap_cell(old[key][stat], unit)} → {gap_cell(new[key][stat], unit)}"
+            for what, stat, unit in (("at 1 bpp", "gap_db@1bpp", " dB"), ("at 2 bpp", "gap_db@2bpp", " dB"),
+                                     ("BD-rate", "bd_rate_pct", "%"))
+            if old[key][stat]["value"] is not None
+        )
+        for name, key in (("AVIF's payload", "avif_payload"), ("WebP", "webp"))
+    ]  # fmt: skip
+    return (
+        table
+        + " Gaps (95%, paired bootstrap over images), format 3 → format 4:\n\n"
+        + "\n".join(f"- {line}" for line in lines)
     )
 
 
@@ -475,8 +506,13 @@ TABLES = {
     "codec_v2_top": (codec_v2_top, "experiments/gpu/codec.sh collect DATA RUN at commit ab842f6"),
     "codec_v2_scratch": (
         codec_v2_scratch,
-        "experiments/gpu/codec.sh collect DATA RUN; experiments/codec/heads_compare.py --data DATA --models "
-        "gpu_chain=OLD one_step=models/codec-v2 --out outs/codec_v2 (OLD: models/codec-v2 at commit ab842f6)",
+        "experiments/gpu/codec.sh collect DATA RUN at commit cacd75c (rd_format3.json); "
+        "experiments/codec/heads_compare.py --data DATA --models gpu_chain=OLD one_step=models/codec-v2 "
+        "--out outs/codec_v2 (OLD: models/codec-v2 at commit ab842f6)",
+    ),
+    "codec_v2_format": (
+        codec_v2_format,
+        "experiments/gpu/codec.sh collect DATA RUN, before (rd_format3.json, at commit cacd75c) and after",
     ),
     "decoder_probe": (decoder_probe, "experiments/codec/decoder_probe.py --data DATA"),
     "analysis_blocks": (analysis_change, "experiments/codec/heads.sh finetune DATA"),

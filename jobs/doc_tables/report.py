@@ -291,16 +291,21 @@ def design_loop() -> str | None:
                 for p in ("codec_refine/plain", "codec_refine/rd", "codec_long3/rd", "codec_ctx/rd")}  # fmt: skip
         streams = {k: load(f"{CODEC_V2_BASE}rd/{k}.json")["splits"]["test"] for k in ("rd_format2", "rd")}
         # the base, its first fine-tune (nine levels, 2 epochs), the second (ten levels, 4 epochs), its continuation,
-        # the GPU one, its eleventh level (shipped before), the shipped one (full.yaml, from scratch)
+        # the GPU one, its eleventh level (shipped before), the shipped one (full.yaml, from scratch) in file format 3
         v2 = [streams["rd"], *(load(f"{CODEC_V2_CONTEXT}rd/{k}.json")["splits"]["test"] for k in ("rd_9levels", "rd")),
-              *(load(f"{f}rd/rd.json")["splits"]["test"]
-                for f in (CODEC_V2_CPU, CODEC_V2_GPU, CODEC_V2_GPU_TOP, CODEC_V2))]  # fmt: skip
+              *(load(f"{f}rd/rd.json")["splits"]["test"] for f in (CODEC_V2_CPU, CODEC_V2_GPU, CODEC_V2_GPU_TOP)),
+              load(f"{CODEC_V2}rd/rd_format3.json")["splits"]["test"]]  # fmt: skip
+        # the shipped one in format 4
+        fmt4 = load(f"{CODEC_V2}rd/rd.json")["splits"]["test"]
     except (TypeError, KeyError, StopIteration):
         return None
     ctl = qg[0.04]
     bd_avif = [streams[k]["comparisons"]["avif_payload"]["bd_rate_pct"]["value"] for k in ("rd_format2", "rd")]
     low_bpp = [streams[k]["curves"]["cae"][0]["bpp"] for k in ("rd_format2", "rd")]
     v2_bd = [t["comparisons"]["avif_payload"]["bd_rate_pct"]["value"] for t in v2]
+    at1 = [interpolate(t["curves"]["cae"], 1.0) for t in (v2[-1], fmt4)]
+    at2 = [interpolate(t["curves"]["cae"], 2.0) for t in (v2[-1], fmt4)]
+    bd4 = fmt4["comparisons"]["avif_payload"]["bd_rate_pct"]["value"]
     v2_at2 = [interpolate(t["curves"]["cae"], 2.0) for t in v2]
     v2_span = [f"{t['curves']['cae'][0]['bpp']:.2f}–{t['curves']['cae'][-1]['bpp']:.2f}" for t in v2]
     pct = lambda v: f"{100 * v:.2f}%"  # noqa: E731
@@ -372,7 +377,12 @@ def design_loop() -> str | None:
                "`outs/codec_v2_gpu/base/rd/rd.json` → `outs/codec_v2_gpu/rd/rd.json`"),
               ("one step from scratch: eleven levels from the start, two residual blocks before each latent head, "
                "gradient clipping without the entropy bottleneck's quantiles, 44 epochs at batch 128 (CPU)",
-               "`outs/codec_v2_gpu/rd/rd.json` → `outs/codec_v2/rd/rd.json`")])),
+               "`outs/codec_v2_gpu/rd/rd.json` → `outs/codec_v2/rd/rd_format3.json`")])),
+        ["codec v2", "file format 3 → 4: an 8-byte header instead of 17 (one byte for magic and version, a 2-byte "
+         "model tag, CRC-16), same model and files otherwise",
+         f"BD-rate against AVIF's payload {v2_bd[-1]:+.1f} → {bd4:+.1f}%, PSNR at 1 bpp {cell(at1[0])} → "
+         f"{cell(at1[1])} dB, at 2 bpp {cell(at2[0])} → {cell(at2[1])} dB",
+         "`outs/codec_v2/rd/rd_format3.json` → `rd.json`"],
     ]  # fmt: skip
     return md_table(
         ["#", "product", "what changed", "measured before → after", "source"], [[i + 1, *r] for i, r in enumerate(rows)]
