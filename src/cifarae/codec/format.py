@@ -122,7 +122,7 @@ def version_of(data: bytes) -> int:
         if len(data) <= len(LEGACY_MAGIC):
             raise UserError("truncated file (no format version)")
         return data[len(LEGACY_MAGIC)]
-    if not data or data[0] & 0xF0 != MAGIC:
+    if not data or data[0] & 0xF0 != MAGIC or data[0] & 0x0F < 4:  # versions 1-3 had the legacy magic only
         raise UserError("not a cifarae codec file (bad magic; foreign file?)")
     return data[0] & 0x0F
 
