@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# Does sharing one set of transforms across eleven levels cost the shipped codec at 1 bpp (issue #26)? levels.yaml
-# trains the shipped model on at the three levels around 1 bpp only; heads_compare.py then codes the same 1,000
-# stratified validation images with it and with the shipped model (real files) and compares them at equal bpp
-# (paired bootstrap) -> outs/codec_levels. One core, ~45 min of training plus ~20 of coding.
+# Does sharing one set of transforms across eleven levels cost the shipped codec at the floors (issue #26)? The shipped
+# model trained on at fewer levels; heads_compare.py then codes the same 1,000 stratified validation images with it and
+# with the shipped model (real files) and compares them at equal bpp (paired bootstrap). One core, resumable.
 #
-#   bash experiments/codec/levels.sh DATA [RUNS]
+#   bash experiments/codec/levels.sh three DATA [RUNS]   levels.yaml: the three levels around 1 bpp only, 2 epochs
+#                                                        (~40 min of training, ~20 of coding) -> outs/codec_levels
+#   bash experiments/codec/levels.sh six DATA [RUNS]     levels_six.yaml: every other level, so six across the whole
+#                                                        curve, 2 epochs (~40 min, ~5 of coding) -> outs/codec_levels_six
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-usage="usage: experiments/codec/levels.sh DATA [RUNS]"
-DATA=${1:?$usage}
-RUNS=${2:-runs}
+usage="usage: experiments/codec/levels.sh three|six DATA [RUNS]"
+case ${1:-} in
+three) recipe=experiments/codec/levels.yaml name=codec_levels arm=three_levels ;;
+six) recipe=experiments/codec/levels_six.yaml name=codec_levels_six arm=six_levels ;;
+*) echo "$usage" >&2 && exit 2 ;;
+esac
+DATA=${2:?$usage}
+RUNS=${3:-runs}
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-run=$RUNS/codec_levels
-$PY src/train_codec.py --data "$DATA" --out "$run" --recipe experiments/codec/levels.yaml --no-wandb \
-    --steps train export
-mkdir -p outs/codec_levels
-cp "$run/history.json" outs/codec_levels/history.json
-$PY experiments/codec/heads_compare.py --data "$DATA" --models shipped=models/codec-v2 "three_levels=$run/model" \
-    --cache "$RUNS/codec_heads_curves" --out outs/codec_levels
+run=$RUNS/$name
+$PY src/train_codec.py --data "$DATA" --out "$run" --recipe "$recipe" --no-wandb --steps train export
+mkdir -p "outs/$name"
+cp "$run/history.json" "outs/$name/history.json"
+$PY experiments/codec/heads_compare.py --data "$DATA" --models shipped=models/codec-v2 "$arm=$run/model" \
+    --cache "$RUNS/codec_heads_curves" --out "outs/$name"

@@ -546,7 +546,7 @@ TABLES = {
         "experiments/codec/heads_compare.py --data DATA --models gpu_chain=OLD one_step=models/codec-v2 "
         "--out outs/codec_v2 (OLD: models/codec-v2 at commit ab842f6)",
     ),
-    "codec_levels": (codec_levels, "experiments/codec/levels.sh DATA"),
+    "codec_levels": (codec_levels, "experiments/codec/levels.sh three DATA"),
     "codec_v2_format": (
         codec_v2_format,
         "experiments/gpu/codec.sh collect DATA RUN, before (rd_format3.json, at commit cacd75c) and after",
