@@ -36,6 +36,7 @@ from ..errors import UserError
 MAGIC = 0xC0  # a file's first byte is MAGIC | VERSION
 VERSION = 4  # the hyperprior codec (hyperprior_codec.py), one stream per slice, an 8-byte header
 LEGACY_MAGIC = b"CAE"  # versions 1-3: these three bytes, then the version
+LAST_LEGACY_VERSION = 3  # the one-byte magic starts at the version after it
 # Formats this decoder no longer reads, and where they can still be decoded.
 OLDER_VERSIONS = {
     1: "the factorized-prior codec v1; decode it with a checkout of commit cdeb663",
@@ -122,7 +123,7 @@ def version_of(data: bytes) -> int:
         if len(data) <= len(LEGACY_MAGIC):
             raise UserError("truncated file (no format version)")
         return data[len(LEGACY_MAGIC)]
-    if not data or data[0] & 0xF0 != MAGIC or data[0] & 0x0F < 4:  # versions 1-3 had the legacy magic only
+    if not data or data[0] & 0xF0 != MAGIC or data[0] & 0x0F <= LAST_LEGACY_VERSION:
         raise UserError("not a cifarae codec file (bad magic; foreign file?)")
     return data[0] & 0x0F
 
