@@ -7,12 +7,18 @@
 #                                                        (~40 min of training, ~20 of coding) -> outs/codec_levels
 #   bash experiments/codec/levels.sh six DATA [RUNS]     levels_six.yaml: every other level, so six across the whole
 #                                                        curve, 2 epochs (~40 min, ~5 of coding) -> outs/codec_levels_six
+#   bash experiments/codec/levels.sh three-2bpp DATA [RUNS]  levels_2bpp.yaml: the three levels around 2 bpp only
+#                                                        -> outs/codec_levels_2bpp
+#   bash experiments/codec/levels.sh floors DATA [RUNS]  levels_floors.yaml: eleven levels, nine of them between 0.7
+#                                                        and 2.3 bpp, the span kept -> outs/codec_levels_floors
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-usage="usage: experiments/codec/levels.sh three|six DATA [RUNS]"
+usage="usage: experiments/codec/levels.sh three|six|three-2bpp|floors DATA [RUNS]"
 case ${1:-} in
 three) recipe=experiments/codec/levels.yaml name=codec_levels arm=three_levels ;;
 six) recipe=experiments/codec/levels_six.yaml name=codec_levels_six arm=six_levels ;;
+three-2bpp) recipe=experiments/codec/levels_2bpp.yaml name=codec_levels_2bpp arm=three_levels_2bpp ;;
+floors) recipe=experiments/codec/levels_floors.yaml name=codec_levels_floors arm=floor_levels ;;
 *) echo "$usage" >&2 && exit 2 ;;
 esac
 DATA=${2:?$usage}

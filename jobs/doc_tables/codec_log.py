@@ -364,6 +364,37 @@ def codec_levels() -> str | None:
     )
 
 
+# The level probes (experiments/codec/levels.sh MODE): MODE -> (recipe, outs folder, arm name in compare.json).
+LEVEL_PROBES = {
+    "three": ("levels.yaml", "codec_levels", "three_levels"),
+    "six": ("levels_six.yaml", "codec_levels_six", "six_levels"),
+}
+
+
+def codec_level_probes() -> str | None:
+    """Every level probe against the shipped model on the same validation images: its levels, span, the paired gaps
+    at the floors' rates (where its curve reaches them) and the BD-rate over the rates both curves share."""
+    rows = []
+    for mode, (recipe, folder, arm) in LEVEL_PROBES.items():
+        g, history = load(f"{folder}/compare.json"), load(f"{folder}/history.json")
+        if g is None or history is None:
+            return None
+        lambdas = yaml.safe_load((REPO / "experiments/codec" / recipe).read_text())["train"]["rd_lambdas"]
+        points, c = g["models"][arm]["points"], g["comparisons"][f"{arm} vs shipped"]
+        rows.append([
+            f"`{mode}`", ", ".join(f"{lam:g}" for lam in lambdas), f"{points[0]['bpp']:.2f}–{points[-1]['bpp']:.2f}",
+            *(gap_cell(c[f"gap_db@{x}bpp"], " dB") for x in (1, 2)), gap_cell(c["bd_rate_pct"], "%"),
+            f"{sum(h['epoch_time_s'] for h in history) / 60:.0f}",
+        ])  # fmt: skip
+    header = ["`levels.sh`", "λ of its levels", "span (bpp)", "gap at 1 bpp", "gap at 2 bpp", "BD-rate"]
+    return md_table([*header, "training (min)"], rows) + (
+        f"\n\nEach: the shipped model trained on for 2 epochs at its levels only (one core), against the shipped "
+        f"model (eleven levels, λ 0.00025–0.256) on {g['val_images']:,} stratified validation images, whole files of "
+        "format 4; gaps at equal bpp and BD-rates (over the rates both curves span) with paired bootstrap intervals "
+        "(95%); 'outside a curve': the probe's levels do not reach that rate."
+    )
+
+
 def codec_points(split: str = "test") -> str | None:
     """Every point of the codec's two families on one split, against WebP at the same whole-file bpp."""
     low, high, plain = (
@@ -547,6 +578,7 @@ TABLES = {
         "--out outs/codec_v2 (OLD: models/codec-v2 at commit ab842f6)",
     ),
     "codec_levels": (codec_levels, "experiments/codec/levels.sh three DATA"),
+    "codec_level_probes": (codec_level_probes, "experiments/codec/levels.sh MODE DATA, MODE as in the table"),
     "codec_v2_format": (
         codec_v2_format,
         "experiments/gpu/codec.sh collect DATA RUN, before (rd_format3.json, at commit cacd75c) and after",
