@@ -797,6 +797,27 @@ def test_rd_eval_measures_every_level_against_avif_webp_and_jpeg_with_bootstrap(
 def test_bad_rate_levels_are_a_one_line_config_error():
     with pytest.raises(UserError, match="rd_lambdas"):
         load_config(None, ["entropy_model=hyperprior", "rd_lambdas=[0.01,-1]"])
+    for weights in ("[1]", "[1,0]"):  # one per level, each positive
+        with pytest.raises(UserError, match="rd_level_weights"):
+            load_config(None, ["entropy_model=hyperprior", "rd_lambdas=[0.01,0.1]", f"rd_level_weights={weights}"])
+
+
+@pytest.mark.parametrize("weights", [[], [1.0, 3.0], [3.0, 1.0]])
+def test_training_draws_each_level_as_often_as_its_weight_says(weights):
+    from cifarae.tasks import AutoencoderTask
+
+    drawn = []
+
+    def model(x, quality):  # records the levels the loss trains; no entropy model, so the loss stops at distortion
+        drawn.append(quality)
+        return x, None
+
+    cfg = Config(entropy_model="hyperprior", rd_lambdas=[0.01, 0.1], rd_level_weights=weights).check()
+    torch.manual_seed(0)
+    AutoencoderTask(cfg).loss(model, torch.rand(8000, 3, 2, 2), None)
+    share = drawn[0].float().mean().item()  # how often the second level is drawn
+    expected = weights[1] / sum(weights) if weights else 0.5
+    assert drawn[0].shape == (8000,) and abs(share - expected) < 0.02
 
 
 def test_the_model_picks_each_images_level_and_the_gain_scales_its_latent():

@@ -11,14 +11,17 @@
 #                                                        -> outs/codec_levels_2bpp
 #   bash experiments/codec/levels.sh floors DATA [RUNS]  levels_floors.yaml: eleven levels, nine of them between 0.7
 #                                                        and 2.3 bpp, the span kept -> outs/codec_levels_floors
+#   bash experiments/codec/levels.sh weighted DATA [RUNS]  levels_weighted.yaml: the eleven levels, each drawn in
+#                                                        inverse proportion to its loss -> outs/codec_levels_weighted
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-usage="usage: experiments/codec/levels.sh three|six|three-2bpp|floors DATA [RUNS]"
+usage="usage: experiments/codec/levels.sh three|six|three-2bpp|floors|weighted DATA [RUNS]"
 case ${1:-} in
 three) recipe=experiments/codec/levels.yaml name=codec_levels arm=three_levels ;;
 six) recipe=experiments/codec/levels_six.yaml name=codec_levels_six arm=six_levels ;;
 three-2bpp) recipe=experiments/codec/levels_2bpp.yaml name=codec_levels_2bpp arm=three_levels_2bpp ;;
 floors) recipe=experiments/codec/levels_floors.yaml name=codec_levels_floors arm=floor_levels ;;
+weighted) recipe=experiments/codec/levels_weighted.yaml name=codec_levels_weighted arm=weighted_levels ;;
 *) echo "$usage" >&2 && exit 2 ;;
 esac
 DATA=${2:?$usage}

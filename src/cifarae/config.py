@@ -75,6 +75,9 @@ class Config:
     rd_lambda: float = 0.01  # rate + lambda * 255^2 * mse when entropy_model != none
     # hyperprior: one quality level per lambda (a variable-rate model); empty: one level at rd_lambda
     rd_lambdas: list[float] = field(default_factory=list)
+    # how often training draws each level, relative (empty: all alike); the high levels' losses are the largest,
+    # so with equal draws they weigh most on the transforms that every level shares
+    rd_level_weights: list[float] = field(default_factory=list)
     hyper_channels: int = 128  # hyperprior: channels of the hyper-latent z
     context: str = "none"  # hyperprior: "checkerboard" adds a spatial context (codec/hyperprior.py)
     init_from: str = ""  # run dir, checkpoint or shipped codec folder to start from (a codec from a plain AE)
@@ -167,6 +170,13 @@ class Config:
             raise UserError(f"config context={self.context} needs entropy_model=hyperprior")
         if any(lam <= 0 for lam in self.rd_lambdas) or len(self.rd_lambdas) > 255:
             raise UserError(f"config rd_lambdas={self.rd_lambdas} must be at most 255 positive numbers")
+        if self.rd_level_weights and (
+            len(self.rd_level_weights) != len(self.rd_lambdas) or any(w <= 0 for w in self.rd_level_weights)
+        ):
+            raise UserError(
+                f"config rd_level_weights={self.rd_level_weights} needs one positive weight per level of "
+                f"rd_lambdas={self.rd_lambdas}, or none"
+            )
         if self.arch == "airbench_whiten" and self.widths[0] != 24:
             raise UserError(f"config arch=airbench_whiten has a 24-channel stem; set widths[0]={self.widths[0]} to 24")
         unknown_aug = set(self.augment) - {"crop", "flip", "altflip"}

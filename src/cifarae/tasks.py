@@ -52,7 +52,11 @@ class AutoencoderTask:
             return self.masked_loss(model, x)
         lambdas = self.cfg.rd_lambdas
         if lambdas:  # a variable-rate codec: each image trains one quality level, at its lambda
-            quality = torch.randint(len(lambdas), (len(x),), device=x.device)
+            if self.cfg.rd_level_weights:
+                weights = torch.tensor(self.cfg.rd_level_weights, device=x.device)
+                quality = torch.multinomial(weights, len(x), replacement=True)
+            else:
+                quality = torch.randint(len(lambdas), (len(x),), device=x.device)
             x_hat, likelihoods = model(x, quality)
             lam = torch.tensor(lambdas, device=x.device)[quality]
         else:
