@@ -932,9 +932,16 @@ def test_pack_checkpoint_ships_the_same_codec_without_training_state_and_a_backb
     assert_one_line_error(proc, "does not exist")
 
 
-def test_a_codec_run_records_its_validation_rate_each_epoch(v2_run):
+def test_a_codec_run_records_its_validation_rate_each_epoch_and_keeps_its_lowest_rd_loss(v2_run):
     history = json.loads((v2_run / "history.json").read_text())
     assert history and all(0 < h["val_bpp_estimate"] < 64 for h in history)  # 64: a float32 per pixel
+    for h in history:  # rate + lambda * 255^2 * MSE at the middle level (lambda 0.03), the level validated
+        assert h["val_rd_loss"] == pytest.approx(h["val_bpp_estimate"] + 255**2 * 0.03 * h["val_mse"])
+    from cifarae.tasks import AutoencoderTask
+
+    codec_task, ae_task = AutoencoderTask(load_config(None, V2)), AutoencoderTask(load_config(None, []))
+    assert (codec_task.monitor, codec_task.monitor_mode) == ("rd_loss", "min")  # what picks best.pt
+    assert (ae_task.monitor, ae_task.monitor_mode) == ("psnr", "max")
 
 
 # ---------------------------------------------------------------------------- the shipped model, refinement

@@ -46,6 +46,8 @@ class AutoencoderTask:
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
+        if cfg.entropy_model != "none":  # a codec trades rate for distortion: its best epoch has the lowest RD loss
+            self.monitor, self.monitor_mode = "rd_loss", "min"
 
     def loss(self, model, x, y):
         if self.cfg.objective == "masked":
@@ -98,6 +100,8 @@ class AutoencoderTask:
         metrics = {"loss": loss / n, "mse": mse, "psnr": psnr(mse)}
         if self.cfg.entropy_model != "none":
             metrics["bpp_estimate"] = bits / (n * 32 * 32)
+            lambdas = self.cfg.level_lambdas  # the model codes the middle level by default (models.py)
+            metrics["rd_loss"] = metrics["bpp_estimate"] + 255**2 * lambdas[(len(lambdas) - 1) // 2] * mse
         return metrics
 
     @torch.no_grad()
