@@ -213,6 +213,11 @@ class Config:
         """The hyperprior's lambda per quality level: rd_lambdas, or one level at rd_lambda."""
         return self.rd_lambdas or [self.rd_lambda]
 
+    @property
+    def middle_level(self) -> int:
+        """The level a codec trains its validation at when none is given: the middle one."""
+        return (len(self.level_lambdas) - 1) // 2
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

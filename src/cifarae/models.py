@@ -237,6 +237,7 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
         self.skip_fold = (32 >> pools_for(cfg.latent_size)[0]) // cfg.latent_size
         coded_channels = cfg.latent_channels + cfg.skip_channels * self.skip_fold**2
         self.latent_codec = None
+        self.middle_level = cfg.middle_level  # the level forward() codes when given none
         if cfg.entropy_model == "hyperprior":
             from .codec.hyperprior import HyperpriorLatentCodec
 
@@ -301,7 +302,7 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
         if self.latent_codec is None:
             return self.decode(y), None
         if quality is None:
-            quality = torch.full((len(x),), (self.latent_codec.levels - 1) // 2, device=x.device)
+            quality = torch.full((len(x),), self.middle_level, device=x.device)
         # The entropy model runs in fp32 even under autocast: its likelihoods are differences of
         # CDFs that bf16 rounds to zero, which would make the rate term infinite.
         with torch.autocast(device_type=y.device.type, enabled=False):

@@ -100,8 +100,8 @@ class AutoencoderTask:
         metrics = {"loss": loss / n, "mse": mse, "psnr": psnr(mse)}
         if self.cfg.entropy_model != "none":
             metrics["bpp_estimate"] = bits / (n * 32 * 32)
-            lambdas = self.cfg.level_lambdas  # the model codes the middle level by default (models.py)
-            metrics["rd_loss"] = metrics["bpp_estimate"] + 255**2 * lambdas[(len(lambdas) - 1) // 2] * mse
+            lam = self.cfg.level_lambdas[self.cfg.middle_level]  # the level model(x) codes
+            metrics["rd_loss"] = metrics["bpp_estimate"] + 255**2 * lam * mse
         return metrics
 
     @torch.no_grad()
