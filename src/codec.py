@@ -7,8 +7,8 @@ Without --model, compress uses the shipped codec (models/codec-v2, a mean-scale 
 checkerboard context with quality levels 0 (smallest files) .. 10), and decompress finds the shipped
 model that wrote each file from the model tag in its header (the first 2 bytes of its model id). MODEL
 is a shipped model folder, a codec run directory or a checkpoint file (src/train_codec.py makes them).
-A file is refused by any model but the one that wrote it, and a file of an older format (v1's, or format
-3's 17-byte header) with a one-line "made by an older format" error naming the commit that decodes it.
+A file is refused by any model but the one that wrote it, and a file of an older format (v1's, or formats
+3 and 4, with longer headers) with a one-line "made by an older format" error naming the commit that decodes it.
 OUT is a directory (one <stem>.cae per image), or a file name ending in .cae when there is a single
 image. --refine-steps N spends N optimisation steps per image at encoding time for a better
 rate-distortion point, and keeps the plain file where refining does not pay.

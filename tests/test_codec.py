@@ -158,7 +158,7 @@ def assert_user_error(code, err, *fragments):
 
 
 def reseal(body: bytes) -> bytes:
-    """A format-4 body with its checksum."""
+    """A body of the current format with its checksum."""
     return body + fmt.crc16(body)
 
 
@@ -296,7 +296,7 @@ def test_cli_works_without_model_and_finds_the_model_by_its_id(tmp_path, capsys,
     png = save_png(tmp_path / "a.png", images[0])
     code, out, err = cli(capsys, "compress", png, "-o", tmp_path / "a.cae", "--quality", "2")
     assert code == 0, err
-    assert (tmp_path / "a.cae").read_bytes()[0] == fmt.MAGIC | fmt.VERSION == 0xC4
+    assert (tmp_path / "a.cae").read_bytes()[0] == fmt.MAGIC | fmt.VERSION == 0xC5
     code, out, err = cli(capsys, "decompress", tmp_path / "a.cae", "-o", tmp_path / "a_out.png")
     assert code == 0, err
     v2 = load_shipped(use_models / "codec-v2")
@@ -371,14 +371,48 @@ def test_bpp_counts_the_real_bytes_of_the_files(tmp_path, v2, images):
 
 def test_header_layout(v2, images):
     data = v2.compress(images[:1], 2)[0]
-    assert data[0] == 0xC4 and lib.VERSION == 4  # magic nibble, version nibble
-    assert data[1:3] == bytes([32, 32])  # varint width, height
-    assert data[3:5] == v2.model_id[:2] == lib.model_tag(v2.model_id)
-    assert data[5] == 2  # the quality level
+    assert data[0] == 0xC5 and lib.VERSION == 5  # magic nibble, version nibble
+    assert data[1] == 2  # the quality level; the high bit clear: a 32 x 32 image, no size written
+    assert data[2:4] == v2.model_id[:2] == lib.model_tag(v2.model_id)
     parsed = v2.parse(data)
-    assert parsed.streams == [data[6:-2]]  # one stream, so no stream sizes
-    assert parsed.header_bytes == 6 + 2  # 0.0625 bpp on a 32 x 32 image
+    assert fmt.restore_state_zeros(data[4:-2]) == parsed.streams[0]  # one stream, so no stream sizes
+    assert parsed.header_bytes == 4 + 2  # 0.047 bpp on a 32 x 32 image
     assert int.from_bytes(data[-2:], "big") == binascii.crc_hqx(data[:-2], 0xFFFF)
+
+
+def test_another_size_is_written_after_the_level_byte(v2, images):
+    x = torch.randint(0, 256, (1, 3, 24, 40), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    data = v2.compress(x, 2)[0]
+    assert data[1] == 0x80 | 2 and data[2:4] == bytes([40, 24])  # the high bit, then varint width, height
+    parsed = v2.parse(data)
+    assert (parsed.width, parsed.height, parsed.quality) == (40, 24, 2)
+    assert torch.equal(v2.decompress(data), v2.reconstruct(x, 2)[0])
+    # 32 x 32 is never written out: each image has one file
+    spelled = v2.compress(images[:1], 2)[0]
+    spelled = reseal(spelled[:1] + bytes([0x80 | 2, 32, 32]) + spelled[2:-2])
+    with pytest.raises(UserError, match="corrupt header: image size 32x32"):
+        v2.decompress(spelled)
+
+
+def test_streams_leave_out_their_rans_states_zero_top_bytes_and_say_how_many_by_their_length(v2, images):
+    """The coder's stream begins with its 64-bit state (low word first); a file stores it without the state's
+    zero top bytes (up to three), and (-length) mod 4 says how many to put back."""
+    left_out = []
+    for level in range(v2.levels):
+        for data in v2.compress(images, level):
+            coded, stored = v2.parse(data).streams[0], data[4:-2]
+            zeros = len(coded) - len(stored)
+            assert len(coded) % 4 == 0 and zeros == -len(stored) % 4
+            assert coded == stored[: 8 - zeros] + bytes(zeros) + stored[8 - zeros :]
+            assert zeros == 3 or coded[7 - zeros] != 0  # every zero top byte left out
+            left_out.append(zeros)
+    assert set(left_out) == {0, 1, 2, 3}, left_out  # the state's top bytes are zero often (its density is ~1/x)
+    # a file that keeps a zero byte it could have left out is one the encoder never writes: refused
+    data = next(d for d in v2.compress(images, 1) if 0 < -len(d[4:-2]) % 4)
+    zeros = -len(data[4:-2]) % 4
+    kept = reseal(data[: 4 + 8 - zeros] + b"\x00" + data[4 + 8 - zeros : -2])
+    with pytest.raises(UserError, match="keeps a zero state byte"):
+        v2.decompress(kept)
 
 
 # ---------------------------------------------------------------------------- bad files
@@ -425,9 +459,15 @@ def v3_file(model_id: bytes) -> bytes:
     return reseal_crc32(b"CAE\x03" + bytes([32, 32]) + model_id + bytes([1]) + bytes(40))
 
 
-@pytest.mark.parametrize("version, commit", [(1, "cdeb663"), (2, "925282e"), (3, "cacd75c")])
+def v4_file(model_id: bytes) -> bytes:
+    """A file of format version 4 (this codec with an 8-byte header): 0xC4, width, height, the 2-byte model tag,
+    quality, one stream with every state byte, CRC-16."""
+    return reseal(bytes([0xC4, 32, 32]) + model_id[:2] + bytes([1]) + bytes(40))
+
+
+@pytest.mark.parametrize("version, commit", [(1, "cdeb663"), (2, "925282e"), (3, "cacd75c"), (4, "b5ed400")])
 def test_an_older_format_is_a_one_line_error(tmp_path, capsys, use_models, v2, version, commit):
-    old = {1: v1_file, 2: lambda: v2_file(v2.model_id), 3: lambda: v3_file(v2.model_id)}[version]()
+    old = v1_file() if version == 1 else {2: v2_file, 3: v3_file, 4: v4_file}[version](v2.model_id)
     with pytest.raises(UserError, match=f"made by an older format: version {version}"):
         v2.decompress(old)
     (tmp_path / "old.cae").write_bytes(old)
@@ -797,6 +837,9 @@ def test_rd_eval_measures_every_level_against_avif_webp_and_jpeg_with_bootstrap(
 def test_bad_rate_levels_are_a_one_line_config_error():
     with pytest.raises(UserError, match="rd_lambdas"):
         load_config(None, ["entropy_model=hyperprior", "rd_lambdas=[0.01,-1]"])
+    assert len(Config(entropy_model="hyperprior", rd_lambdas=[0.01] * 128).check().level_lambdas) == 128
+    with pytest.raises(UserError, match="at most 128"):  # a file stores the level in 7 bits
+        Config(entropy_model="hyperprior", rd_lambdas=[0.01] * 129).check()
     for weights in ("[1]", "[1,0]"):  # one per level, each positive
         with pytest.raises(UserError, match="rd_level_weights"):
             load_config(None, ["entropy_model=hyperprior", "rd_lambdas=[0.01,0.1]", f"rd_level_weights={weights}"])

@@ -3,10 +3,12 @@
 A file's stream is CompressAI's rANS output: 32-bit words, the first two of them the coder's final 64-bit state (low
 word first, little-endian). The state lies in [2^31, 2^63), log-uniformly, so its high bytes are often zero. A
 format could leave out up to three of them (bytes 7, 6, 5 of the stream, from the top) and say how many in the
-stream's length mod 4, which is always 0 today; the decoder would put them back. This counts, for the shipped model
-at every level on the first IMAGES stratified validation images, how many such bytes each file has, and what the
-curve would gain at 1 and 2 bpp if each file were that much shorter (the shipped model's points on the same images,
-outs/codec_levels/compare.json, moved left by each level's mean saving).
+stream's length mod 4, which was always 0 in format 4; the decoder would put them back. Format 5 does
+(src/cifarae/codec/format.py): this measured the saving on format-4 files before it; run now, it counts the same
+bytes (parsing puts them back), but the shipped points it moves are still format 4's.
+This counts, for the shipped model at every level on the first IMAGES stratified validation images, how many such
+bytes each file has, and what the curve would gain at 1 and 2 bpp if each file were that much shorter (the shipped
+model's points on the same images, outs/codec_levels/compare.json, moved left by each level's mean saving).
 
     python experiments/codec/state_bytes.py --data DATA [--images 1000] [--out outs/codec_state_bytes]
 """

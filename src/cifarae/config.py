@@ -168,8 +168,8 @@ class Config:
             raise UserError("config skip_from_stem=true needs skip_channels > 0 (the skip latent it feeds)")
         if self.context != "none" and self.entropy_model != "hyperprior":
             raise UserError(f"config context={self.context} needs entropy_model=hyperprior")
-        if any(lam <= 0 for lam in self.rd_lambdas) or len(self.rd_lambdas) > 255:
-            raise UserError(f"config rd_lambdas={self.rd_lambdas} must be at most 255 positive numbers")
+        if any(lam <= 0 for lam in self.rd_lambdas) or len(self.rd_lambdas) > 128:  # a file has 7 bits for the level
+            raise UserError(f"config rd_lambdas={self.rd_lambdas} must be at most 128 positive numbers")
         if self.rd_level_weights and (
             len(self.rd_level_weights) != len(self.rd_lambdas) or any(w <= 0 for w in self.rd_level_weights)
         ):

@@ -1,28 +1,37 @@
-"""The .cae container: magic and version, size, model tag, quality level, entropy-coded streams, checksum.
+"""The .cae container: magic and version, quality and size, model tag, entropy-coded streams, checksum.
 
-File format, version 4 (integers big-endian; varints are unsigned LEB128):
+File format, version 5 (integers big-endian; varints are unsigned LEB128):
 
     field        bytes  notes
-    magic        1      0xC4: the high nibble 0xC is the magic, the low one the version (4)
-    width        1-3    varint, 1..65535
-    height       1-3    varint, 1..65535
+    magic        1      0xC5: the high nibble 0xC is the magic, the low one the version (5)
+    level        1      the quality level the image was coded at (low 7 bits); the high bit is set when the
+                        image's size follows, clear for a 32 x 32 image (the size the codec is trained on)
+    width        0/1-3  varint, 1..65535, only with the level byte's high bit (and never 32 x 32 then)
+    height       0/1-3  varint, 1..65535, likewise
     model tag    2      the first 2 bytes of the model id (SHA-256 over the model's architecture, weights
                         and CDF tables); shipped models' tags are kept distinct (shipped.export)
-    quality      1      the quality level the image was coded at
-    stream sizes varint each, for every stream but the last (the last runs up to the checksum)
+    stream sizes varint each, for every stream but the last (the last runs up to the checksum): stored sizes
     streams      ...    rANS streams, one per slice of at most SLICE_SYMBOLS symbols of the
-                        image's sequence: the hyper-latent's symbols, then the latent's
+                        image's sequence: the hyper-latent's symbols, then the latent's; each stored without
+                        the zero top bytes of its coder state (below)
     crc16        2      CRC-16/CCITT (binascii.crc_hqx, initial value 0xFFFF) of every byte before it
 
-The shipped model codes a 32 x 32 image in one stream: 8 bytes of header and checksum (0.0625 bpp).
-Why so lean: on a 32 x 32 image every byte is 0.008 bpp, and the codec is measured against AV1's payload
-alone (issue #26). Version 3 spent 17 bytes (a 3-byte magic and a separate version byte, the 6-byte model
-id, a CRC-32). A 16-bit CRC still catches every error burst up to 16 bits and all but 1 in 65,536 others;
-a forged checksum only reaches the entropy decoder, which refuses what it cannot decode (fuzzed).
+A stream is CompressAI's rANS output: whole 32-bit words, the first two the coder's final 64-bit state, low
+word first and little-endian, so the state's top byte is the stream's byte 7. The state lies in [2^31, 2^63)
+with a density near 1/x, so its top bytes are often zero: a stream leaves out up to three of them (bytes 7,
+6, 5, from the top) and its stored length says how many, (-length) mod 4; the decoder puts them back. A
+stored stream that keeps a zero byte it could have left out is refused, so each image has one file.
+
+The shipped model codes a 32 x 32 image in one stream: 6 bytes of header and checksum (0.047 bpp), and the
+stream 1.6 bytes shorter on average. Why so lean: on a 32 x 32 image every byte is 0.008 bpp, and the codec
+is measured against AV1's payload alone (issue #26). A 16-bit CRC still catches every error burst up to 16
+bits and all but 1 in 65,536 others; a forged checksum only reaches the entropy decoder, which refuses what
+it cannot decode (fuzzed).
 Older versions are refused with a one-line "made by an older format" error that says where they
 decode: version 1 was the factorized-prior codec (v1), removed after commit cdeb663; version 2 was
 this codec with one stream per entropy model (three on a 32 x 32 image); version 3 was this codec's
-17-byte header. Versions 1-3 began with the three bytes b"CAE" and then the version.
+17-byte header; version 4 its 8-byte header (the size always written, the state's bytes all kept).
+Versions 1-3 began with the three bytes b"CAE" and then the version.
 This module knows bytes only; what the streams hold is the codec's business (hyperprior_codec.py).
 """
 
@@ -34,7 +43,7 @@ from dataclasses import dataclass
 from ..errors import UserError
 
 MAGIC = 0xC0  # a file's first byte is MAGIC | VERSION
-VERSION = 4  # the hyperprior codec (hyperprior_codec.py), one stream per slice, an 8-byte header
+VERSION = 5  # the hyperprior codec (hyperprior_codec.py), one stream per slice, a 6-byte header
 LEGACY_MAGIC = b"CAE"  # versions 1-3: these three bytes, then the version
 LAST_LEGACY_VERSION = 3  # the one-byte magic starts at the version after it
 # Formats this decoder no longer reads, and where they can still be decoded.
@@ -42,11 +51,18 @@ OLDER_VERSIONS = {
     1: "the factorized-prior codec v1; decode it with a checkout of commit cdeb663",
     2: "the hyperprior codec's three-stream files; decode it with a checkout of commit 925282e",
     3: "the hyperprior codec's 17-byte header; decode it with a checkout of commit cacd75c",
+    4: "the hyperprior codec's 8-byte header; decode it with a checkout of commit b5ed400",
 }
 MODEL_ID_BYTES = 6  # a model's id (shipped.py, model.json)
 MODEL_TAG_BYTES = 2  # what a file carries of it
 CRC_BYTES = 2
-MIN_BYTES = 1 + 2 + MODEL_TAG_BYTES + 1 + CRC_BYTES  # the shortest header: a one-byte width and height
+MIN_BYTES = 1 + 1 + MODEL_TAG_BYTES + CRC_BYTES  # the shortest header: a 32 x 32 image's
+DEFAULT_SIDE = 32  # an image of DEFAULT_SIDE x DEFAULT_SIDE stores no size
+SIZE_FOLLOWS = 0x80  # the level byte's high bit: width and height follow
+MAX_LEVELS = 0x80  # the level byte's other 7 bits
+STATE_BYTES = 8  # a flushed rANS stream begins with the coder's 64-bit state
+STATE_TOP = 7  # the state's top byte in the stream (low 32-bit word first, each little-endian)
+WORD_BYTES = 4  # the coder writes 32-bit words: a stream's length says how many state bytes it left out
 MAX_SIDE = 65535
 MAX_PIXELS = 1024 * 1024  # decoding runs in float64: ~10 GB at this size
 # One rANS stream per slice: bounds the decoder's read-ahead padding; a 32 x 32 image (14,336 symbols
@@ -100,15 +116,39 @@ class Parsed:
     width: int
     height: int
     model_tag: bytes
-    streams: list[bytes]
-    header_bytes: int  # everything that is not stream payload: header + checksum
+    streams: list[bytes]  # as the rANS coder wrote them (the state's zero bytes put back)
+    header_bytes: int  # everything that is not stored stream payload: header + checksum
     quality: int
 
 
+def drop_state_zeros(stream: bytes) -> bytes:
+    """A flushed rANS stream without the zero top bytes of its state (at most WORD_BYTES - 1 of them)."""
+    if len(stream) < STATE_BYTES or len(stream) % WORD_BYTES:
+        raise ValueError(f"not a flushed rANS stream ({len(stream)} bytes)")
+    zeros = 0
+    while zeros < WORD_BYTES - 1 and not stream[STATE_TOP - zeros]:
+        zeros += 1
+    return stream[: STATE_BYTES - zeros] + stream[STATE_BYTES:]
+
+
+def restore_state_zeros(stored: bytes) -> bytes:
+    """drop_state_zeros undone: the stream as the rANS coder wrote it."""
+    zeros = -len(stored) % WORD_BYTES
+    if len(stored) < STATE_BYTES - zeros:
+        raise UserError("corrupt file: empty or short entropy-coded stream")
+    if zeros < WORD_BYTES - 1 and not stored[STATE_TOP - zeros]:  # a file the encoder never writes
+        raise UserError("corrupt file: an entropy-coded stream keeps a zero state byte the format leaves out")
+    return stored[: STATE_BYTES - zeros] + bytes(zeros) + stored[STATE_BYTES - zeros :]
+
+
 def pack(width: int, height: int, model_id: bytes, streams: list[bytes], quality: int) -> bytes:
-    head = bytes([MAGIC | VERSION]) + put_varint(width) + put_varint(height) + model_tag(model_id) + bytes([quality])
-    head += b"".join(put_varint(len(s)) for s in streams[:-1])
-    body = head + b"".join(streams)
+    if not 0 <= quality < MAX_LEVELS:
+        raise ValueError(f"quality level {quality} is outside 0..{MAX_LEVELS - 1}")
+    size = b"" if width == height == DEFAULT_SIDE else put_varint(width) + put_varint(height)
+    head = bytes([MAGIC | VERSION, quality | (SIZE_FOLLOWS if size else 0)]) + size + model_tag(model_id)
+    stored = [drop_state_zeros(s) for s in streams]
+    head += b"".join(put_varint(len(s)) for s in stored[:-1])
+    body = head + b"".join(stored)
     return body + crc16(body)
 
 
@@ -141,31 +181,30 @@ def parse(data: bytes, num_streams: int | None = None) -> Parsed:
     body, crc = data[:-CRC_BYTES], data[-CRC_BYTES:]
     if crc16(body) != crc:
         raise UserError("checksum mismatch: the file is truncated or corrupt")
-    pos = 1
-    width, pos = get_varint(body, pos, "width", MAX_SIDE)
-    height, pos = get_varint(body, pos, "height", MAX_SIDE)
-    if not width or not height or width * height > MAX_PIXELS:
-        raise UserError(f"corrupt header: image size {width}x{height}")
+    level, pos = body[1], 2
+    quality = level & (MAX_LEVELS - 1)
+    width = height = DEFAULT_SIDE
+    if level & SIZE_FOLLOWS:
+        width, pos = get_varint(body, pos, "width", MAX_SIDE)
+        height, pos = get_varint(body, pos, "height", MAX_SIDE)
+        if not width or not height or width * height > MAX_PIXELS or width == height == DEFAULT_SIDE:
+            raise UserError(f"corrupt header: image size {width}x{height}")
     tag, pos = body[pos : pos + MODEL_TAG_BYTES], pos + MODEL_TAG_BYTES
     if len(tag) != MODEL_TAG_BYTES:
         raise UserError("truncated header (model tag)")
-    if pos >= len(body):
-        raise UserError("truncated header (quality)")
-    quality, pos = body[pos], pos + 1
     sizes = []
     for i in range((num_streams or 1) - 1):
         size, pos = get_varint(body, pos, f"stream {i} size", len(body))
         sizes.append(size)
     if pos + sum(sizes) > len(body):
         raise UserError("corrupt header: stream sizes exceed the file")
-    streams = []
+    stored = []
     for size in sizes:
-        streams.append(body[pos : pos + size])
+        stored.append(body[pos : pos + size])
         pos += size
-    streams.append(body[pos:])
-    if any(len(s) < 8 for s in streams):  # a flushed rANS stream holds at least its 8-byte state
-        raise UserError("corrupt file: empty or short entropy-coded stream")
-    return Parsed(width, height, tag, streams, len(data) - sum(map(len, streams)), quality)
+    stored.append(body[pos:])
+    streams = [restore_state_zeros(s) for s in stored]
+    return Parsed(width, height, tag, streams, len(data) - sum(map(len, stored)), quality)
 
 
 def check_size(height: int, width: int) -> None:

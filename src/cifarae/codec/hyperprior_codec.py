@@ -1,4 +1,4 @@
-"""HyperpriorCodec: the v2 codec, images <-> .cae files (format version 3) at a chosen quality level.
+"""HyperpriorCodec: the v2 codec, images <-> .cae files (format.py, version 5) at a chosen quality level.
 
 Encoding: image -> [0, 1] float64 -> replicate-pad to a multiple of the stride -> encoder -> y ->
 y_g = y * gain[q] -> h_a -> hyper-symbols round(z - median); the

@@ -40,8 +40,9 @@ PARTS = {  # each weight goes to the first file with its prefix; a file with no 
 MAX_FILE_BYTES = 4_200_000  # "about 4 MB" a file and "12 MB in all" (the issue): each with 5% to spare
 MAX_MODEL_BYTES = 12_600_000
 # Models shipped once and replaced since: model id -> the last commit that ships it (its files decode there). Only
-# models that wrote format-4 files belong here: the files of those replaced before (725c5da99168, 2f77579d16a4,
-# ef99aa52249b, 7212e5003754, 67d76467e978) are format 3 or older, and their own error names the commit to use.
+# models that wrote files of the current format (5) belong here: the files of those replaced before (725c5da99168,
+# 2f77579d16a4, ef99aa52249b, 7212e5003754, 67d76467e978) are format 3 or older, and their own error names the
+# commit to use; so are the shipped model's format-4 files.
 RETIRED_MODELS: dict[str, str] = {}
 
 
