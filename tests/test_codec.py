@@ -394,6 +394,18 @@ def test_another_size_is_written_after_the_level_byte(v2, images):
         v2.decompress(spelled)
 
 
+def test_the_header_parses_alone_whatever_the_streams_hold():
+    """Until the size is known, so is not the number of streams: the header is read without them (two streams whose
+    bytes, read as one, would look like a stream that keeps a zero state byte)."""
+    first, second = bytes([1, 1, 1, 1, 1, 1, 0, 1]), bytes([1, 1, 1, 1, 1, 1, 1, 0])  # the second's top byte is zero
+    data = fmt.pack(64, 40, bytes(6), [first, second], 1)
+    header = fmt.parse(data)
+    assert (header.width, header.height, header.quality, header.streams) == (64, 40, 1, [])
+    assert fmt.parse(data, 2).streams == [first, second]
+    # magic, level, two size varints, tag, one stream size, the streams less the zero byte left out, CRC
+    assert len(data) == 1 + 1 + 2 + 2 + 1 + len(first) + len(second) - 1 + 2
+
+
 def test_streams_leave_out_their_rans_states_zero_top_bytes_and_say_how_many_by_their_length(v2, images):
     """The coder's stream begins with its 64-bit state (low word first); a file stores it without the state's
     zero top bytes (up to three), and (-length) mod 4 says how many to put back."""

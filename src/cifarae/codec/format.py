@@ -169,7 +169,8 @@ def version_of(data: bytes) -> int:
 
 
 def parse(data: bytes, num_streams: int | None = None) -> Parsed:
-    """Check and split a file. ``num_streams``: how many the model expects (None: one)."""
+    """Check and split a file. ``num_streams``: how many the model expects (it follows from the image's size); None
+    reads the header's fixed fields only (size, model tag, quality) and leaves ``streams`` empty."""
     found = version_of(data)
     data = bytes(data)
     if found in OLDER_VERSIONS:
@@ -192,8 +193,10 @@ def parse(data: bytes, num_streams: int | None = None) -> Parsed:
     tag, pos = body[pos : pos + MODEL_TAG_BYTES], pos + MODEL_TAG_BYTES
     if len(tag) != MODEL_TAG_BYTES:
         raise UserError("truncated header (model tag)")
+    if num_streams is None:
+        return Parsed(width, height, tag, [], pos + CRC_BYTES, quality)
     sizes = []
-    for i in range((num_streams or 1) - 1):
+    for i in range(num_streams - 1):
         size, pos = get_varint(body, pos, f"stream {i} size", len(body))
         sizes.append(size)
     if pos + sum(sizes) > len(body):

@@ -338,7 +338,7 @@ class HyperpriorCodec:
         return 8 * len(data) / image[0].numel() + rd_lambda * 255**2 * mse
 
     def parse(self, data: bytes) -> Parsed:
-        first = parse(data, num_streams=1)  # magic, version, checksum, size
+        first = parse(data)  # magic, version, checksum, size
         parsed = parse(data, self.num_streams(first.height, first.width))
         if parsed.model_tag != model_tag(self.model_id):
             raise UserError(

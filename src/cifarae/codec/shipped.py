@@ -189,7 +189,7 @@ def _check_tag(model_id: str, out: Path) -> None:
 
 def model_for(data: bytes) -> HyperpriorCodec:
     """The shipped model that wrote a file, found by the model tag in its header."""
-    parsed = parse(data, num_streams=1)  # one-line errors, older formats too
+    parsed = parse(data)  # the header alone: one-line errors, older formats too
     tag = parsed.model_tag.hex()
     folders = [folder for model_id, folder in shipped_models().items() if model_id.startswith(tag)]
     retired = _with_tag(tag, RETIRED_MODELS)
