@@ -248,8 +248,10 @@ def rd_of(folder: str) -> str:
     return f"{folder}rd/rd.json"
 
 
-# The one-step model's files in format 3 (17-byte header), as the models before it were measured.
+# The one-step model's files in format 3 (17-byte header), as the models before it were measured, and in format 4
+# (8-byte header, every rANS state byte kept); rd.json is format 5.
 CODEC_V2_FORMAT3 = f"{CODEC_V2}rd/rd_format3.json"
+CODEC_V2_FORMAT4 = f"{CODEC_V2}rd/rd_format4.json"
 
 codec_v2_context = partial(level_changes, rd_of(CODEC_V2_BASE), rd_of(CODEC_V2_CONTEXT), ("base", "fine-tuned"))
 
@@ -308,11 +310,12 @@ def codec_v2_scratch() -> str | None:
     )
 
 
-def codec_v2_format() -> str | None:
-    """The shipped model's files in format 3 (17-byte header) and format 4 (8 bytes), level by level on the same test
-    images, and the gaps to AVIF's payload and WebP before and after."""
-    table = level_changes(CODEC_V2_FORMAT3, rd_of(CODEC_V2), ("format 3", "format 4"))
-    runs = [load(f) for f in (CODEC_V2_FORMAT3, rd_of(CODEC_V2))]
+def format_change(before: str, after: str, old_version: int, new_version: int) -> str | None:
+    """The shipped model's files in two file formats, level by level on the same test images, and the gaps to AVIF's
+    payload and WebP before and after."""
+    names = (f"format {old_version}", f"format {new_version}")
+    table = level_changes(before, after, names)
+    runs = [load(f) for f in (before, after)]
     if table is None:
         return None
     old, new = (r["splits"]["test"]["comparisons"] for r in runs)
@@ -327,7 +330,7 @@ def codec_v2_format() -> str | None:
     ]  # fmt: skip
     return (
         table
-        + " Gaps (95%, paired bootstrap over images), format 3 → format 4:\n\n"
+        + f" Gaps (95%, paired bootstrap over images), {names[0]} → {names[1]}:\n\n"
         + "\n".join(f"- {line}" for line in lines)
     )
 
@@ -608,8 +611,12 @@ TABLES = {
     "codec_level_probes": (codec_level_probes, "experiments/codec/levels.sh MODE DATA, MODE as in the table"),
     "state_bytes": (state_bytes, "python experiments/codec/state_bytes.py --data DATA"),
     "codec_v2_format": (
-        codec_v2_format,
-        "experiments/gpu/codec.sh collect DATA RUN, before (rd_format3.json, at commit cacd75c) and after",
+        partial(format_change, CODEC_V2_FORMAT3, CODEC_V2_FORMAT4, 3, 4),
+        "experiments/gpu/codec.sh collect DATA RUN at commits cacd75c (rd_format3.json) and b5ed400 (rd_format4.json)",
+    ),
+    "codec_v2_format5": (
+        partial(format_change, CODEC_V2_FORMAT4, rd_of(CODEC_V2), 4, 5),
+        "experiments/gpu/codec.sh collect DATA RUN at commit b5ed400 (rd_format4.json) and now (rd.json)",
     ),
     "decoder_probe": (decoder_probe, "experiments/codec/decoder_probe.py --data DATA"),
     "analysis_blocks": (analysis_change, "experiments/codec/heads.sh finetune DATA"),
