@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 from functools import partial
 
+from cifarae.config import config_from_dict
 from cifarae.rd import interpolate
 
 from .shared import (
@@ -130,13 +131,13 @@ def codec_v2_training() -> str | None:
              "The shipped model, full width with two residual blocks before each latent head, eleven levels, from "
              "scratch in one step on the CPU (`codec/full.yaml`)")  # fmt: skip
     for (h, c), what in zip(runs, names):
-        lambdas = c["rd_lambdas"]
+        cfg = config_from_dict(c)
         shown = h if len(h) <= 8 else [*h[:3], None, *h[-3:]]  # a long run: its first and last epochs
         psnr = " → ".join("…" if r is None else f"{r['val_psnr']:.2f}" for r in shown)
         bpp = " → ".join("…" if r is None else f"{r['val_bpp_estimate']:.2f}" for r in shown)
         minutes = sum(r["epoch_time_s"] for r in h) / 60
         sentences.append(
-            f"{what}: validation PSNR at its middle level (λ = {lambdas[(len(lambdas) - 1) // 2]:g}) {psnr} dB over "
+            f"{what}: validation PSNR at its middle level (λ = {cfg.level_lambdas[cfg.middle_level]:g}) {psnr} dB over "
             f"{len(h)} epoch{'s' * (len(h) > 1)}, at an estimated {bpp} bpp ({minutes:.0f} min)."
         )
     return " ".join(sentences)
