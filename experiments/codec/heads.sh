@@ -25,6 +25,10 @@
 #   bash experiments/codec/heads.sh next DATA [RUNS]       the same recipe with both of codec/full.yaml's changes
 #                                                          (analysis_blocks=2, clip_quantiles=false): do they add up?
 #                                                          Against scratch's control (~110 min) -> outs/codec_next_probe
+#   bash experiments/codec/heads.sh skip64 DATA [RUNS]     next's arm with skip_channels=64 (twice the 16x16 skip
+#                                                          latent's channels): does more latent at block 1's resolution
+#                                                          lift the high rates? Against next's arm, which it does not
+#                                                          train again (~100 min) -> outs/codec_skip64
 #
 # Each change's parameters are built last, so from one seed every other initial weight is the control's.
 # DATA: CIFAR-10 source (the JPEG archive); RUNS: default runs. Resumable: training continues from last.pt, a
@@ -32,9 +36,10 @@
 # The times above assume the shipped model's curve is in that cache; with an empty cache, coding it adds ~15 min.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-usage="usage: experiments/codec/heads.sh finetune|scratch|stem|both|clip|finetune_clip|next DATA [RUNS]"
+usage="usage: experiments/codec/heads.sh finetune|scratch|stem|both|clip|finetune_clip|next|skip64 DATA [RUNS]"
 # name: the outs/ folder and the runs' prefix; arm and change: the changed run; control: the control run's prefix;
-# also: another model of the same recipe for the comparison (NAME=FOLDER under RUNS)
+# also: another model of the same recipe for the comparison (NAME=FOLDER under RUNS); control_run: a control that
+# another mode trained (a folder under RUNS), not trained again
 case ${1:-} in
 finetune) recipe=experiments/codec/heads.yaml name=codec_heads arm=blocks change=(analysis_blocks=1) ;;
 scratch) recipe=experiments/codec/heads_scratch.yaml name=codec_heads_scratch arm=blocks change=(analysis_blocks=2) ;;
@@ -48,6 +53,8 @@ finetune_clip) recipe=experiments/codec/heads.yaml name=codec_finetune_clip arm=
     control=codec_heads ;;
 next) recipe=experiments/codec/heads_scratch.yaml name=codec_next_probe arm=next
     change=(analysis_blocks=2 clip_quantiles=false) control=codec_heads_scratch ;;
+skip64) recipe=experiments/codec/heads_scratch.yaml name=codec_skip64 arm=skip64
+    change=(analysis_blocks=2 clip_quantiles=false skip_channels=64) control_run=codec_next_probe_next ;;
 *) echo "$usage" >&2 && exit 2 ;;
 esac
 control=${control:-$name}
@@ -65,13 +72,17 @@ code() {  # one model's curve into the cache, one core each; the comparison belo
     $PY experiments/codec/heads_compare.py --data "$DATA" --models "$@" --cache "$RUNS/codec_heads_curves" \
         --out "$RUNS/${name}_coding"
 }
-runs=([control]="$RUNS/${control}_control" [$arm]="$RUNS/${name}_$arm")
-train "${runs[control]}" &
+runs=([control]="$RUNS/${control_run:-${control}_control}" [$arm]="$RUNS/${name}_$arm")
+wait_all() {  # every background job, failing if one failed (a stopped run exits 75): nothing is coded half-trained
+    local pid
+    for pid in $(jobs -p); do wait "$pid"; done
+}
+if [ -z "${control_run:-}" ]; then train "${runs[control]}" & fi
 train "${runs[$arm]}" "${change[@]}" &
-wait
+wait_all
 code "control=${runs[control]}/model" &
 code "$arm=${runs[$arm]}/model" &
-wait
+wait_all
 mkdir -p "outs/$name"
 for a in control "$arm"; do cp "${runs[$a]}/history.json" "outs/$name/history_$a.json"; done
 models=(shipped=models/codec-v2 "control=${runs[control]}/model")
