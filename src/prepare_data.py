@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from cifarae import data
+from cifarae.config import Config
 from cifarae.errors import UserError, cli_main
 
 
@@ -29,7 +30,8 @@ def main(argv=None):
     blob = torch.load(cache, weights_only=True)
     print(
         f"cache {cache} ready: {len(blob['train_labels'])} training and {len(blob['test_labels'])} test images, "
-        f"fingerprint {blob['fingerprint']} (jobs split validation images off the training set, val_size=)"
+        f"fingerprint {blob['fingerprint']} (each job splits its validation images off the training set: the "
+        f"config's val_size, {Config.val_size} by default)"
     )
 
 

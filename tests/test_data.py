@@ -151,6 +151,15 @@ def test_two_process_torchrun_shards_do_not_overlap(tmp_path):
     assert len(r0) == len(r1) == 500 and not r0 & r1
 
 
+def test_prepare_data_writes_the_cache_and_says_what_it_holds(tmp_path, synth_folder):
+    proc = run_script("prepare_data.py", "--data", synth_folder, "--cache-dir", tmp_path)
+    (cache,) = tmp_path.glob("*.pt")
+    assert f"cache {cache} ready: 600 training and 200 test images" in proc.stdout
+    assert "the config's val_size, 5000 by default" in proc.stdout
+    blob = torch.load(cache, weights_only=True)
+    assert blob["train_images"].shape == (600, 3, 32, 32) and blob["test_images"].dtype == torch.uint8
+
+
 def test_bad_inputs_give_one_line_errors(tmp_path, synth_folder):
     assert_one_line_error(run_script("prepare_data.py", "--data", tmp_path / "nope", check=False), "does not exist")
     (tmp_path / "empty").mkdir()
