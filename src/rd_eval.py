@@ -25,6 +25,7 @@ import torch
 from cifarae import data as data_lib
 from cifarae import rd, tracking
 from cifarae.codec import Refinement, load_codec
+from cifarae.codec import format as cae_format
 from cifarae.codec.hyperprior_codec import HyperpriorCodec
 from cifarae.errors import cli_main
 
@@ -83,6 +84,7 @@ def evaluate(args, codec: HyperpriorCodec, refined: HyperpriorCodec | None = Non
         "model": codec.describe(),
         "psnr": "mean over images of 10*log10(1/MSE) on 8-bit outputs",
         "bpp": "8 * bytes / pixels; ours: whole .cae files, header included",
+        "file_format": cae_format.VERSION,  # the container's version: a new one changes the bytes, not the images
         "avif_settings": rd.PILLOW_SETTINGS["AVIF"],
         "bootstrap": {"resamples": args.resamples, "interval": "2.5-97.5 percentiles, images resampled in pairs"},
         "machine": {"platform": platform.platform(), "threads": torch.get_num_threads()},

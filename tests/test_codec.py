@@ -827,7 +827,8 @@ def test_rd_eval_measures_every_level_against_avif_webp_and_jpeg_with_bootstrap(
     result = json.loads((out / "rd.json").read_text())
     test = result["splits"]["test"]
     assert test["num_images"] == 20 and len(test["curves"]["cae"]) == 3 and len(test["curves"]["cae_refined"]) == 3
-    assert len(list((out / "files" / "test" / "q2").glob("*.cae"))) == 20
+    files = list((out / "files" / "test" / "q2").glob("*.cae"))
+    assert len(files) == 20 and result["file_format"] == files[0].read_bytes()[0] & 0x0F  # the version it wrote
     assert len(list((out / "files" / "test" / "refine3x0.5" / "q2").glob("*.cae"))) == 20
     payload = {p["quality"]: p["bpp"] for p in test["curves"]["avif_payload"]}
     whole = {p["quality"]: p["bpp"] for p in test["curves"]["avif_file"]}
