@@ -25,21 +25,22 @@
 #   bash experiments/codec/heads.sh next DATA [RUNS]       the same recipe with both of codec/full.yaml's changes
 #                                                          (analysis_blocks=2, clip_quantiles=false): do they add up?
 #                                                          Against scratch's control (~110 min) -> outs/codec_next_probe
-#   bash experiments/codec/heads.sh skip64 DATA [RUNS]     next's arm with skip_channels=64 (twice the 16x16 skip
-#                                                          latent's channels): does more latent at block 1's resolution
-#                                                          lift the high rates? Against next's arm, which it does not
-#                                                          train again (~100 min) -> outs/codec_skip64
+#   bash experiments/codec/heads.sh skip64 DATA [RUNS]     codec/full.yaml's design (next's arm) for 3 epochs, as it
+#                                                          is and with skip_channels=64 (twice the 16x16 skip latent's
+#                                                          channels): does more latent at block 1's resolution lift
+#                                                          the high rates? Both arms trained, short enough for one
+#                                                          session (~90 min) -> outs/codec_skip64
 #
 # Each change's parameters are built last, so from one seed every other initial weight is the control's.
 # DATA: CIFAR-10 source (the JPEG archive); RUNS: default runs. Resumable: training continues from last.pt, a
 # finished export is skipped, coded curves are cached in RUNS/codec_heads_curves.
-# The times above assume the shipped model's curve is in that cache; with an empty cache, coding it adds ~15 min.
+# The times above assume the shipped model's curve is in that cache; with an empty cache, coding it adds up to ~15 min.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 usage="usage: experiments/codec/heads.sh finetune|scratch|stem|both|clip|finetune_clip|next|skip64 DATA [RUNS]"
 # name: the outs/ folder and the runs' prefix; arm and change: the changed run; control: the control run's prefix;
-# also: another model of the same recipe for the comparison (NAME=FOLDER under RUNS); control_run: a control that
-# another mode trained (a folder under RUNS), not trained again
+# also: another model of the same recipe for the comparison (NAME=FOLDER under RUNS); base: overrides of the recipe
+# for both runs
 case ${1:-} in
 finetune) recipe=experiments/codec/heads.yaml name=codec_heads arm=blocks change=(analysis_blocks=1) ;;
 scratch) recipe=experiments/codec/heads_scratch.yaml name=codec_heads_scratch arm=blocks change=(analysis_blocks=2) ;;
@@ -54,7 +55,7 @@ finetune_clip) recipe=experiments/codec/heads.yaml name=codec_finetune_clip arm=
 next) recipe=experiments/codec/heads_scratch.yaml name=codec_next_probe arm=next
     change=(analysis_blocks=2 clip_quantiles=false) control=codec_heads_scratch ;;
 skip64) recipe=experiments/codec/heads_scratch.yaml name=codec_skip64 arm=skip64
-    change=(analysis_blocks=2 clip_quantiles=false skip_channels=64) control_run=codec_next_probe_next ;;
+    base=(analysis_blocks=2 clip_quantiles=false epochs=3) change=(skip_channels=64) ;;
 *) echo "$usage" >&2 && exit 2 ;;
 esac
 control=${control:-$name}
@@ -63,25 +64,24 @@ RUNS=${3:-runs}
 PY=${PY:-.venv/bin/python}
 declare -A runs
 export OMP_NUM_THREADS=1
-train() {  # $1: the run folder; then its overrides
+train() {  # $1: the run folder; then its overrides (after base's)
     local run=$1
     shift
-    $PY src/train_codec.py --data "$DATA" --out "$run" --recipe "$recipe" --no-wandb "$@" --steps train export
+    $PY src/train_codec.py --data "$DATA" --out "$run" --recipe "$recipe" --no-wandb ${base[@]+"${base[@]}"} "$@" \
+        --steps train export
 }
 code() {  # one model's curve into the cache, one core each; the comparison below reads them back
     $PY experiments/codec/heads_compare.py --data "$DATA" --models "$@" --cache "$RUNS/codec_heads_curves" \
         --out "$RUNS/${name}_coding"
 }
-runs=([control]="$RUNS/${control_run:-${control}_control}" [$arm]="$RUNS/${name}_$arm")
+runs=([control]="$RUNS/${control}_control" [$arm]="$RUNS/${name}_$arm")
 wait_all() {  # every background job, failing if one failed (a stopped run exits 75): nothing is coded half-trained
     local pid
     for pid in $(jobs -p); do wait "$pid"; done
 }
-if [ -z "${control_run:-}" ]; then train "${runs[control]}" & fi
-train "${runs[$arm]}" "${change[@]}" &
-wait_all
-code "control=${runs[control]}/model" &
-code "$arm=${runs[$arm]}/model" &
+# each run is coded as soon as it is trained, and the shipped model's curve on the control's core after its own
+{ train "${runs[control]}" && code "control=${runs[control]}/model" && code shipped=models/codec-v2; } &
+{ train "${runs[$arm]}" "${change[@]}" && code "$arm=${runs[$arm]}/model"; } &
 wait_all
 mkdir -p "outs/$name"
 for a in control "$arm"; do cp "${runs[$a]}/history.json" "outs/$name/history_$a.json"; done
