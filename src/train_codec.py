@@ -113,6 +113,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--recipe", required=True, type=Path, help="codec recipe (jobs/configs/codec/*.yaml)")
     p.add_argument("--no-wandb", action="store_true", help="no W&B for training and the RD evaluation")
     p.add_argument("--cache-dir", type=Path, default=None)
+    p.add_argument("--no-size-limits", action="store_true", help="export: a probe's model, over the limits allowed")
     p.add_argument(
         "--steps",
         nargs="+",
@@ -167,6 +168,7 @@ def main(argv=None):
     best = args.out / "best.pt"
     model = args.out / "model"
     export = ["--run", str(args.out), "--out", str(model), "--recipe", str(args.recipe)]
+    export += ["--no-size-limits"] if args.no_size_limits else []
     done = trained_elsewhere(args.out) or newer(model / MANIFEST, best)
     step("export", skipped("export", args.steps, done), codec_export.main, export)
     rd = args.out / "rd"

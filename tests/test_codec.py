@@ -645,8 +645,9 @@ def test_a_skip_from_the_stem_starts_as_the_model_without_it_learns_and_ships_in
         load_config(overrides=["skip_from_stem=true"])  # no skip latent to feed
 
 
-def test_an_export_over_the_size_limits_is_a_one_line_error_and_leaves_no_model(v2_run, tmp_path, monkeypatch, capsys):
-    """A folder over the limits keeps no manifest: it is no model, and train_codec exports again on the next run."""
+def test_an_export_over_the_size_limits_is_refused_unless_a_probe_asks(v2_run, tmp_path, monkeypatch, capsys):
+    """A folder over the limits keeps no manifest: it is no model, and train_codec exports again on the next run.
+    --no-size-limits (a probe's model, heads.sh) writes it anyway, marked in model.json as not one to ship."""
     import codec_export
 
     argv = ["--run", str(v2_run), "--out", str(tmp_path / "model")]
@@ -658,9 +659,13 @@ def test_an_export_over_the_size_limits_is_a_one_line_error_and_leaves_no_model(
     assert "allowed per file" in err and not (tmp_path / "model" / MANIFEST).exists()
     with pytest.raises(UserError, match="not a shipped codec"):
         load_shipped(tmp_path / "model")
+    codec_export.main([*argv, "--no-size-limits"])  # a probe's model: written, and marked as not one to ship
+    assert json.loads((tmp_path / "model" / MANIFEST).read_text())["over_size_limits"] is True
+    assert load_shipped(tmp_path / "model").levels == 3
     monkeypatch.setattr(lib.shipped, "MAX_FILE_BYTES", MAX_FILE_BYTES)
     codec_export.main(argv)
     assert load_shipped(tmp_path / "model").levels == 3
+    assert "over_size_limits" not in json.loads((tmp_path / "model" / MANIFEST).read_text())
 
 
 def test_an_export_whose_model_tag_another_model_has_is_a_one_line_error(v2_run, v2, use_models, tmp_path, monkeypatch):

@@ -67,8 +67,8 @@ export OMP_NUM_THREADS=1
 train() {  # $1: the run folder; then its overrides (after base's)
     local run=$1
     shift
-    $PY src/train_codec.py --data "$DATA" --out "$run" --recipe "$recipe" --no-wandb ${base[@]+"${base[@]}"} "$@" \
-        --steps train export
+    $PY src/train_codec.py --data "$DATA" --out "$run" --recipe "$recipe" --no-wandb --no-size-limits \
+        ${base[@]+"${base[@]}"} "$@" --steps train export  # a probe's model is measured, not shipped: no size limits
 }
 code() {  # one model's curve into the cache, one core each; the comparison below reads them back
     $PY experiments/codec/heads_compare.py --data "$DATA" --models "$@" --cache "$RUNS/codec_heads_curves" \

@@ -67,8 +67,9 @@ def _derived(name: str) -> bool:
     return name.endswith(".mask")
 
 
-def export(run: str | Path, out: Path, recipe: str, which: str = "best") -> dict:
-    """Write the codec run ``run`` as a shipped model folder ``out``; returns its manifest."""
+def export(run: str | Path, out: Path, recipe: str, which: str = "best", size_limits: bool = True) -> dict:
+    """Write the codec run ``run`` as a shipped model folder ``out``; returns its manifest. ``size_limits=False``
+    is for a probe's model, measured and never shipped: files over the limits are kept, and model.json says so."""
     ckpt = checkpoint.load(run, which)
     cfg = checkpoint.checkpoint_config(ckpt)
     if cfg.entropy_model != "hyperprior":
@@ -89,14 +90,16 @@ def export(run: str | Path, out: Path, recipe: str, which: str = "best") -> dict
         write_atomic(out / name, _tensor_file(part))
         files[name] = _sha256(out / name)
         size = (out / name).stat().st_size
-        if size > MAX_FILE_BYTES:
+        if size > MAX_FILE_BYTES and size_limits:
             raise UserError(
                 f"{out / name} is {size / 1e6:.1f} MB, over the {MAX_FILE_BYTES / 1e6:.1f} MB allowed per file"
             )
-    total = sum((out / name).stat().st_size for name in files)
-    if total > MAX_MODEL_BYTES:
-        raise UserError(f"{out} is {total / 1e6:.1f} MB in all, over the {MAX_MODEL_BYTES / 1e6:.1f} MB allowed")
+    sizes = [(out / name).stat().st_size for name in files]
+    if sum(sizes) > MAX_MODEL_BYTES and size_limits:
+        raise UserError(f"{out} is {sum(sizes) / 1e6:.1f} MB in all, over the {MAX_MODEL_BYTES / 1e6:.1f} MB allowed")
     manifest = {"format": "cifarae-codec-model", "config": cfg.to_dict(), "files": files, "recipe": recipe}
+    if max(sizes) > MAX_FILE_BYTES or sum(sizes) > MAX_MODEL_BYTES:
+        manifest["over_size_limits"] = True  # a probe's model (size_limits=False): not one to ship
     manifest["source"] = {"run": str(ckpt["path"]), "epoch": ckpt.get("epoch")}
     manifest["model_id"] = load_shipped(out, manifest).model_id.hex()
     _check_tag(manifest["model_id"], out)
