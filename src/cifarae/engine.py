@@ -407,6 +407,9 @@ def train(
             if cfg.image_every and (epoch + 1) % cfg.image_every == 0 and len(data.labels["val"]):
                 for key, image in task.media(eval_model, data.images["val"][:16]).items():
                     tracking.log_images(accelerator, key, image, step=global_step)
+    # Every rank waits for the main one's last writes, then all leave the process group together: a rank that
+    # leaves first can abort in gloo's teardown ("terminate called without an active exception", SIGABRT).
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     stop.restore()
     return history
