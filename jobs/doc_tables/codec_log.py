@@ -673,5 +673,15 @@ TABLES = {
         ),
         "experiments/codec/heads.sh next DATA",
     ),
+    "analysis_skip64": (
+        lambda: analysis_change(
+            "codec_skip64",
+            "`heads_scratch.yaml` with `analysis_blocks=2 clip_quantiles=false` (`codec/full.yaml`'s design) trained "
+            "from scratch",
+            arm="skip64",
+            change="skip_channels=64",
+        ),
+        "experiments/codec/heads.sh skip64 DATA",
+    ),
     "context_probe": (context_probe, "experiments/codec/context_probe.py --data DATA --model RUNS/codec_v2_base/model"),
 }
