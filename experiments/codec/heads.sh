@@ -29,7 +29,7 @@
 #                                                          is and with skip_channels=64 (twice the 16x16 skip latent's
 #                                                          channels): does more latent at block 1's resolution lift
 #                                                          the high rates? Both arms trained, short enough for one
-#                                                          session (~90 min) -> outs/codec_skip64
+#                                                          session (~110 min) -> outs/codec_skip64
 #
 # Each change's parameters are built last, so from one seed every other initial weight is the control's.
 # DATA: CIFAR-10 source (the JPEG archive); RUNS: default runs. Resumable: training continues from last.pt, a
