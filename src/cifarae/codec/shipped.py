@@ -82,23 +82,23 @@ def export(run: str | Path, out: Path, recipe: str, which: str = "best", size_li
     # The manifest is written last, and only for a folder within the limits: without it a folder is no model (a
     # stopped or refused export), and src/train_codec.py exports again.
     (out / MANIFEST).unlink(missing_ok=True)
-    files = {}
+    files, sizes = {}, {}
     for name, prefixes in PARTS.items():
         part = {k: state.pop(k) for k in list(state) if k.startswith(prefixes)}
         if not part:
             continue
-        write_atomic(out / name, _tensor_file(part))
-        files[name] = _sha256(out / name)
-        size = (out / name).stat().st_size
-        if size > MAX_FILE_BYTES and size_limits:
+        data = _tensor_file(part)
+        write_atomic(out / name, data)
+        files[name], sizes[name] = _sha256(out / name), len(data)
+        if sizes[name] > MAX_FILE_BYTES and size_limits:
             raise UserError(
-                f"{out / name} is {size / 1e6:.1f} MB, over the {MAX_FILE_BYTES / 1e6:.1f} MB allowed per file"
+                f"{out / name} is {sizes[name] / 1e6:.1f} MB, over the {MAX_FILE_BYTES / 1e6:.1f} MB allowed per file"
             )
-    sizes = [(out / name).stat().st_size for name in files]
-    if sum(sizes) > MAX_MODEL_BYTES and size_limits:
-        raise UserError(f"{out} is {sum(sizes) / 1e6:.1f} MB in all, over the {MAX_MODEL_BYTES / 1e6:.1f} MB allowed")
+    total = sum(sizes.values())
+    if total > MAX_MODEL_BYTES and size_limits:
+        raise UserError(f"{out} is {total / 1e6:.1f} MB in all, over the {MAX_MODEL_BYTES / 1e6:.1f} MB allowed")
     manifest = {"format": "cifarae-codec-model", "config": cfg.to_dict(), "files": files, "recipe": recipe}
-    if max(sizes) > MAX_FILE_BYTES or sum(sizes) > MAX_MODEL_BYTES:
+    if max(sizes.values()) > MAX_FILE_BYTES or total > MAX_MODEL_BYTES:
         manifest["over_size_limits"] = True  # a probe's model (size_limits=False): not one to ship
     manifest["source"] = {"run": str(ckpt["path"]), "epoch": ckpt.get("epoch")}
     manifest["model_id"] = load_shipped(out, manifest).model_id.hex()
