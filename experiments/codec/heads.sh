@@ -30,6 +30,11 @@
 #                                                          channels): does more latent at block 1's resolution lift
 #                                                          the high rates? Both arms trained, short enough for one
 #                                                          session (~110 min) -> outs/codec_skip64
+#   OMP_NUM_THREADS=2 bash experiments/codec/heads.sh latent16 DATA [RUNS]
+#                                                          skip64's recipe with latent_size=16: the main latent at
+#                                                          16x16 (block 1 pools, blocks 2 and 3 do not), against
+#                                                          skip64's control (trained already, so the arm gets both
+#                                                          cores: ~95 min) -> outs/codec_latent16
 #
 # Each change's parameters are built last, so from one seed every other initial weight is the control's.
 # DATA: CIFAR-10 source (the JPEG archive); RUNS: default runs. Resumable: training continues from last.pt, a
@@ -37,7 +42,7 @@
 # The times above assume the shipped model's curve is in that cache; with an empty cache, coding it adds up to ~15 min.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-usage="usage: experiments/codec/heads.sh finetune|scratch|stem|both|clip|finetune_clip|next|skip64 DATA [RUNS]"
+usage="usage: experiments/codec/heads.sh finetune|scratch|stem|both|clip|finetune_clip|next|skip64|latent16 DATA [RUNS]"
 # name: the outs/ folder and the runs' prefix; arm and change: the changed run; control: the control run's prefix;
 # also: another model of the same recipe for the comparison (NAME=FOLDER under RUNS); base: overrides of the recipe
 # for both runs
@@ -56,6 +61,8 @@ next) recipe=experiments/codec/heads_scratch.yaml name=codec_next_probe arm=next
     change=(analysis_blocks=2 clip_quantiles=false) control=codec_heads_scratch ;;
 skip64) recipe=experiments/codec/heads_scratch.yaml name=codec_skip64 arm=skip64
     base=(analysis_blocks=2 clip_quantiles=false epochs=3) change=(skip_channels=64) ;;
+latent16) recipe=experiments/codec/heads_scratch.yaml name=codec_latent16 arm=latent16
+    base=(analysis_blocks=2 clip_quantiles=false epochs=3) change=(latent_size=16) control=codec_skip64 ;;
 *) echo "$usage" >&2 && exit 2 ;;
 esac
 control=${control:-$name}
@@ -63,7 +70,7 @@ DATA=${2:?$usage}
 RUNS=${3:-runs}
 PY=${PY:-.venv/bin/python}
 declare -A runs
-export OMP_NUM_THREADS=1
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one core a run when both arms train
 train() {  # $1: the run folder; then its overrides (after base's)
     local run=$1
     shift
