@@ -34,7 +34,7 @@
 #                                                          skip64's recipe with latent_size=16: the main latent at
 #                                                          16x16 (block 1 pools, blocks 2 and 3 do not), against
 #                                                          skip64's control (trained already, so the arm gets both
-#                                                          cores: ~95 min) -> outs/codec_latent16
+#                                                          cores: ~105 min) -> outs/codec_latent16
 #
 # Each change's parameters are built last, so from one seed every other initial weight is the control's.
 # DATA: CIFAR-10 source (the JPEG archive); RUNS: default runs. Resumable: training continues from last.pt, a

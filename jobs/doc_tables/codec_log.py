@@ -683,5 +683,16 @@ TABLES = {
         ),
         "experiments/codec/heads.sh skip64 DATA",
     ),
+    "analysis_latent16": (
+        lambda: analysis_change(
+            "codec_latent16",
+            "`heads_scratch.yaml` with `analysis_blocks=2 clip_quantiles=false` (`codec/full.yaml`'s design) trained "
+            "from scratch",
+            arm="latent16",
+            change="latent_size=16",
+            cores="respectively: the control on one core, latent16 alone on two threads",
+        ),
+        "OMP_NUM_THREADS=2 experiments/codec/heads.sh latent16 DATA",
+    ),
     "context_probe": (context_probe, "experiments/codec/context_probe.py --data DATA --model RUNS/codec_v2_base/model"),
 }
