@@ -568,6 +568,11 @@ def analysis_change(
 
 
 V1_GPU = "experiments/gpu/run.sh collect at commit cdeb663"
+# the recipe both arms of heads.sh skip64 and latent16 start from
+FULL_DESIGN_FROM_SCRATCH = (
+    "`heads_scratch.yaml` with `analysis_blocks=2 clip_quantiles=false` (`codec/full.yaml`'s design) trained "
+    "from scratch"
+)
 
 
 TABLES = {
@@ -676,8 +681,7 @@ TABLES = {
     "analysis_skip64": (
         lambda: analysis_change(
             "codec_skip64",
-            "`heads_scratch.yaml` with `analysis_blocks=2 clip_quantiles=false` (`codec/full.yaml`'s design) trained "
-            "from scratch",
+            FULL_DESIGN_FROM_SCRATCH,
             arm="skip64",
             change="skip_channels=64",
         ),
@@ -686,8 +690,7 @@ TABLES = {
     "analysis_latent16": (
         lambda: analysis_change(
             "codec_latent16",
-            "`heads_scratch.yaml` with `analysis_blocks=2 clip_quantiles=false` (`codec/full.yaml`'s design) trained "
-            "from scratch",
+            FULL_DESIGN_FROM_SCRATCH,
             arm="latent16",
             change="latent_size=16",
             cores="respectively: the control on one core, latent16 alone on two threads",

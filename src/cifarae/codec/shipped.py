@@ -90,15 +90,17 @@ def export(run: str | Path, out: Path, recipe: str, which: str = "best", size_li
         data = _tensor_file(part)
         write_atomic(out / name, data)
         files[name], sizes[name] = _sha256(out / name), len(data)
-        if sizes[name] > MAX_FILE_BYTES and size_limits:
-            raise UserError(
-                f"{out / name} is {sizes[name] / 1e6:.1f} MB, over the {MAX_FILE_BYTES / 1e6:.1f} MB allowed per file"
-            )
-    total = sum(sizes.values())
-    if total > MAX_MODEL_BYTES and size_limits:
-        raise UserError(f"{out} is {total / 1e6:.1f} MB in all, over the {MAX_MODEL_BYTES / 1e6:.1f} MB allowed")
+    over = [
+        f"{out / name} is {size / 1e6:.1f} MB, over the {MAX_FILE_BYTES / 1e6:.1f} MB allowed per file"
+        for name, size in sizes.items()
+        if size > MAX_FILE_BYTES
+    ]
+    if (total := sum(sizes.values())) > MAX_MODEL_BYTES:
+        over.append(f"{out} is {total / 1e6:.1f} MB in all, over the {MAX_MODEL_BYTES / 1e6:.1f} MB allowed")
+    if over and size_limits:
+        raise UserError(over[0])
     manifest = {"format": "cifarae-codec-model", "config": cfg.to_dict(), "files": files, "recipe": recipe}
-    if max(sizes.values()) > MAX_FILE_BYTES or total > MAX_MODEL_BYTES:
+    if over:
         manifest["over_size_limits"] = True  # a probe's model (size_limits=False): not one to ship
     manifest["source"] = {"run": str(ckpt["path"]), "epoch": ckpt.get("epoch")}
     manifest["model_id"] = load_shipped(out, manifest).model_id.hex()
