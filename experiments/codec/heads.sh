@@ -35,6 +35,12 @@
 #                                                          16x16 (block 1 pools, blocks 2 and 3 do not), against
 #                                                          skip64's control (trained already, so the arm gets both
 #                                                          cores: ~105 min) -> outs/codec_latent16
+#   bash experiments/codec/heads.sh blocks4 DATA [RUNS]    skip64's recipe with analysis_blocks=4 (twice the residual
+#                                                          blocks before each latent head), against skip64's control
+#                                                          (~100 min) -> outs/codec_blocks4
+#   bash experiments/codec/heads.sh blocks8 DATA [RUNS]    the same with analysis_blocks=8, also compared with
+#                                                          blocks4's run: run beside blocks4 (one core each), it finishes
+#                                                          last (~110 min) -> outs/codec_blocks8
 #
 # Each change's parameters are built last, so from one seed every other initial weight is the control's.
 # DATA: CIFAR-10 source (the JPEG archive); RUNS: default runs. Resumable: training continues from last.pt, a
@@ -42,7 +48,7 @@
 # The times above assume the shipped model's curve is in that cache; with an empty cache, coding it adds up to ~15 min.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-usage="usage: experiments/codec/heads.sh finetune|scratch|stem|both|clip|finetune_clip|next|skip64|latent16 DATA [RUNS]"
+usage="usage: experiments/codec/heads.sh finetune|scratch|stem|both|clip|finetune_clip|next|skip64|latent16|blocks4|blocks8 DATA [RUNS]"
 # name: the outs/ folder and the runs' prefix; arm and change: the changed run; control: the control run's prefix;
 # also: another model of the same recipe for the comparison (NAME=FOLDER under RUNS); base: overrides of the recipe
 # for both runs
@@ -63,6 +69,11 @@ skip64) recipe=experiments/codec/heads_scratch.yaml name=codec_skip64 arm=skip64
     base=(analysis_blocks=2 clip_quantiles=false epochs=3) change=(skip_channels=64) ;;
 latent16) recipe=experiments/codec/heads_scratch.yaml name=codec_latent16 arm=latent16
     base=(analysis_blocks=2 clip_quantiles=false epochs=3) change=(latent_size=16) control=codec_skip64 ;;
+blocks4) recipe=experiments/codec/heads_scratch.yaml name=codec_blocks4 arm=blocks4
+    base=(analysis_blocks=2 clip_quantiles=false epochs=3) change=(analysis_blocks=4) control=codec_skip64 ;;
+blocks8) recipe=experiments/codec/heads_scratch.yaml name=codec_blocks8 arm=blocks8
+    base=(analysis_blocks=2 clip_quantiles=false epochs=3) change=(analysis_blocks=8) control=codec_skip64
+    also=blocks4=codec_blocks4_blocks4 ;;
 *) echo "$usage" >&2 && exit 2 ;;
 esac
 control=${control:-$name}
