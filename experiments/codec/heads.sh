@@ -37,10 +37,10 @@
 #                                                          cores: ~105 min) -> outs/codec_latent16
 #   bash experiments/codec/heads.sh blocks4 DATA [RUNS]    skip64's recipe with analysis_blocks=4 (twice the residual
 #                                                          blocks before each latent head), against skip64's control
-#                                                          (~100 min) -> outs/codec_blocks4
+#                                                          (~80 min) -> outs/codec_blocks4
 #   bash experiments/codec/heads.sh blocks8 DATA [RUNS]    the same with analysis_blocks=8, also compared with
 #                                                          blocks4's run: run beside blocks4 (one core each), it finishes
-#                                                          last (~110 min) -> outs/codec_blocks8
+#                                                          last (~90 min) -> outs/codec_blocks8
 #
 # Each change's parameters are built last, so from one seed every other initial weight is the control's.
 # DATA: CIFAR-10 source (the JPEG archive); RUNS: default runs. Resumable: training continues from last.pt, a
@@ -48,10 +48,11 @@
 # The times above assume the shipped model's curve is in that cache; with an empty cache, coding it adds up to ~15 min.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-usage="usage: experiments/codec/heads.sh finetune|scratch|stem|both|clip|finetune_clip|next|skip64|latent16|blocks4|blocks8 DATA [RUNS]"
+modes="finetune|scratch|stem|both|clip|finetune_clip|next|skip64|latent16|blocks4|blocks8"
+usage="usage: experiments/codec/heads.sh $modes DATA [RUNS]"
 # name: the outs/ folder and the runs' prefix; arm and change: the changed run; control: the control run's prefix;
-# also: another model of the same recipe for the comparison (NAME=FOLDER under RUNS); base: overrides of the recipe
-# for both runs
+# also: another run of the same recipe for the comparison (NAME=FOLDER under RUNS), its history copied too;
+# base: overrides of the recipe for both runs
 case ${1:-} in
 finetune) recipe=experiments/codec/heads.yaml name=codec_heads arm=blocks change=(analysis_blocks=1) ;;
 scratch) recipe=experiments/codec/heads_scratch.yaml name=codec_heads_scratch arm=blocks change=(analysis_blocks=2) ;;
@@ -104,6 +105,9 @@ wait_all
 mkdir -p "outs/$name"
 for a in control "$arm"; do cp "${runs[$a]}/history.json" "outs/$name/history_$a.json"; done
 models=(shipped=models/codec-v2 "control=${runs[control]}/model")
-if [ -n "${also:-}" ]; then models+=("${also%%=*}=$RUNS/${also#*=}/model"); fi
+if [ -n "${also:-}" ]; then
+    models+=("${also%%=*}=$RUNS/${also#*=}/model")
+    cp "$RUNS/${also#*=}/history.json" "outs/$name/history_${also%%=*}.json"
+fi
 $PY experiments/codec/heads_compare.py --data "$DATA" --models "${models[@]}" "$arm=${runs[$arm]}/model" \
     --cache "$RUNS/codec_heads_curves" --out "outs/$name"

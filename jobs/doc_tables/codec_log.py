@@ -521,17 +521,24 @@ def decoder_probe() -> str | None:
     )
 
 
+def spoken_list(items: list[str]) -> str:
+    """'a and b', 'a, b and c'."""
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def analysis_change(
     folder: str = "codec_heads",
     how: str = "the shipped model trained on",
     arm: str = "blocks",
     change: str = "analysis_blocks=1",
     cores: str = "on one core each",
+    also: tuple[str, ...] = (),
 ) -> str | None:
     """One recipe trained as it is and with one change (``change``, the run named ``arm``), from the same seed: every
-    level's real bits and PSNR, and the BD-rates and PSNR gaps between them (experiments/codec/heads.sh)."""
+    level's real bits and PSNR, and the BD-rates and PSNR gaps between them (experiments/codec/heads.sh). ``also``:
+    other runs of the recipe in the comparison whose training times the note gives."""
     g = load(f"{folder}/compare.json")
-    runs = {name: load(f"{folder}/history_{name}.json") for name in ("control", arm)}
+    runs = {name: load(f"{folder}/history_{name}.json") for name in ("control", *also, arm)}
     if g is None or None in runs.values():
         return None
     models = g["models"]
@@ -559,16 +566,16 @@ def analysis_change(
             "(relative norm, 500 of the images)."
         )
     epochs = len(runs["control"])
-    minutes = " and ".join(f"{sum(r['epoch_time_s'] for r in h) / 60:.0f}" for h in runs.values())
+    minutes = spoken_list([f"{sum(r['epoch_time_s'] for r in h) / 60:.0f}" for h in runs.values()])
     return md_table(header, rows) + (
-        f"\n\nWhole files on {g['val_images']:,} stratified validation images. control and {arm}: {how} for "
+        f"\n\nWhole files on {g['val_images']:,} stratified validation images. {spoken_list(list(runs))}: {how} for "
         f"{epochs} epochs from the same seed ({minutes} min {cores}), {arm} with `{change}`. Paired bootstrap "
         "intervals (95%):\n\n" + "\n".join(f"- {line}" for line in lines)
     )
 
 
 V1_GPU = "experiments/gpu/run.sh collect at commit cdeb663"
-# the recipe both arms of heads.sh skip64 and latent16 start from
+# the recipe every arm of heads.sh skip64, latent16, blocks4 and blocks8 starts from
 FULL_DESIGN_FROM_SCRATCH = (
     "`heads_scratch.yaml` with `analysis_blocks=2 clip_quantiles=false` (`codec/full.yaml`'s design) trained "
     "from scratch"
@@ -696,6 +703,17 @@ TABLES = {
             cores="respectively: the control on one core, latent16 alone on two threads",
         ),
         "OMP_NUM_THREADS=2 experiments/codec/heads.sh latent16 DATA",
+    ),
+    "analysis_depth": (
+        lambda: analysis_change(
+            "codec_blocks8",
+            FULL_DESIGN_FROM_SCRATCH,
+            arm="blocks8",
+            change="analysis_blocks=8",
+            cores="on one core each, blocks4 and blocks8 side by side",
+            also=("blocks4",),
+        ),
+        "experiments/codec/heads.sh blocks4 DATA and, beside it, experiments/codec/heads.sh blocks8 DATA",
     ),
     "context_probe": (context_probe, "experiments/codec/context_probe.py --data DATA --model RUNS/codec_v2_base/model"),
 }
