@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -51,8 +52,8 @@ def models_dir() -> Path:
     return Path(os.environ.get("CIFARAE_MODELS") or Path(__file__).resolve().parents[3] / "models")
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _storage(name: str, t: torch.Tensor) -> torch.Tensor:
@@ -89,7 +90,7 @@ def export(run: str | Path, out: Path, recipe: str, which: str = "best", size_li
             continue
         data = _tensor_file(part)
         write_atomic(out / name, data)
-        files[name], sizes[name] = _sha256(out / name), len(data)
+        files[name], sizes[name] = _sha256(data), len(data)
     over = [
         f"{out / name} is {size / 1e6:.1f} MB, over the {MAX_FILE_BYTES / 1e6:.1f} MB allowed per file"
         for name, size in sizes.items()
@@ -138,9 +139,10 @@ def read_shipped(folder: str | Path, manifest: dict | None = None) -> tuple[dict
         path = folder / name
         if not path.is_file():
             raise UserError(f"{path} is missing; restore it (git checkout -- {path})")
-        if _sha256(path) != digest:
+        data = path.read_bytes()  # read once: checked, then loaded
+        if _sha256(data) != digest:
             raise UserError(f"{path} does not match its checksum in {MANIFEST}; restore it (git checkout -- {path})")
-        state.update(torch.load(path, map_location="cpu", weights_only=True))
+        state.update(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
     cfg = config_from_dict(manifest["config"])
     derived = {k: v for k, v in AutoEncoder(cfg).state_dict().items() if _derived(k)}
     return {**derived, **state}, cfg
