@@ -53,6 +53,7 @@ usage="usage: experiments/codec/heads.sh $modes DATA [RUNS]"
 # name: the outs/ folder and the runs' prefix; arm and change: the changed run; control: the control run's prefix;
 # also: another run of the same recipe for the comparison (NAME=FOLDER under RUNS), its history copied too;
 # base: overrides of the recipe for both runs
+full_design=(analysis_blocks=2 clip_quantiles=false epochs=3)  # codec/full.yaml's design, 3 epochs: skip64 onwards
 case ${1:-} in
 finetune) recipe=experiments/codec/heads.yaml name=codec_heads arm=blocks change=(analysis_blocks=1) ;;
 scratch) recipe=experiments/codec/heads_scratch.yaml name=codec_heads_scratch arm=blocks change=(analysis_blocks=2) ;;
@@ -67,13 +68,13 @@ finetune_clip) recipe=experiments/codec/heads.yaml name=codec_finetune_clip arm=
 next) recipe=experiments/codec/heads_scratch.yaml name=codec_next_probe arm=next
     change=(analysis_blocks=2 clip_quantiles=false) control=codec_heads_scratch ;;
 skip64) recipe=experiments/codec/heads_scratch.yaml name=codec_skip64 arm=skip64
-    base=(analysis_blocks=2 clip_quantiles=false epochs=3) change=(skip_channels=64) ;;
+    base=("${full_design[@]}") change=(skip_channels=64) ;;
 latent16) recipe=experiments/codec/heads_scratch.yaml name=codec_latent16 arm=latent16
-    base=(analysis_blocks=2 clip_quantiles=false epochs=3) change=(latent_size=16) control=codec_skip64 ;;
+    base=("${full_design[@]}") change=(latent_size=16) control=codec_skip64 ;;
 blocks4) recipe=experiments/codec/heads_scratch.yaml name=codec_blocks4 arm=blocks4
-    base=(analysis_blocks=2 clip_quantiles=false epochs=3) change=(analysis_blocks=4) control=codec_skip64 ;;
+    base=("${full_design[@]}") change=(analysis_blocks=4) control=codec_skip64 ;;
 blocks8) recipe=experiments/codec/heads_scratch.yaml name=codec_blocks8 arm=blocks8
-    base=(analysis_blocks=2 clip_quantiles=false epochs=3) change=(analysis_blocks=8) control=codec_skip64
+    base=("${full_design[@]}") change=(analysis_blocks=8) control=codec_skip64
     also=blocks4=codec_blocks4_blocks4 ;;
 *) echo "$usage" >&2 && exit 2 ;;
 esac
