@@ -614,6 +614,35 @@ def test_analysis_blocks_start_as_the_identity_on_a_trained_codec_learn_and_ship
     assert norms and all((m.momentum, m.eps) == (0.5, 0.001) for m in norms)
 
 
+def test_analysis_width_sets_the_blocks_inner_width_and_ships_with_the_model(tmp_path):
+    """analysis_width: the blocks' inner width is that fraction of their channels (a quarter by default); wider
+    blocks still start as the identity from the same seed, and a shipped model is rebuilt at its width."""
+    torch.manual_seed(0)
+    narrow = AutoEncoder(load_config(None, [*V2, "analysis_blocks=1"])).eval()
+    cfg = load_config(None, [*V2, "analysis_blocks=1", "analysis_width=1"])
+    torch.manual_seed(0)
+    wide = AutoEncoder(cfg).eval()
+    inner = [
+        (b[0].branch[0].out_channels, b[0].branch[-1].out_channels) for b in (wide.latent_blocks, wide.skip_blocks)
+    ]
+    assert inner == [(16, 16), (16, 16)]  # V2's widths[3] and widths[1] are 16: the branch as wide as its input
+    assert [b[0].branch[0].out_channels for b in (narrow.latent_blocks, narrow.skip_blocks)] == [4, 4]
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(wide.encode(x), narrow.encode(x))  # both blocks start as the identity
+        wide.latent_blocks[0].branch[-1].weight.normal_(0, 0.1)  # as if trained
+    run = tmp_path / "run.pt"
+    checkpoint.save_atomic(checkpoint.new(cfg, None, wide.state_dict()), run)
+    export(run, tmp_path / "model", recipe="tests")
+    codec = load_shipped(tmp_path / "model")
+    assert codec.model.latent_blocks[0].branch[1].num_features == 16
+    image = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
+    assert torch.equal(codec.decompress(codec.compress(image, 1)[0]), codec.reconstruct(image, 1)[0])
+    for bad in ("0", "-0.5", "8"):
+        with pytest.raises(UserError, match="analysis_width"):
+            load_config(overrides=[f"analysis_width={bad}"])
+
+
 def test_a_skip_from_the_stem_starts_as_the_model_without_it_learns_and_ships_in_the_analysis_file(tmp_path):
     """skip_from_stem: from one seed every other initial weight is the model's without it, and it starts at zero (the
     same latents); a training step moves it; the latent then depends on the stem's full-resolution features; an

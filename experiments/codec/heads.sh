@@ -41,6 +41,12 @@
 #   bash experiments/codec/heads.sh blocks8 DATA [RUNS]    the same with analysis_blocks=8, also compared with
 #                                                          blocks4's run: run beside blocks4 (one core each), it finishes
 #                                                          last (~90 min) -> outs/codec_blocks8
+#   bash experiments/codec/heads.sh width50 DATA [RUNS]    skip64's recipe with analysis_width=0.5 (the two blocks'
+#                                                          inner width half their channels, not a quarter), against
+#                                                          skip64's control (~85 min) -> outs/codec_width50
+#   bash experiments/codec/heads.sh width100 DATA [RUNS]   the same with analysis_width=1 (as wide as their channels),
+#                                                          also compared with width50's run: run beside width50 (one
+#                                                          core each), it finishes last (~95 min) -> outs/codec_width100
 #
 # Each change's parameters are built last, so from one seed every other initial weight is the control's.
 # DATA: CIFAR-10 source (the JPEG archive); RUNS: default runs. Resumable: training continues from last.pt, a
@@ -48,7 +54,7 @@
 # The times above assume the shipped model's curve is in that cache; with an empty cache, coding it adds up to ~15 min.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-modes="finetune|scratch|stem|both|clip|finetune_clip|next|skip64|latent16|blocks4|blocks8"
+modes="finetune|scratch|stem|both|clip|finetune_clip|next|skip64|latent16|blocks4|blocks8|width50|width100"
 usage="usage: experiments/codec/heads.sh $modes DATA [RUNS]"
 # name: the outs/ folder and the runs' prefix; arm and change: the changed run; control: the control run's prefix;
 # also: another run of the same recipe for the comparison (NAME=FOLDER under RUNS), its history copied too;
@@ -76,6 +82,10 @@ blocks4) recipe=experiments/codec/heads_scratch.yaml name=codec_blocks4 arm=bloc
 blocks8) recipe=experiments/codec/heads_scratch.yaml name=codec_blocks8 arm=blocks8
     base=("${full_design[@]}") change=(analysis_blocks=8) control=codec_skip64
     also=blocks4=codec_blocks4_blocks4 ;;
+width50) recipe=experiments/codec/heads_scratch.yaml name=codec_width50 arm=width50
+    base=("${full_design[@]}") change=(analysis_width=0.5) control=codec_skip64 ;;
+width100) recipe=experiments/codec/heads_scratch.yaml name=codec_width100 arm=width100
+    base=("${full_design[@]}") change=(analysis_width=1) control=codec_skip64 also=width50=codec_width50_width50 ;;
 *) echo "$usage" >&2 && exit 2 ;;
 esac
 control=${control:-$name}

@@ -58,6 +58,7 @@ class Config:
     # analysis capacity of the autoencoder's own, so the backbone stays the classifier's. Each starts as
     # the identity, so a trained model fine-tunes with them added (init_from)
     analysis_blocks: int = 0
+    analysis_width: float = 0.25  # those blocks' inner width, a fraction of their channels (ResNet's bottleneck: 1/4)
     # codec only, with skip_channels: the skip latent also reads the stem's full-resolution features (folded
     # space-to-depth onto block 1's grid, through a 1x1 conv that starts at zero): the pixel detail that block 1's
     # max-pool drops. The backbone is unchanged
@@ -203,6 +204,10 @@ class Config:
         for key in ("val_size", "lookahead_every", "whiten_bias_epochs", "analysis_blocks"):
             if getattr(self, key) < 0:
                 raise UserError(f"config {key}={getattr(self, key)} must be 0 (off) or more")
+        if not 0 < self.analysis_width <= 4:
+            raise UserError(
+                f"config analysis_width={self.analysis_width} must be in (0, 4] (0.25: ResNet's bottleneck)"
+            )
         for key in ("epochs", "batch_size", "eval_batch_size", "grad_accum"):
             if getattr(self, key) < 1:
                 raise UserError(f"config {key}={getattr(self, key)} must be at least 1")

@@ -136,13 +136,13 @@ class Backbone(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """x + a residual branch: 1x1 conv to channels/4 -> 3x3 conv -> 1x1 conv back (ResNet's bottleneck,
-    a quarter of a 3x3 block's weights). The last conv starts at zero, so the block starts as the identity
-    and a trained model fine-tunes with blocks added."""
+    """x + a residual branch: 1x1 conv to ``width`` x channels -> 3x3 conv -> 1x1 conv back (ResNet's bottleneck
+    has width 1/4: a quarter of a 3x3 block's weights). The last conv starts at zero, so the block starts as the
+    identity and a trained model fine-tunes with blocks added."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, width: float = 0.25):
         super().__init__()
-        mid = channels // 4
+        mid = max(1, round(channels * width))
         self.branch = nn.Sequential(
             nn.Conv2d(channels, mid, 1, bias=False),
             nn.BatchNorm2d(mid),
@@ -247,9 +247,11 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
             )
         self.latent_shape = (coded_channels, cfg.latent_size, cfg.latent_size)
         # Built last, so that a model with blocks draws every other initial weight as the same model without them.
-        self.latent_blocks = nn.Sequential(*[Bottleneck(cfg.widths[3]) for _ in range(cfg.analysis_blocks)])
+        self.latent_blocks = nn.Sequential(
+            *[Bottleneck(cfg.widths[3], cfg.analysis_width) for _ in range(cfg.analysis_blocks)]
+        )
         skip_blocks = cfg.analysis_blocks if cfg.skip_channels else 0
-        self.skip_blocks = nn.Sequential(*[Bottleneck(cfg.widths[1]) for _ in range(skip_blocks)])
+        self.skip_blocks = nn.Sequential(*[Bottleneck(cfg.widths[1], cfg.analysis_width) for _ in range(skip_blocks)])
         for blocks in (self.latent_blocks, self.skip_blocks):  # analysis layers, as the backbone's
             configure_batchnorms(blocks, cfg.bn_weight, cfg.bn_momentum, cfg.bn_eps)
         # The stem's features folded onto block 1's grid, into the skip head: it starts at zero, so the model
