@@ -715,5 +715,16 @@ TABLES = {
         ),
         "experiments/codec/heads.sh blocks4 DATA and, beside it, experiments/codec/heads.sh blocks8 DATA",
     ),
+    "analysis_width": (
+        lambda: analysis_change(
+            "codec_width100",
+            FULL_DESIGN_FROM_SCRATCH,
+            arm="width100",
+            change="analysis_width=1",
+            cores="on one core each, width50 and width100 side by side",
+            also=("width50",),
+        ),
+        "experiments/codec/heads.sh width50 DATA and, beside it, experiments/codec/heads.sh width100 DATA",
+    ),
     "context_probe": (context_probe, "experiments/codec/context_probe.py --data DATA --model RUNS/codec_v2_base/model"),
 }
