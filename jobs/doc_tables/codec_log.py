@@ -522,8 +522,8 @@ def decoder_probe() -> str | None:
 
 
 def spoken_list(items: list[str]) -> str:
-    """'a and b', 'a, b and c'."""
-    return ", ".join(items[:-1]) + " and " + items[-1]
+    """'a', 'a and b', 'a, b and c'."""
+    return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
 
 
 def analysis_change(
@@ -532,13 +532,15 @@ def analysis_change(
     arm: str = "blocks",
     change: str = "analysis_blocks=1",
     cores: str = "on one core each",
-    also: tuple[str, ...] = (),
+    also: dict[str, str] | None = None,
 ) -> str | None:
     """One recipe trained as it is and with one change (``change``, the run named ``arm``), from the same seed: every
     level's real bits and PSNR, and the BD-rates and PSNR gaps between them (experiments/codec/heads.sh). ``also``:
-    other runs of the recipe in the comparison whose training times the note gives."""
+    other runs of the recipe in the comparison, each with its change, that the note names and times."""
+    also = also or {}
     g = load(f"{folder}/compare.json")
-    runs = {name: load(f"{folder}/history_{name}.json") for name in ("control", *also, arm)}
+    changes = {**also, arm: change}
+    runs = {name: load(f"{folder}/history_{name}.json") for name in ("control", *changes)}
     if g is None or None in runs.values():
         return None
     models = g["models"]
@@ -569,7 +571,8 @@ def analysis_change(
     minutes = spoken_list([f"{sum(r['epoch_time_s'] for r in h) / 60:.0f}" for h in runs.values()])
     return md_table(header, rows) + (
         f"\n\nWhole files on {g['val_images']:,} stratified validation images. {spoken_list(list(runs))}: {how} for "
-        f"{epochs} epochs from the same seed ({minutes} min {cores}), {arm} with `{change}`. Paired bootstrap "
+        f"{epochs} epochs from the same seed ({minutes} min {cores}), "
+        f"{spoken_list([f'{name} with `{c}`' for name, c in changes.items()])}. Paired bootstrap "
         "intervals (95%):\n\n" + "\n".join(f"- {line}" for line in lines)
     )
 
@@ -711,7 +714,7 @@ TABLES = {
             arm="blocks8",
             change="analysis_blocks=8",
             cores="on one core each, blocks4 and blocks8 side by side",
-            also=("blocks4",),
+            also={"blocks4": "analysis_blocks=4"},
         ),
         "experiments/codec/heads.sh blocks4 DATA and, beside it, experiments/codec/heads.sh blocks8 DATA",
     ),
@@ -722,7 +725,7 @@ TABLES = {
             arm="width100",
             change="analysis_width=1",
             cores="on one core each, width50 and width100 side by side",
-            also=("width50",),
+            also={"width50": "analysis_width=0.5"},
         ),
         "experiments/codec/heads.sh width50 DATA and, beside it, experiments/codec/heads.sh width100 DATA",
     ),
