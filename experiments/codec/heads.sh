@@ -9,7 +9,8 @@
 #   bash experiments/codec/heads.sh finetune DATA [RUNS]   heads.yaml: the shipped model trained on for 3 epochs,
 #                                                          analysis_blocks=1 (~65 min) -> outs/codec_heads
 #   bash experiments/codec/heads.sh scratch DATA [RUNS]    heads_scratch.yaml: codec/gpu.yaml's design from scratch,
-#                                                          5 epochs, analysis_blocks=2 (~110 min) -> outs/codec_heads_scratch
+#                                                          5 epochs, analysis_blocks=2 (~110 min)
+#                                                          -> outs/codec_heads_scratch
 #   bash experiments/codec/heads.sh stem DATA [RUNS]       the same recipe with skip_from_stem=true (the skip latent
 #                                                          also reads the stem's full-resolution features); its
 #                                                          control is scratch's (~110 min) -> outs/codec_stem
@@ -21,7 +22,8 @@
 #                                                          (~110 min) -> outs/codec_clip
 #   bash experiments/codec/heads.sh finetune_clip DATA [RUNS]  heads.yaml with clip_quantiles=false: the shipped
 #                                                          model trained on without the quantiles in the clip,
-#                                                          against finetune's control (~75 min) -> outs/codec_finetune_clip
+#                                                          against finetune's control (~75 min)
+#                                                          -> outs/codec_finetune_clip
 #   bash experiments/codec/heads.sh next DATA [RUNS]       the same recipe with both of codec/full.yaml's changes
 #                                                          (analysis_blocks=2, clip_quantiles=false): do they add up?
 #                                                          Against scratch's control (~110 min) -> outs/codec_next_probe
@@ -39,8 +41,8 @@
 #                                                          blocks before each latent head), against skip64's control
 #                                                          (~80 min) -> outs/codec_blocks4
 #   bash experiments/codec/heads.sh blocks8 DATA [RUNS]    the same with analysis_blocks=8, also compared with
-#                                                          blocks4's run: run beside blocks4 (one core each), it finishes
-#                                                          last (~90 min) -> outs/codec_blocks8
+#                                                          blocks4's run: run beside blocks4 (one core each), it
+#                                                          finishes last (~90 min) -> outs/codec_blocks8
 #   bash experiments/codec/heads.sh width50 DATA [RUNS]    skip64's recipe with analysis_width=0.5 (the two blocks'
 #                                                          inner width half their channels, not a quarter), against
 #                                                          skip64's control (~85 min) -> outs/codec_width50
