@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 
 import torch
+from frozen import cached_latents
 
-from cifarae import data as data_lib
 from cifarae.codec import load_codec
 from cifarae.errors import cli_main
 from cifarae.files import write_atomic
@@ -124,12 +124,8 @@ def main() -> None:
     torch.manual_seed(0)
     codec = load_codec(args.model)
     cfg, model = codec.cfg, codec.model.float().eval().requires_grad_(False)
-    data = data_lib.load(args.data)
-    train, _ = data.subset("train", args.train)
-    val, _ = data.subset("val", args.val)
+    train, y_train, val, y_val = cached_latents(model, args.data, args.train, args.val)
     with torch.no_grad():
-        y_train = torch.cat([model.encode(b.float() / 255) for b in train.split(500)])
-        y_val = torch.cat([model.encode(b.float() / 255) for b in val.split(500)])
         val_hat = [
             rounded_latents(model, y_val, torch.full((len(y_val),), q)) for q in range(model.latent_codec.levels)
         ]

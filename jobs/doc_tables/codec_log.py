@@ -521,6 +521,56 @@ def decoder_probe() -> str | None:
     )
 
 
+def channel_context_probe() -> str | None:
+    """Would a channel context (the skip latent coded after the main latent, conditioned on it) pay on the shipped
+    codec: its rate saving per level (a sentence; experiments/codec/channel_context_probe.py)."""
+    g = load("codec_channel_context_probe/probe.json")
+    if g is None:
+        return None
+    levels, a = g["levels"], g["args"]
+    saving = ", ".join(f"q{r['level']} {r['rate_saving_pct']:.2f}%" for r in levels)
+    dpsnr = [r["psnr_change_db"] for r in levels]
+    return (
+        f"A channel context fitted on the shipped codec's frozen transforms, hyperprior and checkerboard "
+        f"(`experiments/codec/channel_context_probe.py`: {a['epochs']} epochs on {a['train']:,} training images, "
+        f"{g['minutes']:.0f} min on one core) saves, on {a['val']:,} validation images (no coder), {saving} of the "
+        f"estimated bits (latent and hyper-latent), at PSNR changes of {min(dpsnr):+.3f} to {max(dpsnr):+.3f} dB."
+    )
+
+
+def latent_split() -> str | None:
+    """Where each codec's bits go, main latent, skip latent or hyper-latent, and what its decoder makes of the main
+    latent (experiments/codec/latent_split.py)."""
+    g = load("codec_latent_split/split.json")
+    if g is None:
+        return None
+    shown = (0, 4, 7, 10)
+    header = [
+        "model", "unrounded latent (dB)",
+        "main latent's share of the latent's bits, " + " / ".join(f"q{i}" for i in shown),
+        "its values off their means, q7", "skip latent, q7 (bpp)", "hyper-latent, q7 (bpp)", "q7 (dB)",
+        "q7, main latents replaced by their mean (dB)",
+    ]  # fmt: skip
+    rows, moved = [], []
+    for name, m in g["models"].items():
+        lv = m["levels"]
+        shares = " / ".join(f"{100 * lv[i]['main_bpp'] / (lv[i]['main_bpp'] + lv[i]['skip_bpp']):.1f}%" for i in shown)
+        q7 = lv[7]
+        rows.append([
+            name, f"{m['unrounded_psnr']:.2f}", shares, f"{100 * q7['main_nonzero']:.2f}%", f"{q7['skip_bpp']:.3f}",
+            f"{q7['hyper_bpp']:.3f}", f"{q7['psnr']:.2f}", f"{q7['psnr_main_as_mean']:.2f}",
+        ])  # fmt: skip
+        moved += [abs(r["psnr"] - r["psnr_main_as_mean"]) for r in lv]
+    return md_table(header, rows) + (
+        f"\n\nEstimated bits (no coder, no header) and PSNR on {g['args']['val']:,} stratified validation images, "
+        "the eval-mode rounding the files use. The main latent: the backbone's output through the latent head (64 "
+        "channels, 8×8; 16×16 in latent16); the skip latent: block 1's features through the skip head (16×16). "
+        "'Off their means': the share of the main latent's values coded as a symbol other than zero. Replacing every "
+        f"image's decoded main latent by its mean over the images moves no model's PSNR at any level by more than "
+        f"{max(moved):.3f} dB."
+    )
+
+
 def spoken_list(items: list[str]) -> str:
     """'a', 'a and b', 'a, b and c'."""
     return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
@@ -730,4 +780,11 @@ TABLES = {
         "experiments/codec/heads.sh width50 DATA and, beside it, experiments/codec/heads.sh width100 DATA",
     ),
     "context_probe": (context_probe, "experiments/codec/context_probe.py --data DATA --model RUNS/codec_v2_base/model"),
+    "channel_context_probe": (channel_context_probe, "experiments/codec/channel_context_probe.py --data DATA"),
+    "latent_split": (
+        latent_split,
+        "experiments/codec/latent_split.py --data DATA --models shipped=models/codec-v2 "
+        "control=RUNS/codec_skip64_control/model blocks4=RUNS/codec_blocks4_blocks4/model ... (every heads.sh run "
+        "from skip64 on)",
+    ),
 }
