@@ -15,9 +15,10 @@ checkerboard still sees every anchor before any non-anchor. Fitted on top: for e
 log-scale, that context) into new ones, a residual initialised to add zero (context_probe.py's design, which led
 to the library's checkerboard). Loss: the estimated rate (noisy latents), each image at a random level. Measured
 on held-out validation images in float (no coder): bits per pixel of the latents with and without it, each level,
-and the PSNR change from the moved means. The main latent's bits do not change; the saving is all the skip's.
+and the PSNR change from the moved means. The main latent's parameters move only through the skip anchors
+that the checkerboard reads: the saving is the skip latent's.
 
-    python experiments/codec/channel_context_probe.py --data DATA [--model models/codec-v2] [--train 20000]
+    python experiments/codec/channel_context_probe.py --data DATA [--model models/codec-v2] [--train 45000]
         [--epochs 3] [--out outs/codec_channel_context_probe]
 """
 
@@ -94,7 +95,7 @@ def rate_and_hat(lc, main: int, ctx: nn.ModuleList | None, y, quality, noisy: bo
 
 
 def main() -> None:
-    args = entropy_probe_args(__doc__, "models/codec-v2", 3, "outs/codec_channel_context_probe")
+    args = entropy_probe_args(__doc__, "models/codec-v2", 45000, 3, "outs/codec_channel_context_probe")
     torch.manual_seed(0)
     model = load_codec(args.model).model.float().eval().requires_grad_(False)
     lc = model.latent_codec

@@ -11,7 +11,7 @@ random quality level. Measured on held-out validation images in float (no coder)
 latents with and without the context, and the PSNR change from the moved means.
 
     python experiments/codec/context_probe.py --data DATA --model runs/codec_v2_base/model [--train 20000]
-        [--epochs 4] [--out outs/codec_context_probe]
+        [--epochs 3] [--out outs/codec_context_probe]
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def rate_and_hat(lc, ctx, y, quality, noisy: bool):
 
 
 def main() -> None:
-    args = entropy_probe_args(__doc__, None, 4, "outs/codec_context_probe")
+    args = entropy_probe_args(__doc__, None, 20000, 3, "outs/codec_context_probe")
     torch.manual_seed(0)
     codec = load_codec(args.model)
     if codec.lc.context is not None:

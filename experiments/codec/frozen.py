@@ -22,12 +22,13 @@ PIXELS = 32 * 32  # bits per image -> bits per pixel
 Bits = dict[str, torch.Tensor]  # each image's bits of each part of the coded latent, e.g. {"latent": .., "hyper": ..}
 
 
-def entropy_probe_args(doc: str, model: str | None, epochs: int, out: str) -> argparse.Namespace:
-    """The command line of a probe that fits an entropy-model part on a frozen codec (``model``: its default)."""
+def entropy_probe_args(doc: str, model: str | None, train: int, epochs: int, out: str) -> argparse.Namespace:
+    """The command line of a probe that fits an entropy-model part on a frozen codec (``model``, ``train``, ...:
+    its defaults, those of the run behind its outs/ folder)."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--data", required=True)
     ap.add_argument("--model", default=model, required=model is None, help="a shipped model folder or a run")
-    ap.add_argument("--train", type=int, default=20000)
+    ap.add_argument("--train", type=int, default=train)
     ap.add_argument("--val", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=epochs)
     ap.add_argument("--hidden", type=int, default=384)
