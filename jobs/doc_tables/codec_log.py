@@ -635,6 +635,10 @@ FULL_DESIGN_FROM_SCRATCH = (
 )
 
 
+# every heads.sh arm from skip64 on (each run RUNS/codec_ARM_ARM, against RUNS/codec_skip64_control)
+ANALYSIS_ARMS = ("blocks4", "blocks8", "width50", "width100", "skip64", "latent16")
+
+
 TABLES = {
     "codec_points": (codec_points, V1_GPU + "; " + V1_CODEC),
     "codec_floors": (codec_floors, V1_GPU + "; " + V1_CODEC),
@@ -784,7 +788,7 @@ TABLES = {
     "latent_split": (
         latent_split,
         "experiments/codec/latent_split.py --data DATA --models shipped=models/codec-v2 "
-        "control=RUNS/codec_skip64_control/model blocks4=RUNS/codec_blocks4_blocks4/model ... (every heads.sh run "
-        "from skip64 on)",
+        "control=RUNS/codec_skip64_control/model "
+        + " ".join(f"{arm}=RUNS/codec_{arm}_{arm}/model" for arm in ANALYSIS_ARMS),
     ),
 }
