@@ -25,13 +25,8 @@ from frozen import cached_latents, correction, entropy_probe_args, probe_entropy
 from torch import nn
 
 from cifarae.codec import load_codec
+from cifarae.codec.hyperprior import anchor_mask
 from cifarae.errors import UserError, cli_main
-
-
-def non_anchor_mask(h: int, w: int) -> torch.Tensor:
-    """1 where (i + j) is odd: the half decoded second, with the anchors' context."""
-    i, j = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    return ((i + j) % 2 == 1).float().view(1, 1, h, w)
 
 
 class CheckerboardContext(nn.Module):
@@ -44,7 +39,7 @@ class CheckerboardContext(nn.Module):
         """(means, log-scales) of every position: the hyperprior's at anchors, refined at non-anchors."""
         ctx = self.context(anchors_hat)
         delta = self.fuse(torch.cat([hyper_params, ctx], dim=1))
-        return hyper_params + delta * non_anchor_mask(*anchors_hat.shape[-2:])
+        return hyper_params + delta * (1 - anchor_mask(*anchors_hat.shape[-2:]))
 
 
 def rate_and_hat(lc, ctx, y, quality, noisy: bool):
@@ -55,7 +50,7 @@ def rate_and_hat(lc, ctx, y, quality, noisy: bool):
     z_hat, z_lik = lc.entropy_bottleneck(z)
     h, w = y.shape[-2:]
     hyper = lc.h_s(z_hat - lc.hyper_medians())[:, :, :h, :w]
-    anchor = 1 - non_anchor_mask(h, w)
+    anchor = anchor_mask(h, w)
     means_h = hyper.chunk(2, 1)[0]
     anchors_hat = (quantize_ste(y_g - means_h) + means_h) * anchor
     params = hyper if ctx is None else ctx(anchors_hat, hyper)
