@@ -27,8 +27,7 @@ from __future__ import annotations
 from functools import partial
 
 import torch
-from compressai.ops import quantize_ste
-from frozen import cached_latents, correction, entropy_probe_args, probe_entropy_part
+from frozen import cached_latents, correction, entropy_probe_args, probe_entropy_part, rounded
 from torch import nn
 
 from cifarae.codec import load_codec
@@ -46,10 +45,6 @@ class ChannelContext(nn.Module):
 
     def forward(self, main_hat: torch.Tensor, skip_params: torch.Tensor) -> torch.Tensor:
         return skip_params + self.fuse(torch.cat([skip_params, self.context(main_hat)], dim=1))
-
-
-def rounded(y_g: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
-    return quantize_ste(y_g - means) + means
 
 
 def rate_and_hat(lc, main: int, ctx: nn.ModuleList | None, y, quality, noisy: bool):

@@ -1,6 +1,6 @@
 """What the probes on a frozen codec share: their arguments, its latents cached once, a new entropy-model part
 fitted on the estimated rate, and each level's estimated bits and PSNR without and with it (context_probe.py,
-channel_context_probe.py; decoder_probe.py and latent_split.py use the latents and the PSNR)."""
+channel_context_probe.py, group_context_probe.py; decoder_probe.py and latent_split.py use the latents and the PSNR)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from compressai.ops import quantize_ste
 from torch import nn
 
 from cifarae import data as data_lib
@@ -22,10 +23,14 @@ PIXELS = 32 * 32  # bits per image -> bits per pixel
 Bits = dict[str, torch.Tensor]  # each image's bits of each part of the coded latent, e.g. {"latent": .., "hyper": ..}
 
 
-def entropy_probe_args(doc: str, model: str | None, train: int, epochs: int, out: str) -> argparse.Namespace:
+def entropy_probe_args(
+    doc: str, model: str | None, train: int, epochs: int, out: str, extra: Callable | None = None
+) -> argparse.Namespace:
     """The command line of a probe that fits an entropy-model part on a frozen codec (``model``, ``train``, ...:
-    its defaults, those of the run behind its outs/ folder)."""
+    its defaults, those of the run behind its outs/ folder; ``extra(parser)`` adds the probe's own)."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    if extra is not None:
+        extra(ap)
     ap.add_argument("--data", required=True)
     ap.add_argument("--model", default=model, required=model is None, help="a shipped model folder or a run")
     ap.add_argument("--train", type=int, default=train)
@@ -45,6 +50,11 @@ def correction(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
     nn.init.zeros_(net[-1].weight)
     nn.init.zeros_(net[-1].bias)
     return net
+
+
+def rounded(y_g: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """Values rounded about their means, with the straight-through gradient (as the files and training round)."""
+    return quantize_ste(y_g - means) + means
 
 
 @torch.no_grad()

@@ -538,6 +538,38 @@ def channel_context_probe() -> str | None:
     )
 
 
+def group_context_probe() -> str | None:
+    """Would a context among the skip latent's own values pay on the shipped codec: each level's rate saving with
+    the folded skip channels coded in four groups by sub-position and by channel
+    (experiments/codec/group_context_probe.py)."""
+    runs = {split: load(f"codec_group_context_probe/{split}/probe.json") for split in ("position", "channel")}
+    if None in runs.values():
+        return None
+    header = ["level", "shipped (bpp)", "shipped (dB)"]
+    header += [f"{split} groups: {what}" for split in runs for what in ("bits saved", "PSNR change (dB)")]
+    rows = []
+    for i, base in enumerate(runs["position"]["levels"]):
+        row = [f"q{i}", f"{base['shipped']['bpp']:.3f}", f"{base['shipped']['psnr']:.2f}"]
+        for g in runs.values():
+            level = g["levels"][i]
+            row += [f"{level['rate_saving_pct']:.2f}%", f"{level['psnr_change_db']:+.3f}"]
+        rows.append(row)
+    a = runs["position"]["args"]
+    minutes = " and ".join(f"{g['minutes']:.0f}" for g in runs.values())
+    shipped = [r["shipped"] for r in runs["position"]["levels"]]
+    summary = []
+    for split, g in runs.items():
+        curve = [r[f"{split}_context"] for r in g["levels"]]
+        gains = ", ".join(f"{interpolate(curve, b) - interpolate(shipped, b):+.2f} dB at {b:g} bpp" for b in (1, 2))
+        summary.append(f"{split} groups: BD-rate {bd_rate(curve, shipped):+.1f}%, {gains}")
+    return md_table(header, rows) + (
+        f"\n\nEstimated bits (latent and hyper-latent, no coder) and PSNR on {a['val']:,} stratified validation "
+        f"images; each group context fitted for {a['epochs']} epochs on {a['train']:,} training images on the "
+        f"frozen shipped model ({minutes} min, one core each, side by side). Against the shipped model's curve of "
+        f"the same estimates: {'; '.join(summary)}."
+    )
+
+
 def latent_split() -> str | None:
     """Where each codec's bits go, main latent, skip latent or hyper-latent, and what its decoder makes of the main
     latent (experiments/codec/latent_split.py)."""
@@ -785,6 +817,11 @@ TABLES = {
     ),
     "context_probe": (context_probe, "experiments/codec/context_probe.py --data DATA --model RUNS/codec_v2_base/model"),
     "channel_context_probe": (channel_context_probe, "experiments/codec/channel_context_probe.py --data DATA"),
+    "group_context_probe": (
+        group_context_probe,
+        "experiments/codec/group_context_probe.py --data DATA --split position and, beside it, "
+        "experiments/codec/group_context_probe.py --data DATA --split channel",
+    ),
     "latent_split": (
         latent_split,
         "experiments/codec/latent_split.py --data DATA --models shipped=models/codec-v2 "

@@ -1,0 +1,145 @@
+"""Would a context among the skip latent's own values pay on the shipped codec? (issue #26: "a spatial/channel
+context where it pays")
+
+The shipped model's files carry its 16x16 skip latent alone (latent_split.py: the 8x8 main latent is dead). That
+latent is coded folded (space-to-depth) onto the 8x8 grid: 32 channels x 4 sub-positions = 128 channels. Its
+checkerboard works at 8x8, so the four values of a 2x2 block and the 32 channels at a position are all coded at
+once, none conditioned on another. This probe splits the 128 folded channels into four groups and codes them one
+after another within each checkerboard pass, each group conditioned on the groups decoded before it:
+
+    anchors: group 1 (hyperprior) -> group 2 (+ group 1's decoded anchors) -> ... -> group 4
+    non-anchors: group 1 (checkerboard) -> group 2 (+ every anchor and group 1's non-anchors) -> ... -> group 4
+
+--split position: a group is one sub-position of the 2x2 blocks (a spatial context at 16x16 with four passes of
+the 8x8 checkerboard's each); --split channel: a group is 8 of the 32 skip channels at all four sub-positions (a
+channel context, Minnen & Singh 2020, in equal groups). The main latent keeps its own two passes.
+
+The shipped transforms, gains, hyperprior and checkerboard stay frozen, and the order keeps them valid: the
+checkerboard still sees every anchor before any non-anchor. Fitted on top, for each group after the first in each
+pass: a 5x5 convolution over what is decoded of the skip latent and a pointwise network that turns (the group's
+means and log-scales, that context) into new ones, a residual initialised to add zero (channel_context_probe.py's
+design). Loss: the estimated rate (noisy latents), each image at a random level. Measured on held-out validation
+images in float (no coder): bits per pixel with and without it, each level, and the PSNR change from the moved
+means. Before fitting, it checks that the passes without the new context give the shipped model's bits.
+
+    python experiments/codec/group_context_probe.py --data DATA [--split position|channel] [--model models/codec-v2]
+        [--train 45000] [--epochs 3] [--out outs/codec_group_context_probe]   (writes OUT/SPLIT/probe.json)
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from frozen import cached_latents, correction, entropy_probe_args, probe_entropy_part, rounded
+from torch import nn
+
+from cifarae.codec import load_codec
+from cifarae.codec.hyperprior import anchor_mask
+from cifarae.errors import UserError, cli_main
+
+GROUPS = 4
+
+
+class GroupContext(nn.Module):
+    """A correction of one group's (means, log-scales) from what is decoded of the skip latent."""
+
+    def __init__(self, seen: int, group: int, hidden: int):
+        super().__init__()
+        self.context = nn.Conv2d(seen, 2 * group, 5, padding=2)
+        self.fuse = correction(4 * group, hidden, 2 * group)
+
+    def forward(self, seen: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor):
+        params = torch.cat([means, log_scales], 1)
+        return (params + self.fuse(torch.cat([params, self.context(seen)], 1))).chunk(2, 1)
+
+
+def group_order(skip_folded: int, fold: int, split: str) -> torch.Tensor:
+    """The folded skip channels in coding order, group after group. pixel_unshuffle puts skip channel c's
+    sub-position s at folded channel c * fold**2 + s."""
+    k = torch.arange(skip_folded)
+    per_channel = skip_folded // fold**2 // GROUPS
+    key = k % fold**2 if split == "position" else k // fold**2 // per_channel
+    return torch.cat([torch.nonzero(key == g).flatten() for g in range(GROUPS)])
+
+
+def rate_and_hat(lc, main: int, order: torch.Tensor, ctx: nn.ModuleList | None, y, quality, noisy: bool):
+    """({main, skip, hyper}: each image's bits, y_g_hat / gain) in the passes above; ctx=None: the shipped
+    model's parameters (its own two passes')."""
+    gain = lc.gains(quality)
+    y_g = y * gain
+    z_hat, z_lik = lc.entropy_bottleneck(lc.h_a(y_g))
+    h, w = y.shape[-2:]
+    anchor = anchor_mask(h, w)
+    hyper = lc.h_s(z_hat - lc.hyper_medians())[:, :, :h, :w]
+    unorder = torch.argsort(order)
+
+    def skip(t):  # the skip channels of t in coding order, as GROUPS chunks
+        return t[:, main:][:, order].chunk(GROUPS, 1)
+
+    def passes(first, params, mask, seen_before):
+        """One checkerboard pass (``mask``'s positions) group by group: ([(means, log-scales)], [decoded])."""
+        out, decoded = [], []
+        for g, (y_group, m, s) in enumerate(zip(skip(y_g), *(skip(p) for p in params))):
+            if g and ctx is not None:
+                later = torch.zeros_like(torch.cat(skip(y_g)[g:], 1))
+                m, s = ctx[first][g - 1](seen_before + torch.cat([*decoded, later], 1), m, s)
+            out.append((m, s))
+            decoded.append(rounded(y_group, m) * mask)
+        return out, decoded
+
+    hyper_means, hyper_log_scales = hyper.chunk(2, 1)
+    zero = torch.zeros_like(y_g[:, main:])
+    anchor_params, anchors = passes(0, (hyper_means, hyper_log_scales), anchor, zero)
+    skip_anchors = torch.cat(anchors, 1)
+    main_anchors = rounded(y_g[:, :main], hyper_means[:, :main]) * anchor
+    checkerboard = lc.context(torch.cat([main_anchors, skip_anchors[:, unorder]], 1), hyper)
+    cb_means, cb_log_scales = checkerboard.chunk(2, 1)
+    other_params, _ = passes(1, (cb_means, cb_log_scales), 1 - anchor, skip_anchors)
+
+    def joined(i, main_part):  # the main channels' and the skip's (in channel order) means or log-scales
+        skip_part = torch.cat([a[i] * anchor + o[i] * (1 - anchor) for a, o in zip(anchor_params, other_params)], 1)
+        return torch.cat([main_part[:, :main], skip_part[:, unorder]], 1)
+
+    means, log_scales = joined(0, cb_means), joined(1, cb_log_scales)
+    y_in = y_g if noisy else torch.round(y_g - means) + means
+    _, y_lik = lc.gaussian_conditional(y_in, torch.exp(log_scales), means)
+    y_bits = -torch.log2(y_lik)
+    bits = {
+        "main": y_bits[:, :main].flatten(1).sum(1),
+        "skip": y_bits[:, main:].flatten(1).sum(1),
+        "hyper": -torch.log2(z_lik).flatten(1).sum(1),
+    }
+    return bits, rounded(y_g, means) / gain
+
+
+def main() -> None:
+    def extra(ap):
+        ap.add_argument("--split", choices=("position", "channel"), default="position")
+
+    args = entropy_probe_args(__doc__, "models/codec-v2", 45000, 3, "outs/codec_group_context_probe", extra)
+    args.out = f"{args.out}/{args.split}"
+    torch.manual_seed(0)
+    model = load_codec(args.model).model.float().eval().requires_grad_(False)
+    lc = model.latent_codec
+    if lc.context is None or model.to_skip is None:
+        raise UserError(f"{args.model} needs a skip latent and a checkerboard context; probe models/codec-v2")
+    main_channels = model.to_latent.out_channels
+    skip_folded = lc.channels - main_channels
+    group = skip_folded // GROUPS
+    ctx = nn.ModuleList(
+        [nn.ModuleList([GroupContext(skip_folded, group, args.hidden) for _ in range(GROUPS - 1)]) for _ in range(2)]
+    )
+    latents = cached_latents(model, args.data, args.train, args.val)
+    rate = partial(rate_and_hat, lc, main_channels, group_order(skip_folded, model.skip_fold, args.split))
+    with torch.no_grad():  # the passes without a group context are the shipped model's two: the same bits
+        y_val = latents[3]
+        q = torch.full((len(y_val),), model.middle_level)
+        shipped_bits = -torch.log2(lc(y_val, q)[1]).sum().item() / len(y_val)
+        probe_bits = sum(rate(None, y_val, q, noisy=False)[0].values()).mean().item()
+        print(f"middle level, bits per image: shipped {shipped_bits:.2f}, group passes {probe_bits:.2f}", flush=True)
+    probe_entropy_part(model, ctx, rate, ("shipped", f"{args.split}_context"), latents, args)
+
+
+if __name__ == "__main__":
+    cli_main(main)()
