@@ -674,6 +674,88 @@ def test_a_skip_from_the_stem_starts_as_the_model_without_it_learns_and_ships_in
         load_config(overrides=["skip_from_stem=true"])  # no skip latent to feed
 
 
+def subposition_codec(tmp_path) -> tuple[HyperpriorCodec, AutoEncoder]:
+    """A V2 codec with context=subpositions, its contexts' last layers drawn at random (as if trained: at zero
+    they would correct nothing), exported and loaded as a shipped model; and the float model."""
+    cfg = load_config(None, [*V2, "context=subpositions"])
+    torch.manual_seed(0)
+    model = AutoEncoder(cfg).eval()
+    with torch.no_grad():
+        for contexts in model.latent_codec.subposition_contexts:
+            for context in contexts:
+                context.fuse[-1].weight.normal_(0, 0.1)
+        model.latent_codec.context.fuse[-1].weight.normal_(0, 0.1)
+    run = tmp_path / "run.pt"
+    checkpoint.save_atomic(checkpoint.new(cfg, None, model.state_dict()), run)
+    export(run, tmp_path / "model", recipe="tests")
+    return load_shipped(tmp_path / "model"), model
+
+
+def test_the_subposition_context_starts_as_the_checkerboard_model_learns_and_ships_in_the_context_file(tmp_path):
+    """context=subpositions: from one seed every other weight is the checkerboard model's and it starts as no
+    correction (the same parameters); a training step gives it a gradient; an export ships it in context.pt."""
+    torch.manual_seed(0)
+    plain = AutoEncoder(load_config(None, V2)).eval()
+    torch.manual_seed(0)
+    model = AutoEncoder(load_config(None, [*V2, "context=subpositions"]))
+    lc = model.latent_codec
+    assert all(
+        k.startswith("latent_codec.subposition_contexts.") for k in set(model.state_dict()) - set(plain.state_dict())
+    )
+    x = torch.rand(4, 3, 32, 32)
+    q = torch.tensor([0, 1, 2, 0])
+    with torch.no_grad():
+        y_g = model.eval().encode(x) * lc.gains(q)
+        z = torch.round(lc.h_a(y_g) - lc.hyper_medians())
+        assert all(
+            torch.equal(a, b) for a, b in zip(lc.parameters_from(z, y_g), plain.latent_codec.parameters_from(z, y_g))
+        )
+    assert_starts_as_and_learns(model, plain, [c.fuse[-1] for contexts in lc.subposition_contexts for c in contexts])
+    codec, _ = subposition_codec(tmp_path)
+    shipped_context = torch.load(tmp_path / "model" / "context.pt", weights_only=True)
+    assert any(k.startswith("latent_codec.subposition_contexts.") for k in shipped_context)
+    assert "sub-position context" in codec.describe()
+
+
+def test_the_subposition_context_codes_bit_exactly_in_eight_steps_each_from_the_steps_before(tmp_path):
+    """Files decode to what the model reconstructs, at every level and odd sizes, and an image gives the same file
+    alone or in a batch; each of the eight steps' (means, scale indexes) read only the symbols of the steps before
+    it; and they are within 0.05 of the float network's (the training one's)."""
+    codec, model = subposition_codec(tmp_path)
+    gen = torch.Generator().manual_seed(4)
+    for size, level in (((32, 32), 0), ((32, 32), 2), ((17, 45), 1)):
+        x = torch.randint(0, 256, (3, 3, *size), dtype=torch.uint8, generator=gen)
+        files = codec.compress(x, level)
+        assert files[1] == codec.compress(x[1:2], level)[0]
+        assert torch.equal(torch.stack([codec.decompress(f) for f in files]), codec.reconstruct(x, level))
+    c = model.latent_shape[0]
+    z = torch.randint(-3, 4, (2, model.latent_codec.entropy_bottleneck.channels, 4, 4), generator=gen).double()
+    y = torch.randint(-6, 7, (2, c, 8, 8), generator=gen).double()
+    params = codec.hyper_params(z, 8, 8)
+    means, indexes = codec.conditionals(params, y)
+    steps = codec._steps(8, 8)
+    assert len(steps) == codec.num_steps == 8
+    decoded = torch.zeros_like(steps[0])
+    for step in steps:  # anything not decoded yet, scrambled, leaves this step's parameters as they were
+        scrambled = torch.where(decoded, y, torch.randint(-50, 50, y.shape, generator=gen).double())
+        scrambled_means, scrambled_indexes = codec.conditionals(params, scrambled)
+        assert torch.equal(scrambled_means[:, step], means[:, step])
+        assert torch.equal(scrambled_indexes[:, step], indexes[:, step])
+        decoded |= step
+    assert not torch.equal(means, codec.conditionals(params, y.flip(0))[0])  # the steps do read the symbols
+    lc = model.latent_codec
+    with torch.no_grad():  # the float network on the same values: y_g = symbols + means
+        float_means, _ = lc.parameters_from(z.float(), (y + means).float())
+    assert (means - float_means.double()).abs().max() < 0.05
+
+
+def test_the_subposition_context_needs_a_skip_latent_at_twice_the_side():
+    with pytest.raises(UserError, match="context=subpositions needs skip_channels"):
+        load_config(overrides=["entropy_model=hyperprior", "context=subpositions"])
+    with pytest.raises(UserError, match="twice the latent's side"):
+        AutoEncoder(load_config(None, [*V2, "context=subpositions", "latent_size=16"]))
+
+
 def test_an_export_over_the_size_limits_is_refused_unless_a_probe_asks(v2_run, tmp_path, monkeypatch, capsys):
     """A folder over the limits keeps no manifest: it is no model, and train_codec exports again on the next run.
     --no-size-limits (a probe's model, heads.sh) writes it anyway, marked in model.json as not one to ship."""

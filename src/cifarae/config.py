@@ -80,7 +80,8 @@ class Config:
     # so with equal draws they weigh most on the transforms that every level shares
     rd_level_weights: list[float] = field(default_factory=list)
     hyper_channels: int = 128  # hyperprior: channels of the hyper-latent z
-    context: str = "none"  # hyperprior: "checkerboard" adds a spatial context (codec/hyperprior.py)
+    context: str = "none"  # hyperprior: "checkerboard" adds a spatial context, "subpositions" also orders the skip
+    # latent's sub-positions within its passes (codec/hyperprior.py)
     init_from: str = ""  # run dir, checkpoint or shipped codec folder to start from (a codec from a plain AE)
     # --- classifier ---
     mode: str = "scratch"  # linear | finetune | scratch
@@ -145,7 +146,7 @@ class Config:
             "precision": ("bf16", "fp16", "fp32", "no"),
             "arch": ("airbench", "airbench_whiten"),
             "objective": ("reconstruct", "masked"),
-            "context": ("none", "checkerboard"),
+            "context": ("none", "checkerboard", "subpositions"),
         }
         if self.entropy_model == "factorized":
             raise UserError(
@@ -169,6 +170,8 @@ class Config:
             raise UserError("config skip_from_stem=true needs skip_channels > 0 (the skip latent it feeds)")
         if self.context != "none" and self.entropy_model != "hyperprior":
             raise UserError(f"config context={self.context} needs entropy_model=hyperprior")
+        if self.context == "subpositions" and not self.skip_channels:
+            raise UserError("config context=subpositions needs skip_channels > 0 (the skip latent it orders)")
         if any(lam <= 0 for lam in self.rd_lambdas) or len(self.rd_lambdas) > 128:  # a file has 7 bits for the level
             raise UserError(f"config rd_lambdas={self.rd_lambdas} must be at most 128 positive numbers")
         if self.rd_level_weights and (

@@ -242,8 +242,14 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
             from .codec.hyperprior import HyperpriorLatentCodec
 
             lambdas = cfg.level_lambdas
+            folded = cfg.skip_channels * self.skip_fold**2
+            if cfg.context == "subpositions" and self.skip_fold != 2:
+                raise UserError(
+                    f"config context=subpositions needs a skip latent at twice the latent's side; with "
+                    f"latent_size={cfg.latent_size} it is at the same side: use context=checkerboard"
+                )
             self.latent_codec = HyperpriorLatentCodec(
-                coded_channels, cfg.hyper_channels, len(lambdas), lambdas, cfg.context
+                coded_channels, cfg.hyper_channels, len(lambdas), lambdas, cfg.context, folded
             )
         self.latent_shape = (coded_channels, cfg.latent_size, cfg.latent_size)
         # Built last, so that a model with blocks draws every other initial weight as the same model without them.

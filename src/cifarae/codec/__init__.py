@@ -3,7 +3,8 @@
 One home per concept, laid out as CompressAI lays out its own:
     hyperprior.py         the entropy model: CompressAI's EntropyBottleneck and GaussianConditional
                           behind a hyper-encoder/decoder, with per-level gain units (variable rate),
-                          an optional checkerboard context, and their fixed-point form (ExactNetwork)
+                          an optional checkerboard context (and sub-position steps within it), and
+                          their fixed-point form (ExactNetwork)
     hyperprior_codec.py   HyperpriorCodec: images <-> .cae files at a chosen quality level (rANS)
     format.py             the versioned .cae container (magic and version, varints, model tag, CRC, limits)
     images.py             image files in and out (read_image, png_bytes, to_uint8)

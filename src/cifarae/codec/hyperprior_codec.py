@@ -6,7 +6,8 @@ hyper-symbols -> h_s in fixed point (ExactNetwork) -> integer (mean, log-scale) 
 round(y_g - mean) at the integer scale indexes; all in one rANS stream (CompressAI's BufferedRansEncoder,
 with the EntropyBottleneck's tables for the hyper-symbols and the GaussianConditional's for the latent)
 -> file. With a checkerboard context the latent is coded in two segments, anchors then non-anchors, and
-the non-anchors' (mean, log-scale) come from the context, in fixed point too, over the decoded anchors.
+the non-anchors' (mean, log-scale) come from the context, in fixed point too, over the decoded anchors; with
+the sub-position context in eight, each pass's four sub-position groups in turn (hyperprior.coding_steps).
 Decoding inverts it, and the synthesis transform runs on the CPU in float64, one image at a time: its
 8-bit output does not depend on the batch size, the encoder's device or the thread count.
 
@@ -36,7 +37,7 @@ from ..errors import UserError
 from ..models import AutoEncoder
 from . import format as fmt
 from .format import MAX_SYMBOL, MODEL_ID_BYTES, Parsed, model_tag, pack, parse
-from .hyperprior import FRACTION_BITS, ExactNetwork, anchor_mask
+from .hyperprior import FRACTION_BITS, ExactNetwork, anchor_mask, coding_steps, subposition_groups
 from .images import to_uint8
 from .refinement import NO_REFINEMENT, Refinement
 
@@ -45,6 +46,10 @@ ARCH_KEYS = (
     "entropy_model", "hyper_channels", "rd_lambdas",
 )  # fmt: skip
 
+
+CONTEXTS = {  # describe()'s words for each context
+    "none": "", "checkerboard": ", checkerboard context", "subpositions": ", checkerboard and sub-position context"
+}  # fmt: skip
 
 # The model's identity, salted with the codec's name: it does not change with the container's version.
 MODEL_ID_SALT = b"cifarae-codec-v2"
@@ -78,6 +83,14 @@ class HyperpriorCodec:
         if lc.context is not None:  # anchors' values at FRACTION_BITS in; then (hyper, context) at FRACTION_BITS
             self.context = ExactNetwork([lc.context.context], in_bits=FRACTION_BITS)
             self.fuse = ExactNetwork(lc.context.fuse, in_bits=FRACTION_BITS)
+        self.subposition = None
+        if lc.subposition_contexts is not None:  # per pass and step: (context, fuse), as the checkerboard's
+            self.subposition = [
+                [(ExactNetwork([sc.context], in_bits=FRACTION_BITS), ExactNetwork(sc.fuse, in_bits=FRACTION_BITS))
+                 for sc in contexts]
+                for contexts in lc.subposition_contexts
+            ]  # fmt: skip
+        self.num_steps = len(self._steps(2, 2))
         self.medians = lc.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1).clone()
         self.scale_codes = lc.scale_codes[:-1].contiguous()  # index = how many of these the log-scale exceeds
         self.z_tables = _coder_tables(lc.entropy_bottleneck)
@@ -107,23 +120,22 @@ class HyperpriorCodec:
         lh, lw = self.latent_hw(height, width)
         return self.medians.shape[1] * hz * wz, self.model.latent_shape[0] * lh * lw
 
+    def _steps(self, lh: int, lw: int) -> list[torch.Tensor]:
+        return coding_steps(self.model.latent_shape[0], lh, lw, self.lc.context_kind, self.lc.folded)
+
     def _segments(self, height: int, width: int) -> list[int]:
-        """Bounds of the symbol sequence's segments, each coded with what the ones before it decode to:
-        [0, hyper, latent] or, with a context, [0, hyper, anchors, non-anchors]."""
-        num_hyper, num_latent = self.num_symbols(height, width)
+        """Bounds of the symbol sequence's segments, each coded with what the ones before it decode to: [0, hyper,
+        latent]; with a context [0, hyper, anchors, non-anchors], or each pass's sub-position groups."""
+        num_hyper, _ = self.num_symbols(height, width)
         bounds = [0, num_hyper]
-        if self.lc.context is not None:
-            anchors = int(anchor_mask(*self.latent_hw(height, width)).sum())
-            bounds.append(num_hyper + self.model.latent_shape[0] * anchors)
-        return bounds + [num_hyper + num_latent]
+        for step in self._steps(*self.latent_hw(height, width)):
+            bounds.append(bounds[-1] + int(step.sum()))
+        return bounds
 
     def _latent_order(self, lh: int, lw: int) -> torch.Tensor:
-        """The latent's C x h x w positions (flat) in coding order: anchors first with a context."""
+        """The latent's C x h x w positions (flat) in coding order: step by step, each in C x h x w order."""
         flat = torch.arange(self.model.latent_shape[0] * lh * lw)
-        if self.lc.context is None:
-            return flat
-        anchors = anchor_mask(lh, lw).bool().expand(1, self.model.latent_shape[0], lh, lw).reshape(-1)
-        return torch.cat([flat[anchors], flat[~anchors]])
+        return torch.cat([flat[step.reshape(-1)] for step in self._steps(lh, lw)])
 
     def _slices(self, height: int, width: int) -> list[slice]:
         n = sum(self.num_symbols(height, width))
@@ -150,7 +162,9 @@ class HyperpriorCodec:
         non-anchors' need the anchors' symbols (``y_symbols``, N x C x h x w: only its anchors are read);
         without them, the hyperprior's."""
         c, (lh, lw) = self.model.latent_shape[0], params.shape[-2:]
-        if self.lc.context is not None and y_symbols is not None:
+        if self.subposition is not None and y_symbols is not None:
+            params = self._subposition_params(params, y_symbols)
+        elif self.lc.context is not None and y_symbols is not None:
             anchors = anchor_mask(lh, lw).to(torch.float64)
             anchors_hat = (y_symbols.to(torch.float64) * 2**FRACTION_BITS + params[:, :c]) * anchors
             delta = self.fuse(torch.cat([params, self.context(anchors_hat)], dim=1))
@@ -158,6 +172,31 @@ class HyperpriorCodec:
         means = params[:, :c] / 2**FRACTION_BITS  # exact: an integer over a power of two
         codes = params[:, c:].to(torch.int64)
         return means, torch.bucketize(codes, self.scale_codes).to(torch.int32)
+
+    def _subposition_params(self, params: torch.Tensor, y_symbols: torch.Tensor) -> torch.Tensor:
+        """The sub-position context's (means, log-scales) at 2**FRACTION_BITS, each step's from the symbols of the
+        steps before it (the others' are never read): HyperpriorLatentCodec._subposition_parameters in fixed
+        point."""
+        c, folded = self.model.latent_shape[0], self.lc.folded
+        groups = subposition_groups(c, folded)
+        anchors = anchor_mask(*params.shape[-2:]).to(torch.float64)
+        y = y_symbols.to(torch.float64) * 2**FRACTION_BITS
+
+        def run_pass(p, params, positions, seen):
+            out, decoded = params.clone(), torch.zeros_like(y)
+            for g, group in enumerate(groups):
+                if g:
+                    context, fuse = self.subposition[p][g - 1]
+                    step = torch.cat([out[:, group], out[:, c + group]], 1)
+                    step = step + fuse(torch.cat([step, context(seen + decoded[:, c - folded :])], 1))
+                    out[:, group], out[:, c + group] = step.split(len(group), 1)
+                decoded[:, group] = (y[:, group] + out[:, group]) * positions
+            return out, decoded
+
+        anchor_params, anchors_hat = run_pass(0, params, anchors, 0)
+        checkerboard = params + self.fuse(torch.cat([params, self.context(anchors_hat)], dim=1)) * (1 - anchors)
+        other_params, _ = run_pass(1, checkerboard, 1 - anchors, anchors_hat[:, c - folded :])
+        return anchor_params * anchors + other_params * (1 - anchors)
 
     # ---- analysis: images -> (hyper-symbols, latent symbols, the latent's scale indexes)
     @torch.no_grad()
@@ -177,7 +216,7 @@ class HyperpriorCodec:
         z_symbols = torch.round(self.lc.h_a(y_g) - self.medians)
         params = self.hyper_params(z_symbols, lh, lw)  # exact: the same for an image alone or in a batch
         means, indexes = self.conditionals(params)
-        if self.lc.context is not None:  # the anchors' symbols (means unchanged there) give the others'
+        for _ in range(self.num_steps - 1):  # each round fixes one more step's parameters, from the steps before
             means, indexes = self.conditionals(params, torch.round(y_g - means))
         return z_symbols.to(torch.int64), torch.round(y_g - means).to(torch.int64), indexes
 
@@ -359,7 +398,7 @@ class HyperpriorCodec:
         c, s = self.model.latent_shape[0], self.cfg.latent_size
         return (
             f"{self.source} (model id {self.model_id.hex()}, latent {c}x{s}x{s} per 32x32, stride {self.stride}, "
-            f"mean-scale hyperprior{', checkerboard context' if self.lc.context is not None else ''}, "
+            f"mean-scale hyperprior{CONTEXTS[self.lc.context_kind]}, "
             f"{self.levels} quality levels"
             + (f", encoder-side refinement {self.refine.tag})" if self.refine.steps else ")")
         )

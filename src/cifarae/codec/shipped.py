@@ -35,7 +35,7 @@ PARTS = {  # each weight goes to the first file with its prefix; a file with no 
     # apart: two blocks would take encoder.pt past the per-file limit (about 0.15 MB each at full width)
     "analysis.pt": ("latent_blocks.", "skip_blocks.", "stem_to_skip."),
     "decoder.pt": ("decoder.",),
-    "context.pt": ("latent_codec.context.",),
+    "context.pt": ("latent_codec.context.", "latent_codec.subposition_contexts."),
     "entropy.pt": ("latent_codec.",),
 }
 MAX_FILE_BYTES = 4_200_000  # "about 4 MB" a file and "12 MB in all" (the issue): each with 5% to spare
