@@ -23,7 +23,8 @@ images in float (no coder): bits per pixel with and without it, each level, and 
 means. Before fitting, it checks that the passes without the new context give the shipped model's bits.
 
     python experiments/codec/group_context_probe.py --data DATA [--split position|channel] [--model models/codec-v2]
-        [--train 45000] [--epochs 3] [--out outs/codec_group_context_probe]   (writes OUT/SPLIT/probe.json)
+        [--train 45000] [--epochs 3] [--hidden 384] [--features 64] [--kernel 5] [--out outs/codec_group_context_probe]
+        (writes OUT/SPLIT/probe.json)
 """
 
 from __future__ import annotations
@@ -44,10 +45,10 @@ GROUPS = 4
 class GroupContext(nn.Module):
     """A correction of one group's (means, log-scales) from what is decoded of the skip latent."""
 
-    def __init__(self, seen: int, group: int, hidden: int):
+    def __init__(self, seen: int, group: int, hidden: int, features: int, kernel: int):
         super().__init__()
-        self.context = nn.Conv2d(seen, 2 * group, 5, padding=2)
-        self.fuse = correction(4 * group, hidden, 2 * group)
+        self.context = nn.Conv2d(seen, features, kernel, padding=kernel // 2)
+        self.fuse = correction(2 * group + features, hidden, 2 * group)
 
     def forward(self, seen: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor):
         params = torch.cat([means, log_scales], 1)
@@ -116,6 +117,8 @@ def rate_and_hat(lc, main: int, order: torch.Tensor, ctx: nn.ModuleList | None, 
 def main() -> None:
     def extra(ap):
         ap.add_argument("--split", choices=("position", "channel"), default="position")
+        ap.add_argument("--features", type=int, default=64, help="context features per group")
+        ap.add_argument("--kernel", type=int, default=5, help="the context convolution's size")
 
     args = entropy_probe_args(__doc__, "models/codec-v2", 45000, 3, "outs/codec_group_context_probe", extra)
     args.out = f"{args.out}/{args.split}"
@@ -127,9 +130,13 @@ def main() -> None:
     main_channels = model.to_latent.out_channels
     skip_folded = lc.channels - main_channels
     group = skip_folded // GROUPS
-    ctx = nn.ModuleList(
-        [nn.ModuleList([GroupContext(skip_folded, group, args.hidden) for _ in range(GROUPS - 1)]) for _ in range(2)]
-    )
+
+    def one_pass():  # a context for each group after the first
+        return nn.ModuleList(
+            [GroupContext(skip_folded, group, args.hidden, args.features, args.kernel) for _ in range(GROUPS - 1)]
+        )
+
+    ctx = nn.ModuleList([one_pass(), one_pass()])  # anchors, non-anchors
     latents = cached_latents(model, args.data, args.train, args.val)
     rate = partial(rate_and_hat, lc, main_channels, group_order(skip_folded, model.skip_fold, args.split))
     with torch.no_grad():  # the passes without a group context are the shipped model's two: the same bits

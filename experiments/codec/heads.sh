@@ -49,6 +49,12 @@
 #   bash experiments/codec/heads.sh width100 DATA [RUNS]   the same with analysis_width=1 (as wide as their channels),
 #                                                          also compared with width50's run: run beside width50 (one
 #                                                          core each), it finishes last (~95 min) -> outs/codec_width100
+#   OMP_NUM_THREADS=2 bash experiments/codec/heads.sh subpositions DATA [RUNS]
+#                                                          skip64's recipe with context=subpositions (the skip
+#                                                          latent's sub-positions coded one after another in each
+#                                                          checkerboard pass), against skip64's control (trained
+#                                                          already, so the arm gets both cores: ~70 min)
+#                                                          -> outs/codec_subpositions
 #
 # Each change's parameters are built last, so from one seed every other initial weight is the control's.
 # DATA: CIFAR-10 source (the JPEG archive); RUNS: default runs. Resumable: training continues from last.pt, a
@@ -56,7 +62,7 @@
 # The times above assume the shipped model's curve is in that cache; with an empty cache, coding it adds up to ~15 min.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-modes="finetune|scratch|stem|both|clip|finetune_clip|next|skip64|latent16|blocks4|blocks8|width50|width100"
+modes="finetune|scratch|stem|both|clip|finetune_clip|next|skip64|latent16|blocks4|blocks8|width50|width100|subpositions"
 usage="usage: experiments/codec/heads.sh $modes DATA [RUNS]"
 # name: the outs/ folder and the runs' prefix; arm and change: the changed run; control: the control run's prefix;
 # also: another run of the same recipe for the comparison (NAME=FOLDER under RUNS), its history copied too;
@@ -88,6 +94,8 @@ width50) recipe=experiments/codec/heads_scratch.yaml name=codec_width50 arm=widt
     base=("${full_design[@]}") change=(analysis_width=0.5) control=codec_skip64 ;;
 width100) recipe=experiments/codec/heads_scratch.yaml name=codec_width100 arm=width100
     base=("${full_design[@]}") change=(analysis_width=1) control=codec_skip64 also=width50=codec_width50_width50 ;;
+subpositions) recipe=experiments/codec/heads_scratch.yaml name=codec_subpositions arm=subpositions
+    base=("${full_design[@]}") change=(context=subpositions) control=codec_skip64 ;;
 *) echo "$usage" >&2 && exit 2 ;;
 esac
 control=${control:-$name}

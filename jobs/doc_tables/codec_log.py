@@ -542,11 +542,12 @@ def group_context_probe() -> str | None:
     """Would a context among the skip latent's own values pay on the shipped codec: each level's rate saving with
     the folded skip channels coded in four groups by sub-position and by channel
     (experiments/codec/group_context_probe.py)."""
-    runs = {split: load(f"codec_group_context_probe/{split}/probe.json") for split in ("position", "channel")}
+    folders = {"position": "position", "channel": "channel", "position, small": "small/position"}
+    runs = {name: load(f"codec_group_context_probe/{folder}/probe.json") for name, folder in folders.items()}
     if None in runs.values():
         return None
     header = ["level", "shipped (bpp)", "shipped (dB)"]
-    header += [f"{split} groups: {what}" for split in runs for what in ("bits saved", "PSNR change (dB)")]
+    header += [f"{name}: {what}" for name in runs for what in ("bits saved", "PSNR change (dB)")]
     rows = []
     for i, base in enumerate(runs["position"]["levels"]):
         row = [f"q{i}", f"{base['shipped']['bpp']:.3f}", f"{base['shipped']['psnr']:.2f}"]
@@ -554,19 +555,23 @@ def group_context_probe() -> str | None:
             level = g["levels"][i]
             row += [f"{level['rate_saving_pct']:.2f}%", f"{level['psnr_change_db']:+.3f}"]
         rows.append(row)
-    a = runs["position"]["args"]
-    minutes = " and ".join(f"{g['minutes']:.0f}" for g in runs.values())
+    a = {"kernel": 5, "features": 64} | runs["position"]["args"]  # made before the probe had those options
+    small = runs["position, small"]["args"]
+    minutes = ", ".join(f"{g['minutes']:.0f}" for g in runs.values())
     shipped = [r["shipped"] for r in runs["position"]["levels"]]
     summary = []
-    for split, g in runs.items():
-        curve = [r[f"{split}_context"] for r in g["levels"]]
+    for name, g in runs.items():
+        curve = [r[f"{g['args']['split']}_context"] for r in g["levels"]]
         gains = ", ".join(f"{interpolate(curve, b) - interpolate(shipped, b):+.2f} dB at {b:g} bpp" for b in (1, 2))
-        summary.append(f"{split} groups: BD-rate {bd_rate(curve, shipped):+.1f}%, {gains}")
+        summary.append(f"{name}: BD-rate {bd_rate(curve, shipped):+.1f}%, {gains}")
     return md_table(header, rows) + (
         f"\n\nEstimated bits (latent and hyper-latent, no coder) and PSNR on {a['val']:,} stratified validation "
         f"images; each group context fitted for {a['epochs']} epochs on {a['train']:,} training images on the "
-        f"frozen shipped model ({minutes} min, one core each, side by side). Against the shipped model's curve of "
-        f"the same estimates: {'; '.join(summary)}."
+        f"frozen shipped model ({minutes} min, one core each). "
+        f"Each step's context: a {a['kernel']}×{a['kernel']} convolution to {a['features']} features and a "
+        f"pointwise network {a['hidden']} wide; small: {small['kernel']}×{small['kernel']}, {small['features']} "
+        f"features, {small['hidden']} wide (the library's `context=subpositions`). Against the shipped model's "
+        f"curve of the same estimates: {'; '.join(summary)}."
     )
 
 
@@ -793,6 +798,16 @@ TABLES = {
         ),
         "OMP_NUM_THREADS=2 experiments/codec/heads.sh latent16 DATA",
     ),
+    "analysis_subpositions": (
+        lambda: analysis_change(
+            "codec_subpositions",
+            FULL_DESIGN_FROM_SCRATCH,
+            arm="subpositions",
+            change="context=subpositions",
+            cores="respectively: the control on one core, subpositions on two threads, its first half beside a probe",
+        ),
+        "OMP_NUM_THREADS=2 experiments/codec/heads.sh subpositions DATA",
+    ),
     "analysis_depth": (
         lambda: analysis_change(
             "codec_blocks8",
@@ -820,7 +835,9 @@ TABLES = {
     "group_context_probe": (
         group_context_probe,
         "experiments/codec/group_context_probe.py --data DATA --split position and, beside it, "
-        "experiments/codec/group_context_probe.py --data DATA --split channel",
+        "experiments/codec/group_context_probe.py --data DATA --split channel; then "
+        "experiments/codec/group_context_probe.py --data DATA --split position --kernel 3 --features 32 "
+        "--hidden 96 --out outs/codec_group_context_probe/small",
     ),
     "latent_split": (
         latent_split,
