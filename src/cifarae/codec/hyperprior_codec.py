@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Callable, Generator
 
 import torch
 import torch.nn.functional as F
@@ -155,48 +156,68 @@ class HyperpriorCodec:
         2**FRACTION_BITS. Computed once per image and shared by both of a context's segments."""
         return self.hyper(z_symbols)[:, :, :lh, :lw]
 
-    def conditionals(
-        self, params: torch.Tensor, y_symbols: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(means, scale indexes) of every latent position from ``hyper_params``. With a context, the
-        non-anchors' need the anchors' symbols (``y_symbols``, N x C x h x w: only its anchors are read);
-        without them, the hyperprior's."""
-        c, (lh, lw) = self.model.latent_shape[0], params.shape[-2:]
-        if self.subposition is not None and y_symbols is not None:
-            params = self._subposition_params(params, y_symbols)
-        elif self.lc.context is not None and y_symbols is not None:
-            anchors = anchor_mask(lh, lw).to(torch.float64)
-            anchors_hat = (y_symbols.to(torch.float64) * 2**FRACTION_BITS + params[:, :c]) * anchors
-            delta = self.fuse(torch.cat([params, self.context(anchors_hat)], dim=1))
-            params = params + delta * (1 - anchors)
-        means = params[:, :c] / 2**FRACTION_BITS  # exact: an integer over a power of two
-        codes = params[:, c:].to(torch.int64)
-        return means, torch.bucketize(codes, self.scale_codes).to(torch.int32)
-
-    def _subposition_params(self, params: torch.Tensor, y_symbols: torch.Tensor) -> torch.Tensor:
-        """The sub-position context's (means, log-scales) at 2**FRACTION_BITS, each step's from the symbols of the
-        steps before it (the others' are never read): HyperpriorLatentCodec._subposition_parameters in fixed
-        point."""
-        c, folded = self.model.latent_shape[0], self.lc.folded
-        groups = subposition_groups(c, folded)
+    def step_params(self, params: torch.Tensor) -> Generator[torch.Tensor, torch.Tensor, None]:
+        """The latent's (means, log-scales), N x 2C x h x w at 2**FRACTION_BITS, step by step (coding_steps): yields
+        what holds on the next step's values, then takes the symbols decoded so far (N x C x h x w, zero beyond;
+        only the steps before the next are read) and yields the next step's. Each step's work is done once."""
+        if self.lc.context is None:
+            yield params
+            return
+        c = self.model.latent_shape[0]
         anchors = anchor_mask(*params.shape[-2:]).to(torch.float64)
-        y = y_symbols.to(torch.float64) * 2**FRACTION_BITS
+        if self.subposition is None:  # the checkerboard: the anchors' symbols give the non-anchors' parameters
+            y = yield params
+            anchors_hat = (y.to(torch.float64) * 2**FRACTION_BITS + params[:, :c]) * anchors
+            yield params + self.fuse(torch.cat([params, self.context(anchors_hat)], dim=1)) * (1 - anchors)
+            return
+        # HyperpriorLatentCodec._subposition_parameters in fixed point: each pass's sub-position groups in turn
+        folded = self.lc.folded
 
         def run_pass(p, params, positions, seen):
-            out, decoded = params.clone(), torch.zeros_like(y)
-            for g, group in enumerate(groups):
+            out, decoded = params.clone(), torch.zeros_like(params[:, :c])
+            for g, group in enumerate(subposition_groups(c, folded)):
                 if g:
                     context, fuse = self.subposition[p][g - 1]
                     step = torch.cat([out[:, group], out[:, c + group]], 1)
                     step = step + fuse(torch.cat([step, context(seen + decoded[:, c - folded :])], 1))
                     out[:, group], out[:, c + group] = step.split(len(group), 1)
-                decoded[:, group] = (y[:, group] + out[:, group]) * positions
-            return out, decoded
+                y = yield out
+                decoded[:, group] = (y[:, group].to(torch.float64) * 2**FRACTION_BITS + out[:, group]) * positions
+            return decoded
 
-        anchor_params, anchors_hat = run_pass(0, params, anchors, 0)
+        anchors_hat = yield from run_pass(0, params, anchors, 0)
         checkerboard = params + self.fuse(torch.cat([params, self.context(anchors_hat)], dim=1)) * (1 - anchors)
-        other_params, _ = run_pass(1, checkerboard, 1 - anchors, anchors_hat[:, c - folded :])
-        return anchor_params * anchors + other_params * (1 - anchors)
+        yield from run_pass(1, checkerboard, 1 - anchors, anchors_hat[:, c - folded :])
+
+    def means_and_indexes(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(means, scale indexes) of (means, log-scales) at 2**FRACTION_BITS: integer comparisons, exact."""
+        c = self.model.latent_shape[0]
+        means = params[:, :c] / 2**FRACTION_BITS  # exact: an integer over a power of two
+        codes = params[:, c:].to(torch.int64)
+        return means, torch.bucketize(codes, self.scale_codes).to(torch.int32)
+
+    def conditionals(
+        self, params: torch.Tensor, y_symbols: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(means, scale indexes) of every latent position from ``hyper_params``. With a context, each step's need
+        the symbols of the steps before it (``y_symbols``, N x C x h x w: nothing else is read); without them, the
+        hyperprior's."""
+        if y_symbols is None:
+            return self.means_and_indexes(params)
+        return self.means_and_indexes(self._stepped(params, lambda step, current: y_symbols))
+
+    def _stepped(self, params: torch.Tensor, symbols_after: Callable) -> torch.Tensor:
+        """Every position's (means, log-scales) from its own step, ``symbols_after(step mask, parameters)`` giving
+        the symbols decoded once that step is (N x C x h x w)."""
+        steps = self._steps(*params.shape[-2:])
+        final, stepper = torch.empty_like(params), self.step_params(params)
+        current = next(stepper)
+        for k, step in enumerate(steps):
+            on_step = step.repeat(2, 1, 1).unsqueeze(0)  # the step's means and log-scales
+            final = torch.where(on_step, current, final)
+            if k + 1 < len(steps):
+                current = stepper.send(symbols_after(step, current))
+        return final
 
     # ---- analysis: images -> (hyper-symbols, latent symbols, the latent's scale indexes)
     @torch.no_grad()
@@ -215,9 +236,16 @@ class HyperpriorCodec:
             y_g = self.refined(y_g, x[:, :, :height, :width], quality)
         z_symbols = torch.round(self.lc.h_a(y_g) - self.medians)
         params = self.hyper_params(z_symbols, lh, lw)  # exact: the same for an image alone or in a batch
-        means, indexes = self.conditionals(params)
-        for _ in range(self.num_steps - 1):  # each round fixes one more step's parameters, from the steps before
-            means, indexes = self.conditionals(params, torch.round(y_g - means))
+        y_symbols = torch.zeros_like(y_g)
+
+        def symbols_after(step: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+            nonlocal y_symbols  # each step's symbols, as soon as its means are known
+            means = self.means_and_indexes(current)[0]
+            y_symbols = torch.where(step.unsqueeze(0), torch.round(y_g - means), y_symbols)
+            return y_symbols
+
+        final = self._stepped(params, symbols_after)
+        means, indexes = self.means_and_indexes(final)
         return z_symbols.to(torch.int64), torch.round(y_g - means).to(torch.int64), indexes
 
     def refined(self, y_g: torch.Tensor, target: torch.Tensor, quality: int) -> torch.Tensor:
@@ -309,8 +337,8 @@ class HyperpriorCodec:
 
     def decode_symbols(self, streams: list[bytes], height: int, width: int):
         """(latent symbols C x h x w, means 1 x C x h x w) of one image's streams; checks every slice.
-        Each segment's indexes come from the segments before it: the hyper-symbols give the anchors' (or the
-        whole latent's), the anchors give the non-anchors'."""
+        Each segment's indexes come from the segments before it (step_params): the hyper-symbols give the first
+        step's, and each step's symbols the next's."""
         from compressai.ans import RansDecoder
 
         lh, lw = self.latent_hw(height, width)
@@ -318,17 +346,23 @@ class HyperpriorCodec:
         bounds = self._segments(height, width)
         num_hyper = bounds[1]
         order = self._latent_order(lh, lw)
-        symbols, indexes, params, means = [], self._hyper_indexes(height, width), None, None
+        steps = self._steps(lh, lw)
+        symbols, indexes = [], self._hyper_indexes(height, width)
         for s, stream in zip(self._slices(height, width), streams):
             decoder = RansDecoder()
             decoder.set_stream(_pad(stream, s.stop - s.start))
             for k, part in self._parts(s, bounds):
-                if part.start == bounds[k] and k > 0:  # a new segment: its indexes, from what is decoded
+                if part.start == bounds[k] and k > 0:  # a new segment (step k - 1): its indexes, from what is decoded
                     if k == 1:
                         z = torch.tensor(symbols, dtype=torch.float64).view(1, -1, hz, wz)
                         params = self.hyper_params(z, lh, lw)
-                    y_known = self._latent(symbols[num_hyper:], order, lh, lw) if k > 1 else None
-                    means, y_indexes = self.conditionals(params, y_known)  # the last segment's: all right
+                        stepper, at = self.step_params(params), 0
+                        current, final = next(stepper), torch.empty_like(params)
+                    y_known = self._latent(symbols[num_hyper:], order, lh, lw)
+                    while at < k - 1:  # ``current`` is step ``at``'s; past any empty step (a one-value latent)
+                        current, at = stepper.send(y_known), at + 1
+                    final = torch.where(steps[k - 1].repeat(2, 1, 1).unsqueeze(0), current, final)
+                    y_indexes = self.means_and_indexes(current)[1]
                     indexes += y_indexes.reshape(-1)[order[bounds[k] - num_hyper : bounds[k + 1] - num_hyper]].tolist()
                 tables = self.z_tables if k == 0 else self.y_tables
                 decoded = decoder.decode_stream(indexes[part], *tables)
@@ -337,7 +371,7 @@ class HyperpriorCodec:
                 symbols += decoded
             if self._encode_slice(symbols, indexes, bounds, s) != stream:
                 raise UserError("corrupt entropy-coded stream (it does not re-encode to itself)")
-        return self._latent(symbols[num_hyper:], order, lh, lw)[0], means
+        return self._latent(symbols[num_hyper:], order, lh, lw)[0], self.means_and_indexes(final)[0]
 
     # ---- files
     def compress(self, images: torch.Tensor, quality: int, batch_size: int = 256) -> list[bytes]:
