@@ -734,7 +734,7 @@ def test_the_subposition_context_codes_bit_exactly_in_eight_steps_each_from_the_
     params = codec.hyper_params(z, 8, 8)
     means, indexes = codec.conditionals(params, y)
     steps = codec._steps(8, 8)
-    assert len(steps) == codec.num_steps == 8
+    assert len(steps) == 8
     decoded = torch.zeros_like(steps[0])
     for step in steps:  # anything not decoded yet, scrambled, leaves this step's parameters as they were
         scrambled = torch.where(decoded, y, torch.randint(-50, 50, y.shape, generator=gen).double())

@@ -91,7 +91,6 @@ class HyperpriorCodec:
                  for sc in contexts]
                 for contexts in lc.subposition_contexts
             ]  # fmt: skip
-        self.num_steps = len(self._steps(2, 2))
         self.medians = lc.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1).clone()
         self.scale_codes = lc.scale_codes[:-1].contiguous()  # index = how many of these the log-scale exceeds
         self.z_tables = _coder_tables(lc.entropy_bottleneck)
