@@ -27,12 +27,21 @@ from __future__ import annotations
 from functools import partial
 
 import torch
-from frozen import cached_latents, correction, entropy_probe_args, probe_entropy_part, rounded
+from frozen import (
+    cached_latents,
+    check_same_bits,
+    correction,
+    entropy_probe_args,
+    frozen_skip_codec,
+    hyperprior_side,
+    main_skip_bits,
+    probe_entropy_part,
+    rounded,
+)
 from torch import nn
 
-from cifarae.codec import load_codec
 from cifarae.codec.hyperprior import anchor_mask
-from cifarae.errors import UserError, cli_main
+from cifarae.errors import cli_main
 
 
 class ChannelContext(nn.Module):
@@ -50,12 +59,8 @@ class ChannelContext(nn.Module):
 def rate_and_hat(lc, main: int, ctx: nn.ModuleList | None, y, quality, noisy: bool):
     """({main, skip, hyper}: each image's bits of the main latent, the skip latent and the hyper-latent,
     y_g_hat / gain) in the four passes above; ctx=None: the shipped model's parameters (its own two passes')."""
-    gain = lc.gains(quality)
-    y_g = y * gain
-    z_hat, z_lik = lc.entropy_bottleneck(lc.h_a(y_g))
-    h, w = y.shape[-2:]
-    anchor = anchor_mask(h, w)
-    hyper = lc.h_s(z_hat - lc.hyper_medians())[:, :, :h, :w]
+    gain, y_g, z_lik, hyper = hyperprior_side(lc, y, quality)
+    anchor = anchor_mask(*y.shape[-2:])
 
     def split(params):  # (main's params, skip's params), each [means, log-scales]
         means, log_scales = params.chunk(2, 1)
@@ -78,34 +83,18 @@ def rate_and_hat(lc, main: int, ctx: nn.ModuleList | None, y, quality, noisy: bo
     if ctx is not None:
         skip_params = skip_anchor_params * anchor + ctx[1](main_hat, skip_params) * (1 - anchor)
     means, log_scales = join(main_params, skip_params).chunk(2, 1)
-    y_in = y_g if noisy else torch.round(y_g - means) + means
-    _, y_lik = lc.gaussian_conditional(y_in, torch.exp(log_scales), means)
-    y_bits = -torch.log2(y_lik)
-    bits = {
-        "main": y_bits[:, :main].flatten(1).sum(1),
-        "skip": y_bits[:, main:].flatten(1).sum(1),
-        "hyper": -torch.log2(z_lik).flatten(1).sum(1),
-    }
-    return bits, rounded(y_g, means) / gain
+    return main_skip_bits(lc, main, gain, y_g, z_lik, means, log_scales, noisy)
 
 
 def main() -> None:
     args = entropy_probe_args(__doc__, "models/codec-v2", 45000, 3, "outs/codec_channel_context_probe")
-    torch.manual_seed(0)
-    model = load_codec(args.model).model.float().eval().requires_grad_(False)
+    model = frozen_skip_codec(args.model)
     lc = model.latent_codec
-    if lc.context is None or model.to_skip is None:
-        raise UserError(f"{args.model} needs a skip latent and a checkerboard context; probe models/codec-v2")
     main_channels = model.to_latent.out_channels
     ctx = nn.ModuleList([ChannelContext(main_channels, lc.channels - main_channels, args.hidden) for _ in range(2)])
     latents = cached_latents(model, args.data, args.train, args.val)
     rate = partial(rate_and_hat, lc, main_channels)
-    with torch.no_grad():  # the four passes without a channel context are the shipped model's two: the same bits
-        y_val = latents[3]
-        q = torch.full((len(y_val),), model.middle_level)
-        shipped_bits = -torch.log2(lc(y_val, q)[1]).sum().item() / len(y_val)
-        probe_bits = sum(rate(None, y_val, q, noisy=False)[0].values()).mean().item()
-        print(f"middle level, bits per image: shipped {shipped_bits:.2f}, four passes {probe_bits:.2f}", flush=True)
+    check_same_bits(model, rate, latents, "four passes")
     probe_entropy_part(model, ctx, rate, ("shipped", "channel_context"), latents, args)
 
 

@@ -16,6 +16,8 @@ from compressai.ops import quantize_ste
 from torch import nn
 
 from cifarae import data as data_lib
+from cifarae.codec import load_codec
+from cifarae.errors import UserError
 from cifarae.files import write_atomic
 from cifarae.metrics import psnr
 
@@ -55,6 +57,51 @@ def correction(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
 def rounded(y_g: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     """Values rounded about their means, with the straight-through gradient (as the files and training round)."""
     return quantize_ste(y_g - means) + means
+
+
+def frozen_skip_codec(path: str):
+    """The codec model at ``path``, frozen in float32, after checking it has what the probes that reorder its
+    coding need: a skip latent and a checkerboard context."""
+    torch.manual_seed(0)
+    model = load_codec(path).model.float().eval().requires_grad_(False)
+    if model.latent_codec.context is None or model.to_skip is None:
+        raise UserError(f"{path} needs a skip latent and a checkerboard context; probe models/codec-v2")
+    return model
+
+
+@torch.no_grad()
+def check_same_bits(model, rate: Callable, latents: tuple, order: str) -> None:
+    """Print the middle level's bits per image as the model codes them and in the probe's ``order`` without its
+    new part, ``rate(None, ...)``: the two must agree before anything is fitted."""
+    y_val = latents[3]
+    q = torch.full((len(y_val),), model.middle_level)
+    shipped_bits = -torch.log2(model.latent_codec(y_val, q)[1]).sum().item() / len(y_val)
+    probe_bits = sum(rate(None, y_val, q, noisy=False)[0].values()).mean().item()
+    print(f"middle level, bits per image: shipped {shipped_bits:.2f}, {order} {probe_bits:.2f}", flush=True)
+
+
+def hyperprior_side(lc, y: torch.Tensor, quality: torch.Tensor):
+    """(gain, y_g, the hyper-latent's likelihoods, the hyperprior's (means, log-scales)) of the frozen latent codec
+    ``lc`` on latents ``y`` at levels ``quality``: what the probes' own coding orders start from."""
+    gain = lc.gains(quality)
+    y_g = y * gain
+    z_hat, z_lik = lc.entropy_bottleneck(lc.h_a(y_g))
+    h, w = y.shape[-2:]
+    return gain, y_g, z_lik, lc.h_s(z_hat - lc.hyper_medians())[:, :, :h, :w]
+
+
+def main_skip_bits(lc, main: int, gain, y_g, z_lik, means, log_scales, noisy: bool) -> tuple[Bits, torch.Tensor]:
+    """({main, skip, hyper}: each image's bits of the main latent (the first ``main`` channels), the skip latent
+    and the hyper-latent, y_g_hat / gain) under the probe's (means, log-scales); ``noisy``: the training rate."""
+    y_in = y_g if noisy else torch.round(y_g - means) + means
+    _, y_lik = lc.gaussian_conditional(y_in, torch.exp(log_scales), means)
+    y_bits = -torch.log2(y_lik)
+    bits = {
+        "main": y_bits[:, :main].flatten(1).sum(1),
+        "skip": y_bits[:, main:].flatten(1).sum(1),
+        "hyper": -torch.log2(z_lik).flatten(1).sum(1),
+    }
+    return bits, rounded(y_g, means) / gain
 
 
 @torch.no_grad()

@@ -32,12 +32,21 @@ from __future__ import annotations
 from functools import partial
 
 import torch
-from frozen import cached_latents, correction, entropy_probe_args, probe_entropy_part, rounded
+from frozen import (
+    cached_latents,
+    check_same_bits,
+    correction,
+    entropy_probe_args,
+    frozen_skip_codec,
+    hyperprior_side,
+    main_skip_bits,
+    probe_entropy_part,
+    rounded,
+)
 from torch import nn
 
-from cifarae.codec import load_codec
 from cifarae.codec.hyperprior import anchor_mask
-from cifarae.errors import UserError, cli_main
+from cifarae.errors import cli_main
 
 GROUPS = 4
 
@@ -67,12 +76,8 @@ def group_order(skip_folded: int, fold: int, split: str) -> torch.Tensor:
 def rate_and_hat(lc, main: int, order: torch.Tensor, ctx: nn.ModuleList | None, y, quality, noisy: bool):
     """({main, skip, hyper}: each image's bits, y_g_hat / gain) in the passes above; ctx=None: the shipped
     model's parameters (its own two passes')."""
-    gain = lc.gains(quality)
-    y_g = y * gain
-    z_hat, z_lik = lc.entropy_bottleneck(lc.h_a(y_g))
-    h, w = y.shape[-2:]
-    anchor = anchor_mask(h, w)
-    hyper = lc.h_s(z_hat - lc.hyper_medians())[:, :, :h, :w]
+    gain, y_g, z_lik, hyper = hyperprior_side(lc, y, quality)
+    anchor = anchor_mask(*y.shape[-2:])
     unorder = torch.argsort(order)
 
     def skip(t):  # the skip channels of t in coding order, as GROUPS chunks
@@ -103,15 +108,7 @@ def rate_and_hat(lc, main: int, order: torch.Tensor, ctx: nn.ModuleList | None, 
         return torch.cat([main_part[:, :main], skip_part[:, unorder]], 1)
 
     means, log_scales = joined(0, cb_means), joined(1, cb_log_scales)
-    y_in = y_g if noisy else torch.round(y_g - means) + means
-    _, y_lik = lc.gaussian_conditional(y_in, torch.exp(log_scales), means)
-    y_bits = -torch.log2(y_lik)
-    bits = {
-        "main": y_bits[:, :main].flatten(1).sum(1),
-        "skip": y_bits[:, main:].flatten(1).sum(1),
-        "hyper": -torch.log2(z_lik).flatten(1).sum(1),
-    }
-    return bits, rounded(y_g, means) / gain
+    return main_skip_bits(lc, main, gain, y_g, z_lik, means, log_scales, noisy)
 
 
 def main() -> None:
@@ -122,11 +119,8 @@ def main() -> None:
 
     args = entropy_probe_args(__doc__, "models/codec-v2", 45000, 3, "outs/codec_group_context_probe", extra)
     args.out = f"{args.out}/{args.split}"
-    torch.manual_seed(0)
-    model = load_codec(args.model).model.float().eval().requires_grad_(False)
+    model = frozen_skip_codec(args.model)
     lc = model.latent_codec
-    if lc.context is None or model.to_skip is None:
-        raise UserError(f"{args.model} needs a skip latent and a checkerboard context; probe models/codec-v2")
     main_channels = model.to_latent.out_channels
     skip_folded = lc.channels - main_channels
     group = skip_folded // GROUPS
@@ -139,12 +133,7 @@ def main() -> None:
     ctx = nn.ModuleList([one_pass(), one_pass()])  # anchors, non-anchors
     latents = cached_latents(model, args.data, args.train, args.val)
     rate = partial(rate_and_hat, lc, main_channels, group_order(skip_folded, model.skip_fold, args.split))
-    with torch.no_grad():  # the passes without a group context are the shipped model's two: the same bits
-        y_val = latents[3]
-        q = torch.full((len(y_val),), model.middle_level)
-        shipped_bits = -torch.log2(lc(y_val, q)[1]).sum().item() / len(y_val)
-        probe_bits = sum(rate(None, y_val, q, noisy=False)[0].values()).mean().item()
-        print(f"middle level, bits per image: shipped {shipped_bits:.2f}, group passes {probe_bits:.2f}", flush=True)
+    check_same_bits(model, rate, latents, "group passes")
     probe_entropy_part(model, ctx, rate, ("shipped", f"{args.split}_context"), latents, args)
 
 
