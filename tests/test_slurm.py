@@ -42,6 +42,25 @@ def cluster():
         )
 
 
+def my_jobs() -> set[str]:
+    out = subprocess.run(["squeue", "-h", "--me", "-o", "%i"], capture_output=True, text=True, timeout=30).stdout
+    return {j.split("_")[0] for j in out.split()}
+
+
+@pytest.fixture(autouse=True)
+def cancel_leftover_jobs(cluster):
+    """Cancel the jobs a test leaves queued or running (one that failed mid-way), and wait until they
+    are gone, so that they do not hold the node's CPUs while the next test's jobs wait behind them."""
+    before = my_jobs()
+    yield
+    leftover = sorted(my_jobs() - before)
+    if leftover:
+        subprocess.run(["scancel", *leftover])
+        deadline = time.monotonic() + 90
+        while my_jobs() & set(leftover) and time.monotonic() < deadline:
+            time.sleep(1)
+
+
 @pytest.fixture
 def env(tmp_path) -> dict:
     """The environment the jobs inherit: offline W&B, a private data cache."""
@@ -104,10 +123,25 @@ def assert_in_order(rows: dict, earlier: list[str], later: list[str]) -> None:
     assert last_end <= first_start, f"{later} started at {first_start}, before {earlier} ended at {last_end}"
 
 
-def wait_for_file(path: Path, timeout: float = 180) -> None:
+def wait_for_file(path: Path, job_id: str, logs: Path, timeout: float = 300) -> None:
+    """Wait for a file that job_id's training writes. Fails at once when the job ends first, and
+    either way shows the job's state (with Slurm's reason for a pending job) and its logs."""
     deadline = time.monotonic() + timeout
+    checked = 0.0
     while not path.exists():
-        assert time.monotonic() < deadline, f"{path} did not appear within {timeout}s"
+        now = time.monotonic()
+        if now > checked + 1:
+            checked = now
+            state = job_state(job_id)
+            ended = state in TERMINAL
+            if ended or now > deadline:
+                detail = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+                tails = "".join(
+                    f"--- {log}:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]) + "\n"
+                    for log in sorted(logs.glob("**/*.out")) + sorted(logs.glob("**/*_log.*"))
+                )
+                why = f"job {job_id} ended ({state})" if ended else f"not within {timeout}s"
+                raise AssertionError(f"{path} did not appear: {why}\n{detail}\n{tails}")
         time.sleep(0.05)
 
 
@@ -240,7 +274,8 @@ def test_signalled_job_requeues_and_ends_bitwise_equal(cluster, env, synth_folde
         )
         jobs[name] = proc.stdout.strip().split(";")[0]
 
-    wait_for_file(tmp_path / "signalled" / "last.pt")  # epoch 1 saved: training is under way
+    # epoch 1 saved: training is under way
+    wait_for_file(tmp_path / "signalled" / "last.pt", jobs["signalled"], tmp_path / "signalled")
     run(["scancel", "--batch", "--signal=USR1", jobs["signalled"]], env)
     states = wait_jobs(list(jobs.values()))
     assert set(states.values()) == {"COMPLETED"}, states
@@ -291,7 +326,7 @@ def test_submitit_pipeline_chain_grid_and_checkpoint_requeue(cluster, env, synth
                 break
         ids = dict(re.findall(r"(ae|clf|eval)=(\d+)", "".join(lines)))
         assert set(ids) == {"ae", "clf", "eval"}, "".join(lines)
-        wait_for_file(out / "ae" / "last.pt")
+        wait_for_file(out / "ae" / "last.pt", ids["ae"], out)
         run(["scancel", "--signal=USR2", ids["ae"]], env)
         rest, _ = driver.communicate(timeout=400)
     finally:
