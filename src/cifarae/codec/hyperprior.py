@@ -227,7 +227,7 @@ class HyperpriorLatentCodec(nn.Module):
             for g, y_group in enumerate(y_groups):
                 step = torch.cat([means[g], log_scales[g]], 1)
                 if g:
-                    so_far = torch.cat([*decoded, torch.zeros_like(y_g[:, order][:, sum(sizes[:g]) :])], 1)
+                    so_far = torch.cat([*decoded, y_g.new_zeros(len(y_g), c - sum(sizes[:g]), *y_g.shape[-2:])], 1)
                     step = self.subposition_contexts[p][g - 1](seen + so_far[:, unorder][:, c - self.folded :], step)
                 out.append(step)
                 m = step.chunk(2, 1)[0]

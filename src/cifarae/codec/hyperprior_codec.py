@@ -97,6 +97,7 @@ class HyperpriorCodec:
         self.y_tables = _coder_tables(lc.gaussian_conditional)
         self.model_id = self._identity()
         self._trainable = None  # the float32 copy that refinement differentiates, made on first use
+        self._step_masks: dict[tuple[int, int], list[torch.Tensor]] = {}  # coding_steps by latent size
 
     def _identity(self) -> bytes:
         h = hashlib.sha256(MODEL_ID_SALT)
@@ -121,7 +122,10 @@ class HyperpriorCodec:
         return self.medians.shape[1] * hz * wz, self.model.latent_shape[0] * lh * lw
 
     def _steps(self, lh: int, lw: int) -> list[torch.Tensor]:
-        return coding_steps(self.model.latent_shape[0], lh, lw, self.lc.context_kind, self.lc.folded)
+        if (lh, lw) not in self._step_masks:
+            channels, kind = self.model.latent_shape[0], self.lc.context_kind
+            self._step_masks[lh, lw] = coding_steps(channels, lh, lw, kind, self.lc.folded)
+        return self._step_masks[lh, lw]
 
     def _segments(self, height: int, width: int) -> list[int]:
         """Bounds of the symbol sequence's segments, each coded with what the ones before it decode to: [0, hyper,
