@@ -310,6 +310,41 @@ def codec_v2_scratch() -> str | None:
     )
 
 
+FULL_SUBPOSITIONS = "codec_full_subpositions/"  # full.yaml with context=subpositions on CPUs, across sessions
+
+
+def full_run_progress() -> str | None:
+    """full.yaml with context=subpositions, epoch by epoch against the shipped model's run of full.yaml (the same seed,
+    data and schedule): validation at the middle level, the RD loss the runs keep their best epoch by."""
+    shipped, running = load(f"{CODEC_V2}history.json"), load(f"{FULL_SUBPOSITIONS}history.json")
+    config = load(f"{FULL_SUBPOSITIONS}config.yaml")
+    if shipped is None or running is None or config is None:
+        return None
+    lambdas = config["rd_lambdas"]
+    lam = lambdas[(len(lambdas) - 1) // 2]  # Config.middle_level: the level validation codes
+
+    def rd_loss(r: dict) -> float:  # tasks.py's rd_loss; the shipped run's history predates the field
+        return r["val_bpp_estimate"] + 255**2 * lam * r["val_mse"]
+
+    rows = []
+    for new in running:
+        old = shipped[new["epoch"] - 1]
+        change = 100 * (rd_loss(new) / rd_loss(old) - 1)
+        rows.append(
+            [new["epoch"], f"{rd_loss(old):.3f}", f"{rd_loss(new):.3f}", f"{change:+.1f}%"]
+            + [f"{old['val_psnr']:.2f}", f"{new['val_psnr']:.2f}"]
+            + [f"{old['val_bpp_estimate']:.3f}", f"{new['val_bpp_estimate']:.3f}"]
+        )
+    header = ["epoch", "shipped: RD loss", "subpositions: RD loss", "change"]
+    header += ["shipped: PSNR (dB)", "subpositions: PSNR (dB)", "shipped: bpp (est.)", "subpositions: bpp (est.)"]
+    hours = sum(r["epoch_time_s"] for r in running) / 3600
+    return md_table(header, rows) + (
+        f"\n\nValidation on 5,000 images at the middle level (λ = {lam}): estimated bits, no coder. "
+        f"{len(running)} of {config['epochs']} epochs so far ({hours:.1f} h on 2 CPU threads); the shipped model's "
+        f"run of the same recipe ({len(shipped)} epochs) beside it."
+    )
+
+
 def format_change(before: str, after: str, old_version: int, new_version: int) -> str | None:
     """The shipped model's files in two file formats, level by level on the same test images, and the gaps to AVIF's
     payload and WebP before and after."""
@@ -797,6 +832,12 @@ TABLES = {
             cores="respectively: the control on one core, latent16 alone on two threads",
         ),
         "OMP_NUM_THREADS=2 experiments/codec/heads.sh latent16 DATA",
+    ),
+    "full_subpositions_progress": (
+        full_run_progress,
+        "OMP_NUM_THREADS=2 python src/train_codec.py --data DATA --out runs/codec_full_subpositions --recipe "
+        "jobs/configs/codec/full.yaml --no-wandb --steps train export context=subpositions, then its history.json "
+        "and config.yaml copied to outs/codec_full_subpositions/",
     ),
     "analysis_subpositions": (
         lambda: analysis_change(
