@@ -326,10 +326,11 @@ def full_run_progress() -> str | None:
     def rd_loss(r: dict) -> float:  # tasks.py's rd_loss; the shipped run's history predates the field
         return r["val_bpp_estimate"] + 255**2 * lam * r["val_mse"]
 
-    rows = []
+    rows, changes = [], []
     for new in running:
         old = shipped[new["epoch"] - 1]
         change = 100 * (rd_loss(new) / rd_loss(old) - 1)
+        changes.append(change)
         rows.append(
             [new["epoch"], f"{rd_loss(old):.3f}", f"{rd_loss(new):.3f}", f"{change:+.1f}%"]
             + [f"{old['val_psnr']:.2f}", f"{new['val_psnr']:.2f}"]
@@ -341,7 +342,8 @@ def full_run_progress() -> str | None:
     return md_table(header, rows) + (
         f"\n\nValidation on 5,000 images at the middle level (λ = {lam}): estimated bits, no coder. "
         f"{len(running)} of {config['epochs']} epochs so far ({hours:.1f} h on 2 CPU threads); the shipped model's "
-        f"run of the same recipe ({len(shipped)} epochs) beside it."
+        f"run of the same recipe ({len(shipped)} epochs) beside it. RD loss change, mean over these epochs: "
+        f"{sum(changes) / len(changes):+.1f}%."
     )
 
 
