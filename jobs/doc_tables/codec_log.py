@@ -340,17 +340,16 @@ def full_run_progress() -> str | None:
     header += ["shipped: PSNR (dB)", "subpositions: PSNR (dB)", "shipped: bpp (est.)", "subpositions: bpp (est.)"]
     hours = sum(r["epoch_time_s"] for r in running) / 3600
     return md_table(header, rows) + (
-        f"\n\nValidation on 5,000 images at the middle level (λ = {lam}): estimated bits, no coder. "
+        f"\n\nValidation on {config['val_size']:,} images at the middle level (λ = {lam}): estimated bits, no coder. "
         f"{len(running)} of {config['epochs']} epochs so far ({hours:.1f} h on 2 CPU threads); the shipped model's "
         f"run of the same recipe ({len(shipped)} epochs) beside it. RD loss change, mean over these epochs: "
         f"{sum(changes) / len(changes):+.1f}%."
     )
 
 
-def format_change(before: str, after: str, old_version: int, new_version: int) -> str | None:
-    """The shipped model's files in two file formats, level by level on the same test images, and the gaps to AVIF's
-    payload and WebP before and after."""
-    names = (f"format {old_version}", f"format {new_version}")
+def rd_change(before: str, after: str, names: tuple[str, str]) -> str | None:
+    """Two RD evaluations of the same test images (two file formats, or two models), level by level, and the gaps to
+    AVIF's payload and WebP before and after."""
     table = level_changes(before, after, names)
     runs = [load(f) for f in (before, after)]
     if table is None:
@@ -754,11 +753,11 @@ TABLES = {
     "codec_level_probes": (codec_level_probes, "experiments/codec/levels.sh MODE DATA, MODE as in the table"),
     "state_bytes": (state_bytes, "python experiments/codec/state_bytes.py --data DATA"),
     "codec_v2_format": (
-        partial(format_change, CODEC_V2_FORMAT3, CODEC_V2_FORMAT4, 3, 4),
+        partial(rd_change, CODEC_V2_FORMAT3, CODEC_V2_FORMAT4, ("format 3", "format 4")),
         "experiments/gpu/codec.sh collect DATA RUN at commits cacd75c (rd_format3.json) and b5ed400 (rd_format4.json)",
     ),
     "codec_v2_format5": (
-        partial(format_change, CODEC_V2_FORMAT4, rd_of(CODEC_V2), 4, 5),
+        partial(rd_change, CODEC_V2_FORMAT4, rd_of(CODEC_V2), ("format 4", "format 5")),
         "experiments/gpu/codec.sh collect DATA RUN at commit b5ed400 (rd_format4.json) and now (rd.json)",
     ),
     "decoder_probe": (decoder_probe, "experiments/codec/decoder_probe.py --data DATA"),
