@@ -304,7 +304,8 @@ def test_every_codec_recipe_is_a_valid_codec_config_and_each_chain_keeps_its_mod
     cpu_context.yaml -> cpu_long.yaml, experiments/codec/v2.sh) and the GPU chain of the model shipped before
     (gpu.yaml -> gpu_long.yaml -> gpu_top.yaml) start each step from the one before and keep its transforms, and
     each continuation keeps every level, so no gain is re-initialised. full.yaml, the shipped model's, is one step
-    from scratch with the GPU chain's design and all of its levels."""
+    from scratch with the GPU chain's design and all of its levels; full_subpositions.yaml continues it with the
+    sub-position context and nothing else changed."""
     recipes = {p.stem: load_recipe(p)["train"] for p in sorted((REPO / "jobs/configs/codec").glob("*.yaml"))}
     assert {"cpu", "cpu_context", "cpu_long", "gpu", "gpu_long", "gpu_top", "full", "report", "smoke"} <= set(recipes)
     for name, train in recipes.items():
@@ -327,5 +328,10 @@ def test_every_codec_recipe_is_a_valid_codec_config_and_each_chain_keeps_its_mod
     full = load_recipe(REPO / "jobs/configs/codec/full.yaml")
     assert "from" not in full and "init_from" not in full["train"]
     assert all(full["train"][k] == chain["gpu_top"]["train"][k] for k in (*keep, "rd_lambdas"))
+    # full_subpositions.yaml fine-tunes full.yaml's model with the sub-position context: all else is full.yaml's
+    fine = load_recipe(REPO / "jobs/configs/codec/full_subpositions.yaml")
+    assert fine["from"] == "full.yaml" and fine["train"]["context"] == "subpositions"
+    design = (*transforms[1:], "analysis_blocks", "decoder_widths", "rd_lambdas", "clip_quantiles", "batch_size")
+    assert all(fine["train"][k] == full["train"][k] for k in design)
     script = (REPO / "experiments/codec/v2.sh").read_text()
     assert script.index("codec/cpu.yaml") < script.index("codec/cpu_context.yaml") < script.index("codec/cpu_long.yaml")

@@ -341,8 +341,8 @@ def full_run_progress() -> str | None:
     hours = sum(r["epoch_time_s"] for r in running) / 3600
     return md_table(header, rows) + (
         f"\n\nValidation on {config['val_size']:,} images at the middle level (λ = {lam}): estimated bits, no coder. "
-        f"{len(running)} of {config['epochs']} epochs so far ({hours:.1f} h on 2 CPU threads); the shipped model's "
-        f"run of the same recipe ({len(shipped)} epochs) beside it. RD loss change, mean over these epochs: "
+        f"The run's first {len(running)} of {config['epochs']} epochs ({hours:.1f} h on 2 CPU threads); the shipped "
+        f"model's run of the same recipe ({len(shipped)} epochs) beside it. RD loss change, mean over these epochs: "
         f"{sum(changes) / len(changes):+.1f}%."
     )
 
