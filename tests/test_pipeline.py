@@ -303,11 +303,12 @@ def test_every_codec_recipe_is_a_valid_codec_config_and_each_chain_keeps_its_mod
     """Each jobs/configs/codec recipe trains a codec with known, well-typed keys. The CPU chain (cpu.yaml ->
     cpu_context.yaml -> cpu_long.yaml, experiments/codec/v2.sh) and the GPU chain of the model shipped before
     (gpu.yaml -> gpu_long.yaml -> gpu_top.yaml) start each step from the one before and keep its transforms, and
-    each continuation keeps every level, so no gain is re-initialised. full.yaml, the shipped model's, is one step
-    from scratch with the GPU chain's design and all of its levels; full_subpositions.yaml continues it with the
-    sub-position context and nothing else changed."""
+    each continuation keeps every level, so no gain is re-initialised. full_base.yaml is one step from scratch with
+    the GPU chain's design and all of its levels; full.yaml, the shipped model's, continues it with the sub-position
+    context and nothing else changed."""
     recipes = {p.stem: load_recipe(p)["train"] for p in sorted((REPO / "jobs/configs/codec").glob("*.yaml"))}
-    assert {"cpu", "cpu_context", "cpu_long", "gpu", "gpu_long", "gpu_top", "full", "report", "smoke"} <= set(recipes)
+    chains = {"cpu", "cpu_context", "cpu_long", "gpu", "gpu_long", "gpu_top", "full_base", "full"}
+    assert chains | {"report", "smoke"} <= set(recipes)
     for name, train in recipes.items():
         cfg = config_from_dict({**Config().to_dict(), "task": "ae", **train})
         assert cfg.entropy_model == "hyperprior", name
@@ -325,13 +326,13 @@ def test_every_codec_recipe_is_a_valid_codec_config_and_each_chain_keeps_its_mod
     assert all(r["train"][k] == chain["gpu_top"]["train"][k] for r in chain.values() for k in keep)
     first, then, top = (chain[k]["train"]["rd_lambdas"] for k in ("gpu", "gpu_long", "gpu_top"))
     assert first == then and set(then) < set(top) and max(top) == 0.256  # a level more, to reach 3 bpp
-    full = load_recipe(REPO / "jobs/configs/codec/full.yaml")
-    assert "from" not in full and "init_from" not in full["train"]
-    assert all(full["train"][k] == chain["gpu_top"]["train"][k] for k in (*keep, "rd_lambdas"))
-    # full_subpositions.yaml fine-tunes full.yaml's model with the sub-position context: all else is full.yaml's
-    fine = load_recipe(REPO / "jobs/configs/codec/full_subpositions.yaml")
-    assert fine["from"] == "full.yaml" and fine["train"]["context"] == "subpositions"
+    scratch = load_recipe(REPO / "jobs/configs/codec/full_base.yaml")
+    assert "from" not in scratch and "init_from" not in scratch["train"]
+    assert all(scratch["train"][k] == chain["gpu_top"]["train"][k] for k in (*keep, "rd_lambdas"))
+    # full.yaml (PROFILE=full's, the shipped model's) fine-tunes full_base.yaml's with the sub-position context alone
+    fine = load_recipe(REPO / "jobs/configs/codec/full.yaml")
+    assert fine["from"] == "full_base.yaml" and fine["train"]["context"] == "subpositions"
     design = (*transforms[1:], "analysis_blocks", "decoder_widths", "rd_lambdas", "clip_quantiles", "batch_size")
-    assert all(fine["train"][k] == full["train"][k] for k in design)
+    assert all(fine["train"][k] == scratch["train"][k] for k in design)
     script = (REPO / "experiments/codec/v2.sh").read_text()
     assert script.index("codec/cpu.yaml") < script.index("codec/cpu_context.yaml") < script.index("codec/cpu_long.yaml")

@@ -2,22 +2,24 @@
 # The shipped codec (models/codec-v2): jobs/configs/codec/full.yaml trained on one GPU, then evaluated on CPUs.
 #
 #   BUDGET=540 PACK=DIR bash experiments/gpu/codec.sh train DATA WORK    ONE GPU: train + export -> WORK/codec
-#   bash experiments/gpu/codec.sh collect DATA RUN                       CPUs: rd -> outs/codec_v2/, models/codec-v2
+#   bash experiments/gpu/codec.sh collect DATA RUN                       CPUs: rd -> outs/codec_v2_subpositions/,
+#                                                                        models/codec-v2
 #
 # RECIPE=FILE trains another recipe the same way (default jobs/configs/codec/full.yaml), e.g. the GPU chain that
 # made the model shipped before, jobs/configs/codec/gpu_top.yaml; `collect` is full.yaml's.
 #
 # DATA: a CIFAR-10 source (.tar.gz or folder) or a prepared cache. `train` prepares the data cache in
-# WORK, then runs src/train_codec.py --steps train export under a deadline of BUDGET seconds (full.yaml's 44
-# epochs: an estimated 7 minutes on an H200). PACK=DIR: WORK/codec without its checkpoints, as
+# WORK, then runs src/train_codec.py --steps train export under a deadline of BUDGET seconds (full.yaml's base,
+# full_base.yaml, 44 epochs from scratch, then its own 3: an estimated 8 minutes on an H200). PACK=DIR: WORK/codec without its checkpoints, as
 # DIR/{codec,model}.tar.gz (history, config and the exported model), small enough for what one device call
 # brings back. `collect` takes RUN, those archives unpacked into one folder (or the run itself), trains what
 # it lacks (a run with its model and no checkpoint was trained elsewhere), runs the RD evaluation (about 22
-# minutes on 2 cores, plus ~15 for AVIF's curve the first time) and copies it to outs/codec_v2/ and the model to
-# models/codec-v2.
+# minutes on 2 cores, plus ~15 for AVIF's curve the first time) and copies it to outs/codec_v2_subpositions/ and
+# the model to models/codec-v2.
 #
-# How the shipped model was made: full.yaml on 2 CPU cores across sessions (src/train_codec.py's resume), then
-# `collect` here. The model before it (outs/codec_v2_gpu/): gpu.yaml -> gpu_long.yaml on an H200 (commits
+# How the shipped model was made: full_base.yaml on 2 CPU cores across sessions (src/train_codec.py's resume;
+# model 486cffa0b41a, shipped before), then full.yaml's 3 epochs on 2 CPU threads with that model as RUN/base/model,
+# then `collect` here. The model before it (outs/codec_v2_gpu/): gpu.yaml -> gpu_long.yaml on an H200 (commits
 # cac8017 and 43f00fe, then named full_base.yaml and full_long.yaml), then gpu_top.yaml's one epoch on the CPU,
 # by `collect` at commit ab842f6.
 set -uo pipefail
@@ -58,9 +60,9 @@ collect() {  # collect DATA RUN: on CPUs, what RUN lacks of full.yaml, the RD ev
     PY=${PY:-.venv/bin/python}
     export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
     "$PY" src/train_codec.py --data "$data" --out "$run" --recipe jobs/configs/codec/full.yaml --no-wandb
-    mkdir -p outs/codec_v2/rd
-    cp "$run"/history.json "$run"/config.yaml outs/codec_v2/
-    cp "$run"/rd/rd.json "$run"/rd/rd_test.png outs/codec_v2/rd/
+    mkdir -p outs/codec_v2_subpositions/rd
+    cp "$run"/history.json "$run"/config.yaml outs/codec_v2_subpositions/
+    cp "$run"/rd/rd.json "$run"/rd/rd_test.png outs/codec_v2_subpositions/rd/
     rm -rf models/codec-v2
     cp -r "$run/model" models/codec-v2
     "$PY" jobs/report.py
