@@ -18,6 +18,7 @@ from .shared import (
     CODEC_V2_CPU,
     CODEC_V2_GPU,
     CODEC_V2_GPU_TOP,
+    CODEC_V2_SUBPOSITIONS,
     REPO,
     SPLIT_NAMES,
     V1_CODEC,
@@ -275,9 +276,9 @@ def gaps_at(comparison: dict, bpps: tuple[int, ...]) -> str:
 
 
 def codec_v2_scratch() -> str | None:
-    """The shipped model (full.yaml, one step) against the GPU chain's, shipped before it: level by level on the test
-    images of both RD evaluations, each one's gaps to AVIF's payload (also over the PSNR range both share with it),
-    and the paired bootstrap between the two on validation images (compare.json)."""
+    """full_base.yaml's model (one step, then shipped) against the GPU chain's, shipped before it: level by level on
+    the test images of both RD evaluations, each one's gaps to AVIF's payload (also over the PSNR range both share
+    with it), and the paired bootstrap between the two on validation images (compare.json)."""
     table = level_changes(rd_of(CODEC_V2_GPU_TOP), CODEC_V2_FORMAT3, ("GPU chain", "one step"))
     tests = {name: load(f) for name, f in (("GPU chain", rd_of(CODEC_V2_GPU_TOP)), ("one step", CODEC_V2_FORMAT3))}
     g, history = load(f"{CODEC_V2}compare.json"), load(f"{CODEC_V2}history.json")
@@ -310,12 +311,12 @@ def codec_v2_scratch() -> str | None:
     )
 
 
-FULL_SUBPOSITIONS = "codec_full_subpositions/"  # full.yaml with context=subpositions on CPUs, across sessions
+FULL_SUBPOSITIONS = "codec_full_subpositions/"  # full_base.yaml with context=subpositions on CPUs, across sessions
 
 
 def full_run_progress() -> str | None:
-    """full.yaml with context=subpositions, epoch by epoch against the shipped model's run of full.yaml (the same seed,
-    data and schedule): validation at the middle level, the RD loss the runs keep their best epoch by."""
+    """full_base.yaml with context=subpositions, epoch by epoch against its own run (the model then shipped; the same
+    seed, data and schedule): validation at the middle level, the RD loss the runs keep their best epoch by."""
     shipped, running = load(f"{CODEC_V2}history.json"), load(f"{FULL_SUBPOSITIONS}history.json")
     config = load(f"{FULL_SUBPOSITIONS}config.yaml")
     if shipped is None or running is None or config is None:
@@ -345,6 +346,49 @@ def full_run_progress() -> str | None:
         f"model's run of the same recipe ({len(shipped)} epochs) beside it. RD loss change, mean over these epochs: "
         f"{sum(changes) / len(changes):+.1f}%."
     )
+
+
+def subpositions_finetune() -> str | None:
+    """The shipped model (full.yaml: full_base.yaml's model fine-tuned with the sub-position context) against its
+    base on the same test images, and the fine-tune's validation RD loss epoch by epoch from the base's best."""
+    table = rd_change(rd_of(CODEC_V2), rd_of(CODEC_V2_SUBPOSITIONS), ("checkerboard", "sub-positions"))
+    base, fine = load(f"{CODEC_V2}history.json"), load(f"{CODEC_V2_SUBPOSITIONS}history.json")
+    config = load(f"{CODEC_V2_SUBPOSITIONS}config.yaml")
+    if table is None or base is None or fine is None or config is None:
+        return None
+    lam = config["rd_lambdas"][(len(config["rd_lambdas"]) - 1) // 2]  # Config.middle_level
+
+    def rd_loss(r: dict) -> float:  # tasks.py's rd_loss; the base's history predates the field
+        return r["val_bpp_estimate"] + 255**2 * lam * r["val_mse"]
+
+    start = min(base, key=rd_loss)  # the epoch the base exported
+    losses = " → ".join(f"{rd_loss(r):.3f}" for r in [start, *fine])
+    minutes = sum(r["epoch_time_s"] for r in fine) / 60
+    return table + (
+        f"\n\nThe fine-tune's validation RD loss at the middle level (λ = {lam}, {config['val_size']:,} images, "
+        f"estimated bits): {losses} (the base's epoch {start['epoch']}, then {len(fine)} epochs at lr "
+        f"{config['lr']:g} with a cosine decay, {minutes:.0f} min on 2 CPU threads)."
+    )
+
+
+def codec_speed_change() -> str | None:
+    """make bench's codec rows for the base and the shipped model (two runs, one thread): each one's encode and decode
+    speed beside Pillow's AVIF timed in the same run."""
+    runs = {
+        "checkerboard (486cffa0b41a)": load(f"{CODEC_V2}bench_codec.json"),
+        "sub-positions": load("bench_codec.json"),
+    }
+    if None in runs.values():
+        return None
+    rows = []
+    for name, r in runs.items():
+        row = {x["row"]: x for x in r["rows"]}
+        enc, dec = row["codec encode vs AVIF"], row["codec decode vs AVIF"]
+        rows.append([name, f"{enc['project']['median']:.1f}", f"{dec['project']['median']:.1f}",
+                     f"{enc['baseline']['median']:.1f}", f"{enc['ratio']:.2f}x"])  # fmt: skip
+    header = ["model", "encode (img/s)", "decode (img/s)", "AVIF encode, same run (img/s)", "encode vs AVIF"]
+    n = runs["sub-positions"]["args"]["codec_images"]
+    return md_table(header, rows) + f"\n\nMedians of 3 on {n} validation images at the middle level, one thread."
 
 
 def rd_change(before: str, after: str, names: tuple[str, str]) -> str | None:
@@ -758,7 +802,7 @@ TABLES = {
     ),
     "codec_v2_format5": (
         partial(rd_change, CODEC_V2_FORMAT4, rd_of(CODEC_V2), ("format 4", "format 5")),
-        "experiments/gpu/codec.sh collect DATA RUN at commit b5ed400 (rd_format4.json) and now (rd.json)",
+        "experiments/gpu/codec.sh collect DATA RUN at commits b5ed400 (rd_format4.json) and da78422 (rd.json)",
     ),
     "decoder_probe": (decoder_probe, "experiments/codec/decoder_probe.py --data DATA"),
     "analysis_blocks": (analysis_change, "experiments/codec/heads.sh finetune DATA"),
@@ -837,8 +881,18 @@ TABLES = {
     "full_subpositions_progress": (
         full_run_progress,
         "OMP_NUM_THREADS=2 python src/train_codec.py --data DATA --out runs/codec_full_subpositions --recipe "
-        "jobs/configs/codec/full.yaml --no-wandb --steps train export context=subpositions, then its history.json "
+        "jobs/configs/codec/full_base.yaml --no-wandb --steps train export context=subpositions, then its history.json "
         "and config.yaml copied to outs/codec_full_subpositions/",
+    ),
+    "codec_speed_change": (
+        codec_speed_change,
+        "bench/bench.py --data DATA --only codec --threads 1 --out outs/bench_codec.json, and with --codec-model OLD "
+        "(models/codec-v2 at commit da78422) --out outs/codec_v2/bench_codec.json",
+    ),
+    "subpositions_finetune": (
+        subpositions_finetune,
+        "mkdir -p RUN/base/model; git archive da78422 models/codec-v2 | tar -x --strip-components=2 -C "
+        "RUN/base/model; experiments/gpu/codec.sh collect DATA RUN (jobs/configs/codec/full.yaml)",
     ),
     "analysis_subpositions": (
         lambda: analysis_change(

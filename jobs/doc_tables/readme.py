@@ -8,7 +8,7 @@ from cifarae.rd import interpolate
 
 from .shared import (
     CODEC,
-    CODEC_V2,
+    CODEC_V2_SUBPOSITIONS,
     OBJECTIVES,
     OUTS,
     PARITY_FLOORS,
@@ -64,7 +64,7 @@ def readme_results() -> str | None:
     acc = {m: {f: 100 * v["mean"] for f, v in s.items()} for m, s in grid_file["summary"].items()}
     ref = sum(100 * r["test_accuracy"]["tta2"] for r in refs) / len(refs)
     at1, at2 = rd["floors"]["test"]["vs_webp@1bpp"], ctx["floors"]["test"]["vs_webp@2bpp"]
-    v2 = load(f"{CODEC_V2}rd/rd.json")
+    v2 = load(f"{CODEC_V2_SUBPOSITIONS}rd/rd.json")
     ratio = {r["row"]: r["ratio"] for r in gpu["rows"]}
     section = {  # REPORT.md's headings (GitHub anchors), and the research log for the speed figures
         "ae": "[Evaluation](REPORT.md#evaluation)",

@@ -17,6 +17,7 @@ from .shared import (
     CODEC_V2_CPU,
     CODEC_V2_GPU,
     CODEC_V2_GPU_TOP,
+    CODEC_V2_SUBPOSITIONS,
     OBJECTIVES,
     OUTS,
     PARITY_FLOORS,
@@ -35,7 +36,7 @@ from .shared import (
 
 def codec_v2_points(split: str = "test") -> str | None:
     """The shipped v2 codec at each quality level, and the references' curves, on the RD subset."""
-    r = load(f"{CODEC_V2}rd/rd.json")
+    r = load(f"{CODEC_V2_SUBPOSITIONS}rd/rd.json")
     if r is None:
         return None
     curves = r["splits"][split]["curves"]
@@ -49,7 +50,7 @@ def codec_v2_points(split: str = "test") -> str | None:
 
 def codec_v2_comparisons(split: str = "test") -> str | None:
     """Our whole files against each reference: PSNR gaps at equal bpp and BD-rate, with 95% bootstrap intervals."""
-    r = load(f"{CODEC_V2}rd/rd.json")
+    r = load(f"{CODEC_V2_SUBPOSITIONS}rd/rd.json")
     if r is None:
         return None
     comps = r["splits"][split]["comparisons"]
@@ -109,7 +110,8 @@ def codec_v2_training() -> str | None:
     """The codec's trainings, epoch by epoch, as one sentence each (validation at each one's middle level): on a
     CPU, the base from scratch (cpu.yaml), the fine-tune that added the context (cpu_context.yaml) and its
     continuation (cpu_long.yaml); on a GPU, the first two steps of the model shipped before (gpu.yaml, then
-    gpu_long.yaml), and on a CPU its last (gpu_top.yaml: an eleventh level); the shipped model (full.yaml)."""
+    gpu_long.yaml), and on a CPU its last (gpu_top.yaml: an eleventh level); the model shipped after it, from scratch
+    (full_base.yaml), and the shipped model, that model with the sub-position context (full.yaml)."""
     folders = (
         CODEC_V2_BASE,
         CODEC_V2_CONTEXT,
@@ -118,6 +120,7 @@ def codec_v2_training() -> str | None:
         CODEC_V2_GPU,
         CODEC_V2_GPU_TOP,
         CODEC_V2,
+        CODEC_V2_SUBPOSITIONS,
     )
     runs = [(load(f"{folder}history.json"), load(f"{folder}config.yaml")) for folder in folders]
     if any(h is None or c is None for h, c in runs):
@@ -128,8 +131,9 @@ def codec_v2_training() -> str | None:
              "One H200 GPU, full width: the model shipped before, from scratch (`codec/gpu.yaml`)",
              "Its continuation at batch 128 (`codec/gpu_long.yaml`)",
              "Its eleventh level, on the CPU (`codec/gpu_top.yaml`)",
-             "The shipped model, full width with two residual blocks before each latent head, eleven levels, from "
-             "scratch in one step on the CPU (`codec/full.yaml`)")  # fmt: skip
+             "Full width with two residual blocks before each latent head, eleven levels, from scratch in one step on "
+             "the CPU (`codec/full_base.yaml`, shipped before)",
+             "The shipped model: that one fine-tuned with the sub-position context (`codec/full.yaml`)")  # fmt: skip
     for (h, c), what in zip(runs, names):
         cfg = config_from_dict(c)
         shown = h if len(h) <= 8 else [*h[:3], None, *h[-3:]]  # a long run: its first and last epochs
@@ -298,15 +302,16 @@ def design_loop() -> str | None:
               load(f"{CODEC_V2}rd/rd_format3.json")["splits"]["test"]]  # fmt: skip
         # the shipped one in formats 4 and 5
         fmt4, fmt5 = (load(f"{CODEC_V2}rd/{k}.json")["splits"]["test"] for k in ("rd_format4", "rd"))
+        shipped = load(f"{CODEC_V2_SUBPOSITIONS}rd/rd.json")["splits"]["test"]  # the sub-position fine-tune
     except (TypeError, KeyError, StopIteration):
         return None
     ctl = qg[0.04]
     bd_avif = [streams[k]["comparisons"]["avif_payload"]["bd_rate_pct"]["value"] for k in ("rd_format2", "rd")]
     low_bpp = [streams[k]["curves"]["cae"][0]["bpp"] for k in ("rd_format2", "rd")]
     v2_bd = [t["comparisons"]["avif_payload"]["bd_rate_pct"]["value"] for t in v2]
-    at1 = [interpolate(t["curves"]["cae"], 1.0) for t in (v2[-1], fmt4, fmt5)]
-    at2 = [interpolate(t["curves"]["cae"], 2.0) for t in (v2[-1], fmt4, fmt5)]
-    bd4, bd5 = (t["comparisons"]["avif_payload"]["bd_rate_pct"]["value"] for t in (fmt4, fmt5))
+    at1 = [interpolate(t["curves"]["cae"], 1.0) for t in (v2[-1], fmt4, fmt5, shipped)]
+    at2 = [interpolate(t["curves"]["cae"], 2.0) for t in (v2[-1], fmt4, fmt5, shipped)]
+    bd4, bd5, bd6 = (t["comparisons"]["avif_payload"]["bd_rate_pct"]["value"] for t in (fmt4, fmt5, shipped))
     v2_at2 = [interpolate(t["curves"]["cae"], 2.0) for t in v2]
     v2_span = [f"{t['curves']['cae'][0]['bpp']:.2f}–{t['curves']['cae'][-1]['bpp']:.2f}" for t in v2]
     pct = lambda v: f"{100 * v:.2f}%"  # noqa: E731
@@ -389,6 +394,11 @@ def design_loop() -> str | None:
          f"BD-rate against AVIF's payload {bd4:+.1f} → {bd5:+.1f}%, PSNR at 1 bpp {cell(at1[1])} → "
          f"{cell(at1[2])} dB, at 2 bpp {cell(at2[1])} → {cell(at2[2])} dB",
          "`outs/codec_v2/rd/rd_format4.json` → `rd.json`"],
+        ["codec v2", "+ the sub-position context (each 2×2 block's skip-latent values coded in four steps, each "
+         "conditioned on those before it), fine-tuned 3 epochs (CPU)",
+         f"BD-rate against AVIF's payload {bd5:+.1f} → {bd6:+.1f}%, PSNR at 1 bpp {cell(at1[2])} → "
+         f"{cell(at1[3])} dB, at 2 bpp {cell(at2[2])} → {cell(at2[3])} dB",
+         "`outs/codec_v2/rd/rd.json` → `outs/codec_v2_subpositions/rd/rd.json`"],
     ]  # fmt: skip
     return md_table(
         ["#", "product", "what changed", "measured before → after", "source"], [[i + 1, *r] for i, r in enumerate(rows)]

@@ -171,7 +171,10 @@ CODEC = {  # the codec the report describes (v1): its two families and the files
 }
 
 
-CODEC_V2 = "codec_v2/"  # the shipped v2 codec (models/codec-v2, full.yaml, one step): history, config and rd/
+CODEC_V2_SUBPOSITIONS = "codec_v2_subpositions/"  # the shipped v2 codec (models/codec-v2, full.yaml): the same files
+
+
+CODEC_V2 = "codec_v2/"  # its base, shipped before it (full_base.yaml, one step from scratch): history, config and rd/
 
 
 CODEC_V2_GPU_TOP = "codec_v2_gpu/"  # the model shipped before it (gpu_top.yaml, a GPU chain's last step): the same
