@@ -314,6 +314,16 @@ def codec_v2_scratch() -> str | None:
 FULL_SUBPOSITIONS = "codec_full_subpositions/"  # full_base.yaml with context=subpositions on CPUs, across sessions
 
 
+def middle_lambda(config: dict) -> float:
+    """A codec run's λ at its middle level (Config.middle_level), the level validation codes."""
+    return config["rd_lambdas"][(len(config["rd_lambdas"]) - 1) // 2]
+
+
+def rd_loss(record: dict, lam: float) -> float:
+    """tasks.py's validation RD loss of a history record, from its estimated bpp and MSE (older histories lack it)."""
+    return record["val_bpp_estimate"] + 255**2 * lam * record["val_mse"]
+
+
 def full_run_progress() -> str | None:
     """full_base.yaml with context=subpositions, epoch by epoch against its own run (the model then shipped; the same
     seed, data and schedule): validation at the middle level, the RD loss the runs keep their best epoch by."""
@@ -321,19 +331,14 @@ def full_run_progress() -> str | None:
     config = load(f"{FULL_SUBPOSITIONS}config.yaml")
     if shipped is None or running is None or config is None:
         return None
-    lambdas = config["rd_lambdas"]
-    lam = lambdas[(len(lambdas) - 1) // 2]  # Config.middle_level: the level validation codes
-
-    def rd_loss(r: dict) -> float:  # tasks.py's rd_loss; the shipped run's history predates the field
-        return r["val_bpp_estimate"] + 255**2 * lam * r["val_mse"]
-
+    lam = middle_lambda(config)
     rows, changes = [], []
     for new in running:
         old = shipped[new["epoch"] - 1]
-        change = 100 * (rd_loss(new) / rd_loss(old) - 1)
+        change = 100 * (rd_loss(new, lam) / rd_loss(old, lam) - 1)
         changes.append(change)
         rows.append(
-            [new["epoch"], f"{rd_loss(old):.3f}", f"{rd_loss(new):.3f}", f"{change:+.1f}%"]
+            [new["epoch"], f"{rd_loss(old, lam):.3f}", f"{rd_loss(new, lam):.3f}", f"{change:+.1f}%"]
             + [f"{old['val_psnr']:.2f}", f"{new['val_psnr']:.2f}"]
             + [f"{old['val_bpp_estimate']:.3f}", f"{new['val_bpp_estimate']:.3f}"]
         )
@@ -356,13 +361,9 @@ def subpositions_finetune() -> str | None:
     config = load(f"{CODEC_V2_SUBPOSITIONS}config.yaml")
     if table is None or base is None or fine is None or config is None:
         return None
-    lam = config["rd_lambdas"][(len(config["rd_lambdas"]) - 1) // 2]  # Config.middle_level
-
-    def rd_loss(r: dict) -> float:  # tasks.py's rd_loss; the base's history predates the field
-        return r["val_bpp_estimate"] + 255**2 * lam * r["val_mse"]
-
-    start = min(base, key=rd_loss)  # the epoch the base exported
-    losses = " → ".join(f"{rd_loss(r):.3f}" for r in [start, *fine])
+    lam = middle_lambda(config)
+    start = min(base, key=lambda r: rd_loss(r, lam))  # the epoch the base exported
+    losses = " → ".join(f"{rd_loss(r, lam):.3f}" for r in [start, *fine])
     minutes = sum(r["epoch_time_s"] for r in fine) / 60
     return table + (
         f"\n\nThe fine-tune's validation RD loss at the middle level (λ = {lam}, {config['val_size']:,} images, "
