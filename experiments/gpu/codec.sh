@@ -10,8 +10,8 @@
 #
 # DATA: a CIFAR-10 source (.tar.gz or folder) or a prepared cache. `train` prepares the data cache in
 # WORK, then runs src/train_codec.py --steps train export under a deadline of BUDGET seconds (full.yaml's base,
-# full_base.yaml, 44 epochs from scratch, then its own 3: an estimated 8 minutes on an H200). PACK=DIR: WORK/codec without its checkpoints, as
-# DIR/{codec,model}.tar.gz (history, config and the exported model), small enough for what one device call
+# full_base.yaml, 44 epochs from scratch, then its own 3: an estimated 8 minutes on an H200). PACK=DIR:
+# WORK/codec without its checkpoints, as DIR/{codec,model}.tar.gz (history, config and the exported model), small enough for what one device call
 # brings back. `collect` takes RUN, those archives unpacked into one folder (or the run itself), trains what
 # it lacks (a run with its model and no checkpoint was trained elsewhere), runs the RD evaluation (about 22
 # minutes on 2 cores, plus ~15 for AVIF's curve the first time) and copies it to outs/codec_v2_subpositions/ and

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from cifarae.config import config_from_dict
 from cifarae.rd import bd_rate, interpolate
 
 from .shared import (
@@ -315,8 +316,9 @@ FULL_SUBPOSITIONS = "codec_full_subpositions/"  # full_base.yaml with context=su
 
 
 def middle_lambda(config: dict) -> float:
-    """A codec run's λ at its middle level (Config.middle_level), the level validation codes."""
-    return config["rd_lambdas"][(len(config["rd_lambdas"]) - 1) // 2]
+    """A codec run's λ at its middle level, the level validation codes."""
+    cfg = config_from_dict(config)
+    return cfg.level_lambdas[cfg.middle_level]
 
 
 def rd_loss(record: dict, lam: float) -> float:
@@ -368,7 +370,7 @@ def subpositions_finetune() -> str | None:
     return table + (
         f"\n\nThe fine-tune's validation RD loss at the middle level (λ = {lam}, {config['val_size']:,} images, "
         f"estimated bits): {losses} (the base's epoch {start['epoch']}, then {len(fine)} epochs at lr "
-        f"{config['lr']:g} with a cosine decay, {minutes:.0f} min on 2 CPU threads)."
+        f"{config['lr']:g} on a {config['schedule']} schedule, {minutes:.0f} min on 2 CPU threads)."
     )
 
 
