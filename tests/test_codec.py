@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import synth
 import torch
+import torch.nn.functional as F
 from conftest import assert_one_line_error, run_script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -268,6 +269,68 @@ def test_exact_context_reads_only_the_anchors_and_matches_the_float_context(v2):
 def test_only_convolutions_relu_and_pixel_shuffle_have_an_exact_form():
     with pytest.raises(TypeError, match="GELU"):
         ExactNetwork(torch.nn.Sequential(torch.nn.GELU()))
+
+
+def test_exact_network_drops_dead_taps_and_computes_only_the_positions_asked_for():
+    """A masked convolution in fixed point equals the integer convolution it stands for, with its dead taps left out;
+    ``at=`` gives the same integers at its positions and zero elsewhere."""
+    from compressai.layers import CheckerboardMaskedConv2d
+
+    torch.manual_seed(0)
+    masked = CheckerboardMaskedConv2d(6, 5, 5, padding=2)
+    layers = [masked, nn.ReLU(), nn.Conv2d(5, 4, 1)]
+    with torch.no_grad():
+        layers[2].weight[:, 1] = 0  # a dead input channel: a pointwise layer's dead tap
+    net = ExactNetwork(layers, in_bits=12)
+    assert [len(args[1]) for kind, *args in net.layers if kind == "conv"] == [6 * 12, 4]  # 12 of 25 taps live; 4 of 5
+    x = torch.randint(-(2**14), 2**14, (2, 6, 7, 9)).double()
+    w = torch.round(masked.weight.detach().double() * masked.mask * 2**12)
+    b = torch.round(masked.bias.detach().double() * 2**24).view(1, -1, 1, 1)
+    reference = torch.floor((F.conv2d(x, w, padding=2) + b) / 2**12)  # integers below 2**53: exact
+    assert torch.equal(ExactNetwork([masked], in_bits=12)(x), reference)
+    full = net(x)
+    at = torch.rand(7, 9) < 0.4
+    part = net(x, at=at)
+    assert torch.equal(part[..., at], full[..., at]) and not part[..., ~at].any()
+    assert not net(x, at=torch.zeros(7, 9, dtype=torch.bool)).any()  # no positions: nothing to compute
+    with pytest.raises(ValueError, match="pointwise"):
+        ExactNetwork([nn.Conv2d(2, 2, 1), nn.Conv2d(2, 2, 3, padding=1)])(x[:, :2], at=at)
+
+
+def test_the_coder_writes_the_same_bits_from_the_cdfs_the_symbols_use(v2):
+    """Each call passes the rANS coder only the CDFs its indexes use (renumbered): the stream is the one the whole
+    table gives, and it decodes back."""
+    from compressai.ans import BufferedRansEncoder, RansDecoder
+
+    from cifarae.codec.hyperprior_codec import _used_tables
+
+    gen = torch.Generator().manual_seed(3)
+    indexes = torch.randint(10, 30, (500,), generator=gen).tolist()
+    symbols = torch.randint(-20, 21, (500,), generator=gen).tolist()  # some beyond the CDFs: the bypass code
+    used = _used_tables(indexes, v2.y_tables)
+    streams = []
+    for call in ((indexes, *v2.y_tables), used):
+        encoder = BufferedRansEncoder()
+        encoder.encode_with_indexes(symbols, *call)
+        streams.append(encoder.flush())
+    assert streams[0] == streams[1]
+    decoder = RansDecoder()
+    decoder.set_stream(streams[1] + bytes(64))
+    assert decoder.decode_stream(*used) == symbols
+    assert len(used[1]) == len(set(indexes)) < len(v2.y_tables[0])
+
+
+def test_a_stream_is_decoded_from_its_bytes_then_only_zeros_whatever_came_before():
+    """The decoder's read-ahead buffer is reused: after a longer stream, a shorter one is followed by zeros, at least
+    as many as a forged stream could read past it."""
+    from cifarae.codec.hyperprior_codec import _padded
+
+    _padded(bytes(range(1, 200)), 10)
+    _padded.clear(bytes(range(1, 200)))
+    buffer = _padded(b"\x07\x08", 3)
+    assert buffer[:2] == b"\x07\x08" and not any(buffer[2:]) and len(buffer) >= 2 + 1092 * 3 + 120 * 2 + 64
+    _padded.clear(b"\x07\x08")
+    assert not any(_padded.buffer)
 
 
 @pytest.mark.parametrize("height,width", [(1, 1), (3, 5), (31, 33), (17, 64), (45, 7), (37, 51)])

@@ -283,9 +283,10 @@ class ExactNetwork:
 
     Weights become integers round(w * 2**WEIGHT_BITS) (a masked convolution's masked first), activations
     integers at 2**FRACTION_BITS; the input is integers at 2**in_bits. Every product and sum is of integers
-    below 2**52, held in float64, hence exact whatever the order of summation; rescaling is a floor of a
-    division by a power of two, also exact. Convolutions are unfold + matrix product, so no
-    device-specific algorithm (Winograd, FFT) can round anything.
+    below 2**52, held in float64, hence exact whatever the order of summation (or the zero terms left out:
+    a masked convolution's dead taps are dropped); rescaling is a floor of a division by a power of two, also
+    exact. Convolutions are unfold + matrix product, so no device-specific algorithm (Winograd, FFT) can round
+    anything.
     """
 
     def __init__(self, layers, in_bits: int = 0):
@@ -293,9 +294,12 @@ class ExactNetwork:
         for layer in layers:
             if isinstance(layer, nn.Conv2d):
                 weight = layer.weight.detach() * getattr(layer, "mask", 1)
-                w = torch.round(weight.double() * 2**WEIGHT_BITS)
+                w = torch.round(weight.double() * 2**WEIGHT_BITS).flatten(1)
+                live = w.abs().sum(0) > 0  # unfold's rows that a nonzero weight reads
+                taps = None if live.all() else torch.nonzero(live).flatten()
                 b = layer.bias.detach().double()
-                self.layers.append(("conv", w, b, layer.stride[0], layer.padding[0]))
+                kernel = (layer.kernel_size[0], layer.stride[0], layer.padding[0])
+                self.layers.append(("conv", w if taps is None else w[:, taps], taps, b, kernel))
             elif isinstance(layer, nn.ReLU):
                 self.layers.append(("relu",))
             elif isinstance(layer, nn.PixelShuffle):
@@ -304,26 +308,56 @@ class ExactNetwork:
                 raise TypeError(f"layer {type(layer).__name__} has no exact fixed-point form")
 
     @staticmethod
-    def _conv(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, stride: int, padding: int, in_bits: int):
-        n, _, h, width = a.shape
-        k = w.shape[-1]
-        cols = F.unfold(a, k, padding=padding, stride=stride)  # N x (Cin k k) x L: a copy, exact
-        b = torch.round(bias * 2.0 ** (in_bits + WEIGHT_BITS)).view(1, -1, 1)
-        acc = w.reshape(len(w), -1) @ cols + b
-        if acc.abs().max() >= EXACT_LIMIT:  # only a forged stream gets here
-            acc = acc.clamp(-EXACT_LIMIT / 2, EXACT_LIMIT / 2)
-        out = torch.floor(acc / 2.0 ** (in_bits + WEIGHT_BITS - FRACTION_BITS))
-        ho, wo = (h + 2 * padding - k) // stride + 1, (width + 2 * padding - k) // stride + 1
-        return out.view(n, len(w), ho, wo)
+    def _columns(a: torch.Tensor, kernel: tuple[int, int, int], taps: torch.Tensor | None) -> torch.Tensor:
+        """N x C x H x W -> N x (C k k) x L, the rows of live taps only: a copy, exact."""
+        k, stride, padding = kernel
+        cols = a.flatten(2) if kernel == (1, 1, 0) else F.unfold(a, k, padding=padding, stride=stride)
+        return cols if taps is None else cols[:, taps]
 
-    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Integers at 2**in_bits -> integers at 2**FRACTION_BITS (float64 tensors)."""
+    @staticmethod
+    def _product(cols: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, in_bits: int) -> torch.Tensor:
+        """N x K x L columns at 2**in_bits -> N x Cout x L at 2**FRACTION_BITS."""
+        b = torch.round(bias * 2.0 ** (in_bits + WEIGHT_BITS)).view(1, -1, 1)
+        acc = w @ cols + b
+        if acc.numel() and acc.abs().max() >= EXACT_LIMIT:  # only a forged stream gets here
+            acc = acc.clamp(-EXACT_LIMIT / 2, EXACT_LIMIT / 2)
+        return torch.floor(acc / 2.0 ** (in_bits + WEIGHT_BITS - FRACTION_BITS))
+
+    def __call__(self, inputs: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+        """Integers at 2**in_bits -> integers at 2**FRACTION_BITS (float64 tensors). ``at``, an H x W bool mask:
+        the output there only, zero elsewhere, for a network whose layers after the first are pointwise (the
+        context's parts: each position's output is its own column's, so computing no others changes none)."""
         a, bits = inputs.to(torch.float64), self.in_bits
+        if at is not None:
+            return self._at(a, at)
         for kind, *args in self.layers:
             if kind == "conv":
-                a, bits = self._conv(a, *args, in_bits=bits), FRACTION_BITS
+                w, taps, bias, (k, stride, padding) = args
+                n, _, h, width = a.shape
+                cols = self._columns(a, (k, stride, padding), taps)
+                ho, wo = (h + 2 * padding - k) // stride + 1, (width + 2 * padding - k) // stride + 1
+                a, bits = self._product(cols, w, bias, bits).view(n, len(w), ho, wo), FRACTION_BITS
             elif kind == "relu":
                 a = a.clamp_min(0)
             else:
                 a = F.pixel_shuffle(a, args[0])
         return a
+
+    def _at(self, a: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+        n, _, h, width = a.shape
+        (kind, w, taps, bias, kernel), *rest = self.layers
+        if kind != "conv" or kernel[1] != 1 or 2 * kernel[2] != kernel[0] - 1:
+            raise ValueError("at= needs a same-size convolution first")
+        keep = torch.nonzero(at.flatten()).flatten()
+        x = self._product(self._columns(a, kernel, taps)[:, :, keep], w, bias, self.in_bits)
+        for kind, *args in rest:
+            if kind == "relu":
+                x = x.clamp_min(0)
+            elif kind == "conv" and args[3] == (1, 1, 0):
+                w, taps, bias, _ = args
+                x = self._product(x if taps is None else x[:, taps], w, bias, FRACTION_BITS)
+            else:
+                raise ValueError("at= needs pointwise layers after the first")
+        out = x.new_zeros(n, x.shape[1], h * width)
+        out[:, :, keep] = x
+        return out.view(n, -1, h, width)

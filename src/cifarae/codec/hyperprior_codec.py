@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Generator
 
 import torch
@@ -56,14 +57,41 @@ CONTEXTS = {  # describe()'s words for each context
 MODEL_ID_SALT = b"cifarae-codec-v2"
 
 
-def _pad(stream: bytes, symbols: int) -> bytes:
-    return stream + bytes(1092 * symbols + 120 * len(stream) + 64)
+class _PaddedStream(threading.local):
+    """A zeroed buffer, kept per thread, that holds one stream followed by its read-ahead bound of zeros: allocating
+    the ~14 MB a 32 x 32 image's bound needs on every image took a third of decoding."""
+
+    buffer = bytearray()
+
+    def __call__(self, stream: bytes, symbols: int) -> bytearray:
+        size = len(stream) + 1092 * symbols + 120 * len(stream) + 64
+        if len(self.buffer) < size:  # longer is fine: it is more zeros
+            self.buffer = bytearray(size)
+        self.buffer[: len(stream)] = stream
+        return self.buffer
+
+    def clear(self, stream: bytes) -> None:
+        self.buffer[: len(stream)] = bytes(len(stream))  # zeros again beyond the next, maybe shorter, stream
+
+
+_padded = _PaddedStream()
 
 
 def _coder_tables(entropy_model) -> tuple[list, list, list]:
     """(CDFs, CDF lengths, offsets) as the rANS coder takes them; converted once per codec, where
     CompressAI's own compress() converts them on every call."""
     return entropy_model.quantized_cdf.tolist(), entropy_model.cdf_length.tolist(), entropy_model.offset.tolist()
+
+
+def _used_tables(indexes: list[int], tables: tuple[list, list, list]) -> tuple[list[int], list, list, list]:
+    """(indexes into the CDFs they use, those CDFs, lengths, offsets): the coder converts every CDF it is passed on
+    each call (the latent's 64, 200k values, take ~2 ms), and codes the same bits from any list holding the same
+    CDFs."""
+    used = sorted(set(indexes))
+    position = {index: k for k, index in enumerate(used)}
+    cdfs, lengths, offsets = tables
+    renumbered = [position[i] for i in indexes]
+    return renumbered, [cdfs[i] for i in used], [lengths[i] for i in used], [offsets[i] for i in used]
 
 
 class HyperpriorCodec:
@@ -161,36 +189,40 @@ class HyperpriorCodec:
 
     def step_params(self, params: torch.Tensor) -> Generator[torch.Tensor, torch.Tensor, None]:
         """The latent's (means, log-scales), N x 2C x h x w at 2**FRACTION_BITS, step by step (coding_steps): yields
-        what holds on the next step's values, then takes the symbols decoded so far (N x C x h x w, zero beyond;
-        only the steps before the next are read) and yields the next step's. Each step's work is done once."""
+        what holds on the next step's values (only there: elsewhere they may be stale), then takes the symbols decoded
+        so far (N x C x h x w, zero beyond; only the steps before the next are read) and yields the next step's. Each
+        step's work is done once, and only at the step's pass's positions."""
         if self.lc.context is None:
             yield params
             return
         c = self.model.latent_shape[0]
-        anchors = anchor_mask(*params.shape[-2:]).to(torch.float64)
-        if self.subposition is None:  # the checkerboard: the anchors' symbols give the non-anchors' parameters
+        anchors = anchor_mask(*params.shape[-2:])[0, 0].bool()  # the context's networks run only where they count
+
+        def corrected(params, anchors_hat):  # the non-anchors' parameters from the anchors' symbols
+            return params + self.fuse(torch.cat([params, self.context(anchors_hat, at=~anchors)], 1), at=~anchors)
+
+        if self.subposition is None:  # the checkerboard
             y = yield params
-            anchors_hat = (y.to(torch.float64) * 2**FRACTION_BITS + params[:, :c]) * anchors
-            yield params + self.fuse(torch.cat([params, self.context(anchors_hat)], dim=1)) * (1 - anchors)
+            yield corrected(params, (y.to(torch.float64) * 2**FRACTION_BITS + params[:, :c]) * anchors)
             return
         # HyperpriorLatentCodec._subposition_parameters in fixed point: each pass's sub-position groups in turn
         folded = self.lc.folded
 
-        def run_pass(p, params, positions, seen):
+        def run_pass(p, params, positions, seen):  # (only ``positions``' parameters are computed, and used)
             out, decoded = params.clone(), torch.zeros_like(params[:, :c])
             for g, group in enumerate(subposition_groups(c, folded)):
                 if g:
                     context, fuse = self.subposition[p][g - 1]
                     step = torch.cat([out[:, group], out[:, c + group]], 1)
-                    step = step + fuse(torch.cat([step, context(seen + decoded[:, c - folded :])], 1))
+                    features = context(seen + decoded[:, c - folded :], at=positions)
+                    step = step + fuse(torch.cat([step, features], 1), at=positions)
                     out[:, group], out[:, c + group] = step.split(len(group), 1)
                 y = yield out
                 decoded[:, group] = (y[:, group].to(torch.float64) * 2**FRACTION_BITS + out[:, group]) * positions
             return decoded
 
         anchors_hat = yield from run_pass(0, params, anchors, 0)
-        checkerboard = params + self.fuse(torch.cat([params, self.context(anchors_hat)], dim=1)) * (1 - anchors)
-        yield from run_pass(1, checkerboard, 1 - anchors, anchors_hat[:, c - folded :])
+        yield from run_pass(1, corrected(params, anchors_hat), ~anchors, anchors_hat[:, c - folded :])
 
     def means_and_indexes(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(means, scale indexes) of (means, log-scales) at 2**FRACTION_BITS: integer comparisons, exact."""
@@ -314,8 +346,10 @@ class HyperpriorCodec:
         from compressai.ans import BufferedRansEncoder  # here: importing compressai imports torchvision (~2 s)
 
         encoder = BufferedRansEncoder()
-        for k, part in self._parts(s, bounds):
-            encoder.encode_with_indexes(symbols[part], indexes[part], *(self.z_tables if k == 0 else self.y_tables))
+        hyper, latent = slice(s.start, min(s.stop, bounds[1])), slice(max(s.start, bounds[1]), s.stop)
+        for part, tables in ((hyper, self.z_tables), (latent, self.y_tables)):  # the latent's steps in one call
+            if part.start < part.stop:
+                encoder.encode_with_indexes(symbols[part], *_used_tables(indexes[part], tables))
         return encoder.flush()
 
     def encode_symbols(
@@ -331,13 +365,6 @@ class HyperpriorCodec:
         bounds = self._segments(height, width)
         return [self._encode_slice(symbols, indexes, bounds, s) for s in self._slices(height, width)]
 
-    @staticmethod
-    def _latent(symbols: list[int], order: torch.Tensor, lh: int, lw: int) -> torch.Tensor:
-        """The latent symbols decoded so far (in ``_latent_order``) -> 1 x C x h x w, zero where not decoded yet."""
-        y = torch.zeros(len(order), dtype=torch.float64)
-        y[order[: len(symbols)]] = torch.tensor(symbols, dtype=torch.float64)
-        return y.view(1, -1, lh, lw)
-
     def decode_symbols(self, streams: list[bytes], height: int, width: int):
         """(latent symbols C x h x w, means 1 x C x h x w) of one image's streams; checks every slice.
         Each segment's indexes come from the segments before it (step_params): the hyper-symbols give the first
@@ -351,9 +378,11 @@ class HyperpriorCodec:
         order = self._latent_order(lh, lw)
         steps = self._steps(lh, lw)
         symbols, indexes = [], self._hyper_indexes(height, width)
+        y_known = torch.zeros(len(order), dtype=torch.float64)  # the latent symbols decoded so far, zero beyond
         for s, stream in zip(self._slices(height, width), streams):
             decoder = RansDecoder()
-            decoder.set_stream(_pad(stream, s.stop - s.start))
+            decoder.set_stream(_padded(stream, s.stop - s.start))
+            _padded.clear(stream)
             for k, part in self._parts(s, bounds):
                 if part.start == bounds[k] and k > 0:  # a new segment (step k - 1): its indexes, from what is decoded
                     if k == 1:
@@ -361,20 +390,21 @@ class HyperpriorCodec:
                         params = self.hyper_params(z, lh, lw)
                         stepper, at = self.step_params(params), 0
                         current, final = next(stepper), torch.empty_like(params)
-                    y_known = self._latent(symbols[num_hyper:], order, lh, lw)
                     while at < k - 1:  # ``current`` is step ``at``'s; past any empty step (a one-value latent)
-                        current, at = stepper.send(y_known), at + 1
+                        current, at = stepper.send(y_known.view(1, -1, lh, lw).clone()), at + 1
                     final = torch.where(steps[k - 1].repeat(2, 1, 1).unsqueeze(0), current, final)
                     y_indexes = self.means_and_indexes(current)[1]
                     indexes += y_indexes.reshape(-1)[order[bounds[k] - num_hyper : bounds[k + 1] - num_hyper]].tolist()
                 tables = self.z_tables if k == 0 else self.y_tables
-                decoded = decoder.decode_stream(indexes[part], *tables)
+                decoded = decoder.decode_stream(*_used_tables(indexes[part], tables))
                 if max(map(abs, decoded)) >= MAX_SYMBOL:
                     raise UserError("corrupt entropy-coded stream (symbol out of range)")
+                if k > 0:
+                    y_known[order[part.start - num_hyper : part.stop - num_hyper]] = torch.tensor(decoded).double()
                 symbols += decoded
             if self._encode_slice(symbols, indexes, bounds, s) != stream:
                 raise UserError("corrupt entropy-coded stream (it does not re-encode to itself)")
-        return self._latent(symbols[num_hyper:], order, lh, lw)[0], self.means_and_indexes(final)[0]
+        return y_known.view(-1, lh, lw), self.means_and_indexes(final)[0]
 
     # ---- files
     def compress(self, images: torch.Tensor, quality: int, batch_size: int = 256) -> list[bytes]:
