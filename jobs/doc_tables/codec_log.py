@@ -20,6 +20,7 @@ from .shared import (
     CODEC_V2_GPU,
     CODEC_V2_GPU_TOP,
     CODEC_V2_SUBPOSITIONS,
+    CODEC_V2_SUBPOSITIONS_3EP,
     REPO,
     SPLIT_NAMES,
     V1_CODEC,
@@ -355,16 +356,16 @@ def full_run_progress() -> str | None:
     )
 
 
-def subpositions_finetune() -> str | None:
-    """The shipped model (full.yaml: full_base.yaml's model fine-tuned with the sub-position context) against its
-    base on the same test images, and the fine-tune's validation RD loss epoch by epoch from the base's best."""
-    table = rd_change(rd_of(CODEC_V2), rd_of(CODEC_V2_SUBPOSITIONS), ("checkerboard", "sub-positions"))
-    base, fine = load(f"{CODEC_V2}history.json"), load(f"{CODEC_V2_SUBPOSITIONS}history.json")
-    config = load(f"{CODEC_V2_SUBPOSITIONS}config.yaml")
-    if table is None or base is None or fine is None or config is None:
+def finetune_change(base: str, before: str, after: str, names: tuple[str, str]) -> str | None:
+    """A fine-tune of ``base``'s model (``after``) against ``before`` on the same test images, and the fine-tune's
+    validation RD loss epoch by epoch from the base's best."""
+    table = rd_change(rd_of(before), rd_of(after), names)
+    base_history, fine = load(f"{base}history.json"), load(f"{after}history.json")
+    config = load(f"{after}config.yaml")
+    if table is None or base_history is None or fine is None or config is None:
         return None
     lam = middle_lambda(config)
-    start = min(base, key=lambda r: rd_loss(r, lam))  # the epoch the base exported
+    start = min(base_history, key=lambda r: rd_loss(r, lam))  # the epoch the base exported
     losses = " → ".join(f"{rd_loss(r, lam):.3f}" for r in [start, *fine])
     minutes = sum(r["epoch_time_s"] for r in fine) / 60
     return table + (
@@ -374,24 +375,31 @@ def subpositions_finetune() -> str | None:
     )
 
 
-def codec_speed_change() -> str | None:
-    """make bench's codec rows for the base and the shipped model (two runs, one thread): each one's encode and decode
-    speed beside Pillow's AVIF timed in the same run."""
-    runs = {
-        "checkerboard (486cffa0b41a)": load(f"{CODEC_V2}bench_codec.json"),
-        "sub-positions": load("bench_codec.json"),
-    }
-    if None in runs.values():
+def speed_table(runs: dict[str, str]) -> str | None:
+    """make bench's codec rows of several runs (one thread), one row each: encode and decode speed beside Pillow's
+    AVIF timed in the same run."""
+    loaded = {name: load(path) for name, path in runs.items()}
+    if None in loaded.values():
         return None
     rows = []
-    for name, r in runs.items():
+    for name, r in loaded.items():
         row = {x["row"]: x for x in r["rows"]}
         enc, dec = row["codec encode vs AVIF"], row["codec decode vs AVIF"]
         rows.append([name, f"{enc['project']['median']:.1f}", f"{dec['project']['median']:.1f}",
                      f"{enc['baseline']['median']:.1f}", f"{enc['ratio']:.2f}x"])  # fmt: skip
     header = ["model", "encode (img/s)", "decode (img/s)", "AVIF encode, same run (img/s)", "encode vs AVIF"]
-    n = runs["sub-positions"]["args"]["codec_images"]
-    return md_table(header, rows) + f"\n\nMedians of 3 on {n} validation images at the middle level, one thread."
+    n = {r["args"]["codec_images"] for r in loaded.values()}
+    return md_table(header, rows) + f"\n\nMedians of 3 on {n.pop()} validation images at the middle level, one thread."
+
+
+def codec_speed_change() -> str | None:
+    """The base and the sub-position model, each with the coder of its time (commit 4812c86)."""
+    return speed_table(
+        {
+            "checkerboard (486cffa0b41a)": f"{CODEC_V2}bench_codec.json",
+            "sub-positions": f"{CODEC_V2_SUBPOSITIONS_3EP}bench_codec.json",
+        }
+    )
 
 
 def rd_change(before: str, after: str, names: tuple[str, str]) -> str | None:
@@ -889,13 +897,29 @@ TABLES = {
     ),
     "codec_speed_change": (
         codec_speed_change,
-        "bench/bench.py --data DATA --only codec --threads 1 --out outs/bench_codec.json, and with --codec-model OLD "
-        "(models/codec-v2 at commit da78422) --out outs/codec_v2/bench_codec.json",
+        "at commit 4812c86: bench/bench.py --data DATA --only codec --threads 1 --out "
+        "outs/codec_v2_subpositions_3ep/bench_codec.json, and with --codec-model OLD (models/codec-v2 at commit "
+        "da78422) --out outs/codec_v2/bench_codec.json",
+    ),
+    "subpositions_six_epochs": (
+        partial(finetune_change, CODEC_V2, CODEC_V2_SUBPOSITIONS_3EP, CODEC_V2_SUBPOSITIONS, ("3 epochs", "6 epochs")),
+        "mkdir -p RUN/base/model; git archive da78422 models/codec-v2 | tar -x --strip-components=2 -C "
+        "RUN/base/model; experiments/gpu/codec.sh collect DATA RUN (jobs/configs/codec/full.yaml, 6 epochs)",
+    ),
+    "coder_speedup": (
+        lambda: speed_table(
+            {
+                "4a318be8491e, coder at 4812c86": f"{CODEC_V2_SUBPOSITIONS_3EP}bench_codec.json",
+                "fd696459458a (shipped), coder now": "bench_codec.json",
+            }
+        ),
+        "bench/bench.py --data DATA --only codec --threads 1 --out outs/bench_codec.json (and the row above's)",
     ),
     "subpositions_finetune": (
-        subpositions_finetune,
+        partial(finetune_change, CODEC_V2, CODEC_V2, CODEC_V2_SUBPOSITIONS_3EP, ("checkerboard", "sub-positions")),
         "mkdir -p RUN/base/model; git archive da78422 models/codec-v2 | tar -x --strip-components=2 -C "
-        "RUN/base/model; experiments/gpu/codec.sh collect DATA RUN (jobs/configs/codec/full.yaml)",
+        "RUN/base/model; experiments/gpu/codec.sh collect DATA RUN (jobs/configs/codec/full.yaml at 3 epochs, commit "
+        "4812c86), then outs/codec_v2_subpositions/ moved to outs/codec_v2_subpositions_3ep/",
     ),
     "analysis_subpositions": (
         lambda: analysis_change(
