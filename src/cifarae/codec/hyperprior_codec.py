@@ -61,7 +61,8 @@ class _PaddedStream(threading.local):
     """A zeroed buffer, kept per thread, that holds one stream followed by its read-ahead bound of zeros: allocating
     the ~14 MB a 32 x 32 image's bound needs on every image took a third of decoding."""
 
-    buffer = bytearray()
+    def __init__(self):  # run once in each thread that uses it
+        self.buffer = bytearray()
 
     def __call__(self, stream: bytes, symbols: int) -> bytearray:
         size = len(stream) + 1092 * symbols + 120 * len(stream) + 64
