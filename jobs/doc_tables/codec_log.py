@@ -388,18 +388,8 @@ def speed_table(runs: dict[str, str]) -> str | None:
         rows.append([name, f"{enc['project']['median']:.1f}", f"{dec['project']['median']:.1f}",
                      f"{enc['baseline']['median']:.1f}", f"{enc['ratio']:.2f}x"])  # fmt: skip
     header = ["model", "encode (img/s)", "decode (img/s)", "AVIF encode, same run (img/s)", "encode vs AVIF"]
-    n = {r["args"]["codec_images"] for r in loaded.values()}
-    return md_table(header, rows) + f"\n\nMedians of 3 on {n.pop()} validation images at the middle level, one thread."
-
-
-def codec_speed_change() -> str | None:
-    """The base and the sub-position model, each with the coder of its time (commit 4812c86)."""
-    return speed_table(
-        {
-            "checkerboard (486cffa0b41a)": f"{CODEC_V2}bench_codec.json",
-            "sub-positions": f"{CODEC_V2_SUBPOSITIONS_3EP}bench_codec.json",
-        }
-    )
+    n = "/".join(sorted({str(r["args"]["codec_images"]) for r in loaded.values()}))  # one number unless they differ
+    return md_table(header, rows) + f"\n\nMedians of 3 on {n} validation images at the middle level, one thread."
 
 
 def rd_change(before: str, after: str, names: tuple[str, str]) -> str | None:
@@ -895,8 +885,14 @@ TABLES = {
         "jobs/configs/codec/full_base.yaml --no-wandb --steps train export context=subpositions, then its history.json "
         "and config.yaml copied to outs/codec_full_subpositions/",
     ),
-    "codec_speed_change": (
-        codec_speed_change,
+    "codec_speed_change": (  # the base and the sub-position model, each with the coder of its time
+        partial(
+            speed_table,
+            {
+                "checkerboard (486cffa0b41a)": f"{CODEC_V2}bench_codec.json",
+                "sub-positions": f"{CODEC_V2_SUBPOSITIONS_3EP}bench_codec.json",
+            },
+        ),
         "at commit 4812c86: bench/bench.py --data DATA --only codec --threads 1 --out "
         "outs/codec_v2_subpositions_3ep/bench_codec.json, and with --codec-model OLD (models/codec-v2 at commit "
         "da78422) --out outs/codec_v2/bench_codec.json",
@@ -907,11 +903,12 @@ TABLES = {
         "RUN/base/model; experiments/gpu/codec.sh collect DATA RUN (jobs/configs/codec/full.yaml, 6 epochs)",
     ),
     "coder_speedup": (
-        lambda: speed_table(
+        partial(
+            speed_table,
             {
                 "4a318be8491e, coder at 4812c86": f"{CODEC_V2_SUBPOSITIONS_3EP}bench_codec.json",
                 "fd696459458a (shipped), coder now": "bench_codec.json",
-            }
+            },
         ),
         "bench/bench.py --data DATA --only codec --threads 1 --out outs/bench_codec.json (and the row above's)",
     ),
