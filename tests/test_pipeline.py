@@ -304,10 +304,11 @@ def test_every_codec_recipe_is_a_valid_codec_config_and_each_chain_keeps_its_mod
     cpu_context.yaml -> cpu_long.yaml, experiments/codec/v2.sh) and the GPU chain of the model shipped before
     (gpu.yaml -> gpu_long.yaml -> gpu_top.yaml) start each step from the one before and keep its transforms, and
     each continuation keeps every level, so no gain is re-initialised. full_base.yaml is one step from scratch with
-    the GPU chain's design and all of its levels; full.yaml, the shipped model's, continues it with the sub-position
-    context and nothing else changed."""
+    the GPU chain's design and all of its levels; full_context.yaml continues it with the sub-position context and
+    nothing else changed; full.yaml, the shipped model's, continues that with the same transforms and its levels
+    moved toward the floors, the top one kept (the span's 3 bpp end)."""
     recipes = {p.stem: load_recipe(p)["train"] for p in sorted((REPO / "jobs/configs/codec").glob("*.yaml"))}
-    chains = {"cpu", "cpu_context", "cpu_long", "gpu", "gpu_long", "gpu_top", "full_base", "full"}
+    chains = {"cpu", "cpu_context", "cpu_long", "gpu", "gpu_long", "gpu_top", "full_base", "full_context", "full"}
     assert chains | {"report", "smoke"} <= set(recipes)
     for name, train in recipes.items():
         cfg = config_from_dict({**Config().to_dict(), "task": "ae", **train})
@@ -329,10 +330,17 @@ def test_every_codec_recipe_is_a_valid_codec_config_and_each_chain_keeps_its_mod
     scratch = load_recipe(REPO / "jobs/configs/codec/full_base.yaml")
     assert "from" not in scratch and "init_from" not in scratch["train"]
     assert all(scratch["train"][k] == chain["gpu_top"]["train"][k] for k in (*keep, "rd_lambdas"))
-    # full.yaml (PROFILE=full's, the shipped model's) fine-tunes full_base.yaml's with the sub-position context alone
+    # full_context.yaml fine-tunes full_base.yaml's with the sub-position context alone
+    subpositions = load_recipe(REPO / "jobs/configs/codec/full_context.yaml")
+    assert subpositions["from"] == "full_base.yaml" and subpositions["train"]["context"] == "subpositions"
+    design = (*transforms[1:], "analysis_blocks", "decoder_widths", "clip_quantiles", "batch_size")
+    assert all(subpositions["train"][k] == scratch["train"][k] for k in (*design, "rd_lambdas"))
+    # full.yaml (PROFILE=full's, the shipped model's) continues it: the same design and context, other levels
     fine = load_recipe(REPO / "jobs/configs/codec/full.yaml")
-    assert fine["from"] == "full_base.yaml" and fine["train"]["context"] == "subpositions"
-    design = (*transforms[1:], "analysis_blocks", "decoder_widths", "rd_lambdas", "clip_quantiles", "batch_size")
-    assert all(fine["train"][k] == scratch["train"][k] for k in design)
+    assert fine["from"] == "full_context.yaml"
+    assert all(fine["train"][k] == subpositions["train"][k] for k in (*design, "context"))
+    levels, weights = fine["train"]["rd_lambdas"], fine["train"]["rd_level_weights"]
+    assert len(weights) == len(levels) == 11 and levels == sorted(levels) and max(levels) == 0.256
+    assert levels != subpositions["train"]["rd_lambdas"]
     script = (REPO / "experiments/codec/v2.sh").read_text()
     assert script.index("codec/cpu.yaml") < script.index("codec/cpu_context.yaml") < script.index("codec/cpu_long.yaml")

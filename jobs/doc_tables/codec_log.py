@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from .shared import (
     CODEC_V2_GPU_TOP,
     CODEC_V2_SUBPOSITIONS,
     CODEC_V2_SUBPOSITIONS_3EP,
+    CODEC_V2_SUBPOSITIONS_6EP,
     REPO,
     SPLIT_NAMES,
     V1_CODEC,
@@ -361,17 +361,47 @@ def finetune_change(base: str, before: str, after: str, names: tuple[str, str]) 
     validation RD loss epoch by epoch from the base's best."""
     table = rd_change(rd_of(before), rd_of(after), names)
     base_history, fine = load(f"{base}history.json"), load(f"{after}history.json")
-    config = load(f"{after}config.yaml")
-    if table is None or base_history is None or fine is None or config is None:
+    base_config, config = load(f"{base}config.yaml"), load(f"{after}config.yaml")
+    if None in (table, base_history, fine, base_config, config):
         return None
-    lam = middle_lambda(config)
-    start = min(base_history, key=lambda r: rd_loss(r, lam))  # the epoch the base exported
-    losses = " → ".join(f"{rd_loss(r, lam):.3f}" for r in [start, *fine])
+    lam, base_lam = middle_lambda(config), middle_lambda(base_config)
+    start = min(base_history, key=lambda r: rd_loss(r, base_lam))  # the epoch the base exported
     minutes = sum(r["epoch_time_s"] for r in fine) / 60
+    schedule = f"{len(fine)} epochs at lr {config['lr']:g} on a {config['schedule']} schedule"
+    schedule += f", {minutes:.0f} min on 2 CPU threads"
+    if lam == base_lam:  # the same level validated before and after: one chain from the base's epoch
+        losses = " → ".join(f"{rd_loss(r, lam):.3f}" for r in [start, *fine])
+        schedule = f"the base's epoch {start['epoch']}, then {schedule}"
+    else:  # the middle level moved: the base's loss is another level's, so it is given apart
+        losses = " → ".join(f"{rd_loss(r, lam):.3f}" for r in fine)
+        schedule += f"; the base's middle level was λ = {base_lam}, at {rd_loss(start, base_lam):.3f}"
     return table + (
         f"\n\nThe fine-tune's validation RD loss at the middle level (λ = {lam}, {config['val_size']:,} images, "
-        f"estimated bits): {losses} (the base's epoch {start['epoch']}, then {len(fine)} epochs at lr "
-        f"{config['lr']:g} on a {config['schedule']} schedule, {minutes:.0f} min on 2 CPU threads)."
+        f"estimated bits): {losses} ({schedule})."
+    )
+
+
+def floor_arms(runs: dict[str, str]) -> str | None:
+    """Whole-file RD evaluations of several models on the same test images, one row each: their span and weights, and
+    their gaps to AVIF's payload at the floors' rates and BD-rates (95% paired bootstrap)."""
+    loaded = {name: (load(rd_of(folder)), load(f"{folder}config.yaml")) for name, folder in runs.items()}
+    if any(r is None or c is None for r, c in loaded.values()):
+        return None
+    rows = []
+    for name, (r, config) in loaded.items():
+        t = r["splits"]["test"]
+        cae, avif, webp = t["curves"]["cae"], t["comparisons"]["avif_payload"], t["comparisons"]["webp"]
+        weights = config.get("rd_level_weights") or [1] * len(config["rd_lambdas"])
+        rows.append([name, f"{cae[0]['bpp']:.2f}–{cae[-1]['bpp']:.2f}", ", ".join(f"{w:g}" for w in weights),
+                     cell(interpolate(cae, 1.0)), gap_cell(avif["gap_db@1bpp"]), cell(interpolate(cae, 2.0)),
+                     gap_cell(avif["gap_db@2bpp"]), gap_cell(avif["bd_rate_pct"], "%"),
+                     gap_cell(webp["bd_rate_pct"], "%")])  # fmt: skip
+    header = ["model", "span (bpp)", "level weights", "1 bpp (dB)", "vs AVIF payload", "2 bpp (dB)",
+              "vs AVIF payload", "BD-rate vs AVIF payload", "BD-rate vs WebP"]  # fmt: skip
+    n = {r["splits"]["test"]["num_images"] for r, _ in loaded.values()}
+    return md_table(header, rows) + (
+        f"\n\nWhole files on the same {'/'.join(f'{k:,}' for k in sorted(n))} stratified test images; gaps and "
+        "BD-rates against the references on the same images, with 95% paired bootstrap intervals."
     )
 
 
@@ -424,7 +454,7 @@ def codec_levels() -> str | None:
     if g is None or history is None or v1 is None:
         return None
     lambdas = yaml.safe_load((REPO / "experiments/codec/levels.yaml").read_text())["train"]["rd_lambdas"]
-    shipped_lambdas = json.loads((REPO / "models/codec-v2/model.json").read_text())["config"]["rd_lambdas"]
+    shipped_lambdas = load(f"{CODEC_V2}config.yaml")["rd_lambdas"]  # the model shipped then, 486cffa0b41a
     shipped, three = g["models"]["shipped"]["points"], g["models"]["three_levels"]["points"]
     first = shipped_lambdas.index(lambdas[0])
     rows = [
@@ -898,19 +928,46 @@ TABLES = {
         "da78422) --out outs/codec_v2/bench_codec.json",
     ),
     "subpositions_six_epochs": (
-        partial(finetune_change, CODEC_V2, CODEC_V2_SUBPOSITIONS_3EP, CODEC_V2_SUBPOSITIONS, ("3 epochs", "6 epochs")),
+        partial(
+            finetune_change, CODEC_V2, CODEC_V2_SUBPOSITIONS_3EP, CODEC_V2_SUBPOSITIONS_6EP, ("3 epochs", "6 epochs")
+        ),
         "mkdir -p RUN/base/model; git archive da78422 models/codec-v2 | tar -x --strip-components=2 -C "
-        "RUN/base/model; experiments/gpu/codec.sh collect DATA RUN (jobs/configs/codec/full.yaml, 6 epochs)",
+        "RUN/base/model; experiments/gpu/codec.sh collect DATA RUN at commit 902f722 (jobs/configs/codec/full.yaml, "
+        "now full_context.yaml, 6 epochs), then outs/codec_v2_subpositions/ moved to outs/codec_v2_subpositions_6ep/",
+    ),
+    "floor_levels": (
+        partial(
+            finetune_change,
+            CODEC_V2_SUBPOSITIONS_6EP,
+            CODEC_V2_SUBPOSITIONS_6EP,
+            CODEC_V2_SUBPOSITIONS,
+            ("6 epochs", "levels at the floors"),
+        ),
+        "mkdir -p RUN/base/model; git archive 902f722 models/codec-v2 | tar -x --strip-components=2 -C "
+        "RUN/base/model; experiments/gpu/codec.sh collect DATA RUN (jobs/configs/codec/full.yaml)",
+    ),
+    "floor_arms": (
+        partial(
+            floor_arms,
+            {
+                "fd696459458a (6 epochs, shipped before)": CODEC_V2_SUBPOSITIONS_6EP,
+                "levels at the floors, the top drawn half as often": "codec_v2_floors_unweighted/",
+                "the same, and the 1 bpp levels 1.5 times as often (shipped)": CODEC_V2_SUBPOSITIONS,
+            },
+        ),
+        "experiments/gpu/codec.sh collect DATA RUN (jobs/configs/codec/full.yaml), and the same with "
+        "rd_level_weights=[1,1,1,1,1,1,1,1,1,1,0.5] into outs/codec_v2_floors_unweighted/ (config, history, rd.json)",
     ),
     "coder_speedup": (
         partial(
             speed_table,
             {
                 "4a318be8491e, coder at 4812c86": f"{CODEC_V2_SUBPOSITIONS_3EP}bench_codec.json",
-                "fd696459458a (shipped), coder now": "bench_codec.json",
+                "fd696459458a, coder now": f"{CODEC_V2_SUBPOSITIONS_6EP}bench_codec.json",
             },
         ),
-        "bench/bench.py --data DATA --only codec --threads 1 --out outs/bench_codec.json (and the row above's)",
+        "at commit 902f722: bench/bench.py --data DATA --only codec --threads 1 --out "
+        "outs/codec_v2_subpositions_6ep/bench_codec.json (and the row above's)",
     ),
     "subpositions_finetune": (
         partial(finetune_change, CODEC_V2, CODEC_V2, CODEC_V2_SUBPOSITIONS_3EP, ("checkerboard", "sub-positions")),
