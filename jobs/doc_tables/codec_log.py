@@ -955,8 +955,10 @@ TABLES = {
                 "the same, and the 1 bpp levels 1.5 times as often (shipped)": CODEC_V2_SUBPOSITIONS,
             },
         ),
-        "experiments/gpu/codec.sh collect DATA RUN (jobs/configs/codec/full.yaml), and the same with "
-        "rd_level_weights=[1,1,1,1,1,1,1,1,1,1,0.5] into outs/codec_v2_floors_unweighted/ (config, history, rd.json)",
+        "experiments/gpu/codec.sh collect DATA RUN (jobs/configs/codec/full.yaml, RUN/base/model as in its header); "
+        "python src/train_codec.py --data DATA --out RUN2 --recipe jobs/configs/codec/full.yaml --no-wandb "
+        "'rd_level_weights=[1,1,1,1,1,1,1,1,1,1,0.5]' with the same RUN2/base/model, then its history.json, "
+        "config.yaml and rd/rd.json copied to outs/codec_v2_floors_unweighted/",
     ),
     "coder_speedup": (
         partial(
