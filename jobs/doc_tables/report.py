@@ -316,10 +316,15 @@ def design_loop() -> str | None:
     bd_avif = [streams[k]["comparisons"]["avif_payload"]["bd_rate_pct"]["value"] for k in ("rd_format2", "rd")]
     low_bpp = [streams[k]["curves"]["cae"][0]["bpp"] for k in ("rd_format2", "rd")]
     v2_bd = [t["comparisons"]["avif_payload"]["bd_rate_pct"]["value"] for t in v2]
-    steps = (fmt4, fmt5, ep3, ep6, shipped)
-    at1 = [interpolate(t["curves"]["cae"], 1.0) for t in (v2[-1], *steps)]
-    at2 = [interpolate(t["curves"]["cae"], 2.0) for t in (v2[-1], *steps)]
-    bd4, bd5, bd6, bd7, bd8 = (t["comparisons"]["avif_payload"]["bd_rate_pct"]["value"] for t in steps)
+    steps = (v2[-1], fmt4, fmt5, ep3, ep6, shipped)  # the last rows below each move one step along these
+
+    def step_change(i: int) -> str:
+        """Step i -> i + 1 against AVIF's payload: BD-rate and PSNR at the floors' rates."""
+        (a, b), at = steps[i : i + 2], lambda t, bpp: cell(interpolate(t["curves"]["cae"], bpp))
+        bd = [t["comparisons"]["avif_payload"]["bd_rate_pct"]["value"] for t in (a, b)]
+        return (f"BD-rate against AVIF's payload {bd[0]:+.1f} → {bd[1]:+.1f}%, PSNR at 1 bpp {at(a, 1.0)} → "
+                f"{at(b, 1.0)} dB, at 2 bpp {at(a, 2.0)} → {at(b, 2.0)} dB")  # fmt: skip
+
     v2_at2 = [interpolate(t["curves"]["cae"], 2.0) for t in v2]
     v2_span = [f"{t['curves']['cae'][0]['bpp']:.2f}–{t['curves']['cae'][-1]['bpp']:.2f}" for t in v2]
     pct = lambda v: f"{100 * v:.2f}%"  # noqa: E731
@@ -394,27 +399,22 @@ def design_loop() -> str | None:
                "`outs/codec_v2_gpu/rd/rd.json` → `outs/codec_v2/rd/rd_format3.json`")])),
         ["codec v2", "file format 3 → 4: an 8-byte header instead of 17 (one byte for magic and version, a 2-byte "
          "model tag, CRC-16), same model and files otherwise",
-         f"BD-rate against AVIF's payload {v2_bd[-1]:+.1f} → {bd4:+.1f}%, PSNR at 1 bpp {cell(at1[0])} → "
-         f"{cell(at1[1])} dB, at 2 bpp {cell(at2[0])} → {cell(at2[1])} dB",
+         step_change(0),
          "`outs/codec_v2/rd/rd_format3.json` → `rd_format4.json`"],
         ["codec v2", "file format 4 → 5: a 6-byte header (no size for a 32×32 image) and each rANS stream without "
          "its state's zero top bytes, same model and decoded images",
-         f"BD-rate against AVIF's payload {bd4:+.1f} → {bd5:+.1f}%, PSNR at 1 bpp {cell(at1[1])} → "
-         f"{cell(at1[2])} dB, at 2 bpp {cell(at2[1])} → {cell(at2[2])} dB",
+         step_change(1),
          "`outs/codec_v2/rd/rd_format4.json` → `rd.json`"],
         ["codec v2", "+ the sub-position context (each 2×2 block's skip-latent values coded in four steps, each "
          "conditioned on those before it), fine-tuned 3 epochs (CPU)",
-         f"BD-rate against AVIF's payload {bd5:+.1f} → {bd6:+.1f}%, PSNR at 1 bpp {cell(at1[2])} → "
-         f"{cell(at1[3])} dB, at 2 bpp {cell(at2[2])} → {cell(at2[3])} dB",
+         step_change(2),
          "`outs/codec_v2/rd/rd.json` → `outs/codec_v2_subpositions_3ep/rd/rd.json`"],
         ["codec v2", "the same fine-tune for 6 epochs instead of 3 (CPU)",
-         f"BD-rate against AVIF's payload {bd6:+.1f} → {bd7:+.1f}%, PSNR at 1 bpp {cell(at1[3])} → "
-         f"{cell(at1[4])} dB, at 2 bpp {cell(at2[3])} → {cell(at2[4])} dB",
+         step_change(3),
          "`outs/codec_v2_subpositions_3ep/rd/rd.json` → `outs/codec_v2_subpositions_6ep/rd/rd.json`"],
         ["codec v2", "its eleven levels placed at the floors (one on each, others beside), the three about 1 bpp "
          "drawn 1.5 times as often and the top one half as often, 2 epochs (CPU)",
-         f"BD-rate against AVIF's payload {bd7:+.1f} → {bd8:+.1f}%, PSNR at 1 bpp {cell(at1[4])} → "
-         f"{cell(at1[5])} dB, at 2 bpp {cell(at2[4])} → {cell(at2[5])} dB",
+         step_change(4),
          "`outs/codec_v2_subpositions_6ep/rd/rd.json` → `outs/codec_v2_subpositions/rd/rd.json`"],
     ]  # fmt: skip
     return md_table(
