@@ -20,7 +20,8 @@
 # How the shipped model was made: full_base.yaml on 2 CPU cores across sessions (src/train_codec.py's resume;
 # model 486cffa0b41a), then full_context.yaml's 6 epochs on 2 CPU threads with that model as RUN/base/model (model
 # fd696459458a, outs/codec_v2_subpositions_6ep/; at 3 epochs 4a318be8491e, outs/codec_v2_subpositions_3ep/), all
-# shipped before, then full.yaml's 2 epochs with fd696459458a as RUN/base/model and `collect` here. The
+# shipped before, then full.yaml's 2 epochs with fd696459458a as RUN/base/model (model 572d1ae57e83; with the 1 bpp
+# levels at 1.5 instead, 6e92633d9e53, outs/codec_v2_floors_1p5x/, shipped before) and `collect` here. The
 # model before 486cffa0b41a (outs/codec_v2_gpu/): gpu.yaml -> gpu_long.yaml on an H200 (commits cac8017 and 43f00fe,
 # then named full_base.yaml and full_long.yaml), then gpu_top.yaml's one epoch on the CPU, by `collect` at commit
 # ab842f6.

@@ -16,6 +16,7 @@ from .shared import (
     CODEC_V2_BASE,
     CODEC_V2_CONTEXT,
     CODEC_V2_CPU,
+    CODEC_V2_FLOORS_1P5X,
     CODEC_V2_GPU,
     CODEC_V2_GPU_TOP,
     CODEC_V2_SUBPOSITIONS,
@@ -356,9 +357,11 @@ def full_run_progress() -> str | None:
     )
 
 
-def finetune_change(base: str, before: str, after: str, names: tuple[str, str]) -> str | None:
+def finetune_change(
+    base: str, before: str, after: str, names: tuple[str, str], cpu: str = "2 CPU threads"
+) -> str | None:
     """A fine-tune of ``base``'s model (``after``) against ``before`` on the same test images, and the fine-tune's
-    validation RD loss epoch by epoch from the base's best."""
+    validation RD loss epoch by epoch from the base's best; ``cpu`` says what it trained on."""
     table = rd_change(rd_of(before), rd_of(after), names)
     base_history, fine = load(f"{base}history.json"), load(f"{after}history.json")
     base_config, config = load(f"{base}config.yaml"), load(f"{after}config.yaml")
@@ -368,7 +371,7 @@ def finetune_change(base: str, before: str, after: str, names: tuple[str, str]) 
     start = min(base_history, key=lambda r: rd_loss(r, base_lam))  # the epoch the base exported
     minutes = sum(r["epoch_time_s"] for r in fine) / 60
     schedule = f"{len(fine)} epochs at lr {config['lr']:g} on a {config['schedule']} schedule"
-    schedule += f", {minutes:.0f} min on 2 CPU threads"
+    schedule += f", {minutes:.0f} min on {cpu}"
     if lam == base_lam:  # the same level validated before and after: one chain from the base's epoch
         losses = " → ".join(f"{rd_loss(r, lam):.3f}" for r in [start, *fine])
         schedule = f"the base's epoch {start['epoch']}, then {schedule}"
@@ -940,11 +943,39 @@ TABLES = {
             finetune_change,
             CODEC_V2_SUBPOSITIONS_6EP,
             CODEC_V2_SUBPOSITIONS_6EP,
-            CODEC_V2_SUBPOSITIONS,
+            CODEC_V2_FLOORS_1P5X,
             ("6 epochs", "levels at the floors"),
         ),
         "mkdir -p RUN/base/model; git archive 902f722 models/codec-v2 | tar -x --strip-components=2 -C "
-        "RUN/base/model; experiments/gpu/codec.sh collect DATA RUN (jobs/configs/codec/full.yaml)",
+        "RUN/base/model; experiments/gpu/codec.sh collect DATA RUN at commit 9c53500 (jobs/configs/codec/full.yaml "
+        "with the 1 bpp levels drawn 1.5 times as often), then outs/codec_v2_subpositions/ moved to "
+        "outs/codec_v2_floors_1p5x/",
+    ),
+    "floor_weights_levels": (
+        partial(
+            finetune_change,
+            CODEC_V2_SUBPOSITIONS_6EP,
+            CODEC_V2_FLOORS_1P5X,
+            CODEC_V2_SUBPOSITIONS,
+            ("1.5 times", "the middle 3 times"),
+            "1 CPU thread, beside the other arm",
+        ),
+        "the CPU commands in jobs/configs/codec/full.yaml's header with OMP_NUM_THREADS=1, then "
+        "experiments/gpu/codec.sh collect DATA RUN",
+    ),
+    "floor_weights": (
+        partial(
+            floor_arms,
+            {
+                "6e92633d9e53 (1 bpp levels 1.5 times as often, shipped before)": CODEC_V2_FLOORS_1P5X,
+                "the three 1 bpp levels twice as often": "codec_v2_floors_2x/",
+                "the middle one 3 times, its neighbours 1.5 times (shipped)": CODEC_V2_SUBPOSITIONS,
+            },
+        ),
+        "the CPU commands in jobs/configs/codec/full.yaml's header with OMP_NUM_THREADS=1 (shipped arm, then "
+        "experiments/gpu/codec.sh collect DATA RUN), and beside it the same with "
+        "'rd_level_weights=[1,1,2,2,2,1,1,1,1,1,0.5]' after --no-wandb in RUN2, whose history.json, config.yaml and "
+        "rd/rd.json are copied to outs/codec_v2_floors_2x/",
     ),
     "floor_arms": (
         partial(
@@ -952,10 +983,11 @@ TABLES = {
             {
                 "fd696459458a (6 epochs, shipped before)": CODEC_V2_SUBPOSITIONS_6EP,
                 "levels at the floors, the top drawn half as often": "codec_v2_floors_unweighted/",
-                "the same, and the 1 bpp levels 1.5 times as often (shipped)": CODEC_V2_SUBPOSITIONS,
+                "the same, and the 1 bpp levels 1.5 times as often (shipped until 9c53500)": CODEC_V2_FLOORS_1P5X,
             },
         ),
-        "experiments/gpu/codec.sh collect DATA RUN (jobs/configs/codec/full.yaml, RUN/base/model as in its header); "
+        "experiments/gpu/codec.sh collect DATA RUN at commit 9c53500 (jobs/configs/codec/full.yaml, RUN/base/model as "
+        "in its header; outs/codec_v2_subpositions/ then moved to outs/codec_v2_floors_1p5x/); "
         "python src/train_codec.py --data DATA --out RUN2 --recipe jobs/configs/codec/full.yaml --no-wandb "
         "'rd_level_weights=[1,1,1,1,1,1,1,1,1,1,0.5]' with the same RUN2/base/model, then its history.json, "
         "config.yaml and rd/rd.json copied to outs/codec_v2_floors_unweighted/",

@@ -15,6 +15,7 @@ from .shared import (
     CODEC_V2_BASE,
     CODEC_V2_CONTEXT,
     CODEC_V2_CPU,
+    CODEC_V2_FLOORS_1P5X,
     CODEC_V2_GPU,
     CODEC_V2_GPU_TOP,
     CODEC_V2_SUBPOSITIONS,
@@ -307,16 +308,17 @@ def design_loop() -> str | None:
               load(f"{CODEC_V2}rd/rd_format3.json")["splits"]["test"]]  # fmt: skip
         # the shipped one in formats 4 and 5
         fmt4, fmt5 = (load(f"{CODEC_V2}rd/{k}.json")["splits"]["test"] for k in ("rd_format4", "rd"))
-        # the sub-position fine-tune at 3 epochs, then 6, then its levels placed at the floors (shipped)
-        fine_tunes = (CODEC_V2_SUBPOSITIONS_3EP, CODEC_V2_SUBPOSITIONS_6EP, CODEC_V2_SUBPOSITIONS)
-        ep3, ep6, shipped = (load(f"{f}rd/rd.json")["splits"]["test"] for f in fine_tunes)
+        # the sub-position fine-tune at 3 epochs, then 6, then its levels placed at the floors, then the 1 bpp level
+        # drawn 3 times as often (shipped)
+        fine_tunes = (CODEC_V2_SUBPOSITIONS_3EP, CODEC_V2_SUBPOSITIONS_6EP, CODEC_V2_FLOORS_1P5X, CODEC_V2_SUBPOSITIONS)
+        ep3, ep6, floors, shipped = (load(f"{f}rd/rd.json")["splits"]["test"] for f in fine_tunes)
     except (TypeError, KeyError, StopIteration):
         return None
     ctl = qg[0.04]
     bd_avif = [streams[k]["comparisons"]["avif_payload"]["bd_rate_pct"]["value"] for k in ("rd_format2", "rd")]
     low_bpp = [streams[k]["curves"]["cae"][0]["bpp"] for k in ("rd_format2", "rd")]
     v2_bd = [t["comparisons"]["avif_payload"]["bd_rate_pct"]["value"] for t in v2]
-    steps = (v2[-1], fmt4, fmt5, ep3, ep6, shipped)  # the last rows below each move one step along these
+    steps = (v2[-1], fmt4, fmt5, ep3, ep6, floors, shipped)  # the last rows below each move one step along these
 
     def step_change(i: int) -> str:
         """Step i -> i + 1 against AVIF's payload: BD-rate and PSNR at the floors' rates."""
@@ -415,7 +417,10 @@ def design_loop() -> str | None:
         ["codec v2", "its eleven levels placed at the floors (one on each, others beside), the three about 1 bpp "
          "drawn 1.5 times as often and the top one half as often, 2 epochs (CPU)",
          step_change(4),
-         "`outs/codec_v2_subpositions_6ep/rd/rd.json` → `outs/codec_v2_subpositions/rd/rd.json`"],
+         "`outs/codec_v2_subpositions_6ep/rd/rd.json` → `outs/codec_v2_floors_1p5x/rd/rd.json`"],
+        ["codec v2", "the same, with the level at 1 bpp drawn 3 times as often and its two neighbours 1.5 times",
+         step_change(5),
+         "`outs/codec_v2_floors_1p5x/rd/rd.json` → `outs/codec_v2_subpositions/rd/rd.json`"],
     ]  # fmt: skip
     return md_table(
         ["#", "product", "what changed", "measured before → after", "source"], [[i + 1, *r] for i, r in enumerate(rows)]

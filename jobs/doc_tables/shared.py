@@ -174,6 +174,8 @@ CODEC = {  # the codec the report describes (v1): its two families and the files
 CODEC_V2_SUBPOSITIONS = "codec_v2_subpositions/"  # the shipped v2 codec (models/codec-v2, full.yaml): the same files
 CODEC_V2_SUBPOSITIONS_3EP = "codec_v2_subpositions_3ep/"  # full_context.yaml at 3 epochs (4a318be8491e)
 CODEC_V2_SUBPOSITIONS_6EP = "codec_v2_subpositions_6ep/"  # full_context.yaml (fd696459458a), shipped before
+# full.yaml with the 1 bpp levels drawn 1.5 times as often (6e92633d9e53), shipped before; its other arms beside it
+CODEC_V2_FLOORS_1P5X = "codec_v2_floors_1p5x/"
 
 
 CODEC_V2 = "codec_v2/"  # its base, shipped before it (full_base.yaml, one step from scratch): history, config and rd/
