@@ -174,7 +174,8 @@ CODEC = {  # the codec the report describes (v1): its two families and the files
 CODEC_V2_SUBPOSITIONS = "codec_v2_subpositions/"  # the shipped v2 codec (models/codec-v2, full.yaml): the same files
 CODEC_V2_SUBPOSITIONS_3EP = "codec_v2_subpositions_3ep/"  # full_context.yaml at 3 epochs (4a318be8491e)
 CODEC_V2_SUBPOSITIONS_6EP = "codec_v2_subpositions_6ep/"  # full_context.yaml (fd696459458a), shipped before
-# full.yaml with the 1 bpp levels drawn 1.5 times as often (6e92633d9e53), shipped before; its other arms beside it
+# full.yaml with the 1 bpp levels drawn 1.5 times as often (6e92633d9e53), shipped before; the recipe's other arms
+# are codec_v2_floors_unweighted/ (beside this one) and codec_v2_floors_2x/ (beside the shipped one)
 CODEC_V2_FLOORS_1P5X = "codec_v2_floors_1p5x/"
 
 
