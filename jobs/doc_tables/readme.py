@@ -132,6 +132,7 @@ def readme_results() -> str | None:
 TABLES = {
     "readme_results": (
         readme_results,
-        "experiments/gpu/run.sh collect; experiments/classifier/run.sh; " + V1_CODEC,
+        "experiments/gpu/run.sh collect; experiments/classifier/run.sh; experiments/gpu/codec.sh collect DATA RUN "
+        "(codec v2); " + V1_CODEC,
     ),
 }
