@@ -677,6 +677,35 @@ def test_analysis_blocks_start_as_the_identity_on_a_trained_codec_learn_and_ship
     assert norms and all((m.momentum, m.eps) == (0.5, 0.001) for m in norms)
 
 
+def test_train_only_decoder_moves_the_decoder_alone_and_keeps_every_files_bits(
+    v2_run, v2, synth_cache, images, tmp_path
+):
+    """train_only=decoder, a trained codec's decoder trained on alone: only decoder weights move, every other
+    tensor (BatchNorm statistics included) stays, so the new model writes the old one's streams at every level,
+    under its own model tag; it needs a trained codec (init_from)."""
+    run = tmp_path / "decoder"
+    overrides = ["wandb=false", "train_only=decoder", f"init_from={v2_run}", "lr=0.01"]
+    run_script("train_ae.py", "--data", synth_cache, "--out", run, *V2, *overrides)
+    before, after = checkpoint.load(v2_run)["model"], checkpoint.load(run / "last.pt")["model"]
+    assert before.keys() == after.keys()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith("decoder.") and not k.endswith(("running_mean", "running_var")) for k in moved)
+    assert any(k.endswith(".weight") and after[k].ndim == 4 for k in moved)  # its convolutions train
+    export(run, tmp_path / "model", recipe="tests")
+    trained = load_shipped(tmp_path / "model")
+    assert trained.model_id != v2.model_id
+    for q in range(3):
+        old, new = v2.compress(images, q), trained.compress(images, q)
+        assert [v2.parse(f).streams for f in old] == [trained.parse(f).streams for f in new]
+        assert not torch.equal(trained.decompress(new[0]), v2.decompress(old[0]))  # the same bits, decoded anew
+    model = AutoEncoder(load_config(None, [*V2, "train_only=decoder", f"init_from={v2_run}"])).train()
+    assert not any(m.training for m in model.modules())  # BatchNorm statistics stay as joint training left them
+    with pytest.raises(UserError, match="needs entropy_model=hyperprior and init_from"):
+        load_config(None, [*V2, "train_only=decoder"])
+    with pytest.raises(UserError, match="must be decoder"):
+        load_config(None, [*V2, "train_only=encoder", f"init_from={v2_run}"])
+
+
 def test_analysis_width_sets_the_blocks_inner_width_and_ships_with_the_model(tmp_path):
     """analysis_width: the blocks' inner width is that fraction of their channels (a quarter by default); wider
     blocks still start as the identity from the same seed, and a shipped model is rebuilt at its width."""

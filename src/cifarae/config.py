@@ -83,6 +83,9 @@ class Config:
     context: str = "none"  # hyperprior: "checkerboard" adds a spatial context, "subpositions" also orders the skip
     # latent's sub-positions within its passes (codec/hyperprior.py)
     init_from: str = ""  # run dir, checkpoint or shipped codec folder to start from (a codec from a plain AE)
+    # codec only: "decoder" trains a trained codec's decoder (init_from) alone; every other part keeps its weights
+    # and BatchNorm statistics, so the files' bits stay the trained codec's
+    train_only: str = ""
     # --- classifier ---
     mode: str = "scratch"  # linear | finetune | scratch
     encoder: str = ""  # AE run dir or checkpoint, for linear / finetune
@@ -180,6 +183,13 @@ class Config:
             raise UserError(
                 f"config rd_level_weights={self.rd_level_weights} needs one positive weight per level of "
                 f"rd_lambdas={self.rd_lambdas}, or none"
+            )
+        if self.train_only not in ("", "decoder"):
+            raise UserError(f"config train_only={self.train_only} must be decoder (a codec's decoder alone) or empty")
+        if self.train_only and (self.entropy_model != "hyperprior" or not self.init_from):
+            raise UserError(
+                "config train_only=decoder trains a trained codec's decoder: it needs entropy_model=hyperprior and "
+                "init_from (or from: in a codec recipe)"
             )
         if self.arch == "airbench_whiten" and self.widths[0] != 24:
             raise UserError(f"config arch=airbench_whiten has a 24-channel stem; set widths[0]={self.widths[0]} to 24")

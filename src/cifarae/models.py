@@ -267,6 +267,17 @@ class AutoEncoder(OwnsParamGroups, nn.Module):
         if cfg.skip_from_stem:
             self.stem_to_skip = nn.Conv2d(cfg.widths[0] * self.stem_fold**2, cfg.skip_channels, 1, bias=False)
             nn.init.zeros_(self.stem_to_skip.weight)
+        # train_only=decoder: every other part frozen, so the bits of every file stay the trained codec's
+        self.decoder_only = cfg.train_only == "decoder"
+        if self.decoder_only:
+            self.requires_grad_(False)
+            self.decoder.requires_grad_(True)
+
+    def train(self, mode: bool = True):
+        # Decoder only: every part stays in eval mode, the decoder's BatchNorms too, whose statistics are those the
+        # frozen latents had in joint training (re-estimated from decoder-only batches they cost 0.1-0.65 dB:
+        # docs/codec-log.md, "What holds the top levels back"); their scales and shifts still train.
+        return super().train(mode and not self.decoder_only)
 
     def lr_mult_and_decay(self, name: str, param: nn.Parameter, cfg: Config) -> tuple[float, bool]:
         # The codec's entropy model (its densities and quantiles) trains at 10x the learning rate,
