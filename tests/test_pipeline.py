@@ -305,13 +305,17 @@ def test_every_codec_recipe_is_a_valid_codec_config_and_each_chain_keeps_its_mod
     (gpu.yaml -> gpu_long.yaml -> gpu_top.yaml) start each step from the one before and keep its transforms, and
     each continuation keeps every level, so no gain is re-initialised. full_base.yaml is one step from scratch with
     the GPU chain's design and all of its levels; full_context.yaml continues it with the sub-position context and
-    nothing else changed; full.yaml, the shipped model's, continues that with the same transforms and its levels
-    moved toward the floors, the top one kept (the span's 3 bpp end)."""
-    recipes = {p.stem: load_recipe(p)["train"] for p in sorted((REPO / "jobs/configs/codec").glob("*.yaml"))}
-    chains = {"cpu", "cpu_context", "cpu_long", "gpu", "gpu_long", "gpu_top", "full_base", "full_context", "full"}
+    nothing else changed; full_levels.yaml continues that with the same transforms and its levels moved toward the
+    floors, the top one kept (the span's 3 bpp end); full.yaml, the shipped model's, trains that one's decoder alone,
+    with the same design and levels."""
+    whole = {p.stem: load_recipe(p) for p in sorted((REPO / "jobs/configs/codec").glob("*.yaml"))}
+    recipes = {name: recipe["train"] for name, recipe in whole.items()}
+    chains = {"cpu", "cpu_context", "cpu_long", "gpu", "gpu_long", "gpu_top", "full_base", "full_context"}
+    chains |= {"full_levels", "full"}
     assert chains | {"report", "smoke"} <= set(recipes)
     for name, train in recipes.items():
-        cfg = config_from_dict({**Config().to_dict(), "task": "ae", **train})
+        base = {"init_from": "RUN/base/model"} if "from" in whole[name] else {}  # as train_codec.py sets it
+        cfg = config_from_dict({**Config().to_dict(), "task": "ae", **base, **train})
         assert cfg.entropy_model == "hyperprior", name
     base, context, longer = (recipes[k] for k in ("cpu", "cpu_context", "cpu_long"))
     assert (context["init_from"], longer["init_from"]) == ("runs/codec_v2_base", "runs/codec_v2_context")
@@ -335,12 +339,16 @@ def test_every_codec_recipe_is_a_valid_codec_config_and_each_chain_keeps_its_mod
     assert subpositions["from"] == "full_base.yaml" and subpositions["train"]["context"] == "subpositions"
     design = (*transforms[1:], "analysis_blocks", "decoder_widths", "clip_quantiles", "batch_size")
     assert all(subpositions["train"][k] == scratch["train"][k] for k in (*design, "rd_lambdas"))
-    # full.yaml (PROFILE=full's, the shipped model's) continues it: the same design and context, other levels
-    fine = load_recipe(REPO / "jobs/configs/codec/full.yaml")
-    assert fine["from"] == "full_context.yaml"
+    # full_levels.yaml continues it: the same design and context, other levels
+    fine = load_recipe(REPO / "jobs/configs/codec/full_levels.yaml")
+    assert fine["from"] == "full_context.yaml" and "train_only" not in fine["train"]
     assert all(fine["train"][k] == subpositions["train"][k] for k in (*design, "context"))
     levels, weights = fine["train"]["rd_lambdas"], fine["train"]["rd_level_weights"]
     assert len(weights) == len(levels) == 11 and levels == sorted(levels) and max(levels) == 0.256
     assert levels != subpositions["train"]["rd_lambdas"]
+    # full.yaml (PROFILE=full's, the shipped model's) trains that model's decoder alone: the same design and levels
+    decoder = load_recipe(REPO / "jobs/configs/codec/full.yaml")
+    assert decoder["from"] == "full_levels.yaml" and decoder["train"]["train_only"] == "decoder"
+    assert all(decoder["train"][k] == fine["train"][k] for k in (*design, "context", "rd_lambdas", "rd_level_weights"))
     script = (REPO / "experiments/codec/v2.sh").read_text()
     assert script.index("codec/cpu.yaml") < script.index("codec/cpu_context.yaml") < script.index("codec/cpu_long.yaml")

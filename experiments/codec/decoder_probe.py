@@ -81,24 +81,40 @@ def widened(shipped: torch.nn.Module, cfg, widths: list[int], skip_side: int) ->
     return decoder
 
 
-def train_decoder(model: AutoEncoder, lambdas, y_train, images, steps: int, lr: float, batch: int = 64) -> float:
-    """Adam with a one-cycle schedule on lambda-weighted MSE of ``model.decoder`` alone, each image at a random
-    level; returns minutes."""
+def probe_args(doc: str, steps: int, out: str, extra=None) -> argparse.Namespace:
+    """The command line of a probe that trains a decoder on a frozen codec's bits (``extra(parser)`` adds its own)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--model", default="models/codec-v2", help="a shipped model folder")
+    ap.add_argument("--train", type=int, default=20000)
+    ap.add_argument("--val", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=steps)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    if extra is not None:
+        extra(ap)
+    ap.add_argument("--out", default=out)
+    return ap.parse_args()
+
+
+def train_decoder(model: AutoEncoder, lambdas, y_train, images, steps: int, groups: list[dict], latents=None) -> float:
+    """Adam with a one-cycle schedule on lambda-weighted MSE of the parameter ``groups`` alone (each with its lr),
+    each image at a random level; ``latents(y, levels)`` is what the decoder reads (default: the files' rounded
+    latents). Returns minutes."""
+    latents = latents or (lambda y, q: rounded_latents(model, y, q))
     levels = model.latent_codec.levels
     weights = torch.tensor(lambdas)
     weights = weights / weights.mean()
-    opt = torch.optim.Adam(model.decoder.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.05)
+    opt = torch.optim.Adam(groups)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, [g["lr"] for g in groups], total_steps=steps, pct_start=0.05)
     start, step = time.time(), 0
     # BatchNorm keeps the statistics joint training left (eval mode; its scales and shifts still train)
     model.eval()
     while step < steps:
-        for idx in torch.randperm(len(y_train)).split(batch):
+        for idx in torch.randperm(len(y_train)).split(64):
             if step == steps:
                 break
             q = torch.randint(0, levels, (len(idx),))
-            y_hat = rounded_latents(model, y_train[idx], q)
-            mse = (model.decode(y_hat) - images[idx].float() / 255).pow(2).flatten(1).mean(1)
+            mse = (model.decode(latents(y_train[idx], q)) - images[idx].float() / 255).pow(2).flatten(1).mean(1)
             loss = (weights[q] * mse).mean()
             opt.zero_grad()
             loss.backward()
@@ -106,21 +122,17 @@ def train_decoder(model: AutoEncoder, lambdas, y_train, images, steps: int, lr: 
             sched.step()
             step += 1
             if step % 500 == 0:
-                print(f"  step {step}/{steps}: mse {loss.item():.5f} ({time.time() - start:.0f} s)", flush=True)
+                print(f"  step {step}/{steps}: loss {loss.item():.5f} ({time.time() - start:.0f} s)", flush=True)
     return (time.time() - start) / 60
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--model", default="models/codec-v2", help="a shipped model folder")
-    ap.add_argument("--train", type=int, default=20000)
-    ap.add_argument("--val", type=int, default=1000)
-    ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--widths", nargs="*", default=["64,128,128,128"])
-    ap.add_argument("--out", default="outs/codec_decoder_probe")
-    args = ap.parse_args()
+    args = probe_args(
+        __doc__,
+        1500,
+        "outs/codec_decoder_probe",
+        lambda ap: ap.add_argument("--widths", nargs="*", default=["64,128,128,128"]),
+    )
     torch.manual_seed(0)
     codec = load_codec(args.model)
     cfg, model = codec.cfg, codec.model.float().eval().requires_grad_(False)
@@ -153,7 +165,8 @@ def main() -> None:
         model.decoder = widened(shipped, cfg, w, cfg.latent_size * model.skip_fold)
         name = "shipped, trained on" if widths is None else f"widened to {widths}, trained on"
         print(name, flush=True)
-        measure(name, train_decoder(model, cfg.level_lambdas, y_train, train, args.steps, args.lr))
+        groups = [{"params": model.decoder.parameters(), "lr": args.lr}]
+        measure(name, train_decoder(model, cfg.level_lambdas, y_train, train, args.steps, groups))
 
 
 if __name__ == "__main__":

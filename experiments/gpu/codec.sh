@@ -10,8 +10,8 @@
 #
 # DATA: a CIFAR-10 source (.tar.gz or folder) or a prepared cache. `train` prepares the data cache in
 # WORK, then runs src/train_codec.py --steps train export under a deadline of BUDGET seconds (full.yaml's chain:
-# full_base.yaml, 44 epochs from scratch, full_context.yaml's 6, then its own 2: an estimated 9 minutes on an
-# H200; a run cut by the deadline resumes when run again). PACK=DIR: WORK/codec without its checkpoints, as DIR/{codec,model}.tar.gz (history, config and the exported model), small enough for what one device call
+# full_base.yaml, 44 epochs from scratch, full_context.yaml's 6, full_levels.yaml's 2, then its own 4 on the
+# decoder alone: an estimated 10 minutes on an H200; a run cut by the deadline resumes when run again). PACK=DIR: WORK/codec without its checkpoints, as DIR/{codec,model}.tar.gz (history, config and the exported model), small enough for what one device call
 # brings back. `collect` takes RUN, those archives unpacked into one folder (or the run itself), trains what
 # it lacks (a run with its model and no checkpoint was trained elsewhere), runs the RD evaluation (about 20
 # minutes on 2 cores, plus ~15 for AVIF's curve the first time) and copies it to outs/codec_v2_subpositions/ and
@@ -19,9 +19,10 @@
 #
 # How the shipped model was made: full_base.yaml on 2 CPU cores across sessions (src/train_codec.py's resume;
 # model 486cffa0b41a), then full_context.yaml's 6 epochs on 2 CPU threads with that model as RUN/base/model (model
-# fd696459458a, outs/codec_v2_subpositions_6ep/; at 3 epochs 4a318be8491e, outs/codec_v2_subpositions_3ep/), all
-# shipped before, then full.yaml's 2 epochs with fd696459458a as RUN/base/model (model 572d1ae57e83; with the 1 bpp
-# levels at 1.5 instead, 6e92633d9e53, outs/codec_v2_floors_1p5x/, shipped before) and `collect` here. The
+# fd696459458a, outs/codec_v2_subpositions_6ep/; at 3 epochs 4a318be8491e, outs/codec_v2_subpositions_3ep/),
+# full_levels.yaml's 2 epochs with fd696459458a as RUN/base/model (model 572d1ae57e83, outs/codec_v2_floors_3x/;
+# with the 1 bpp levels at 1.5 instead, 6e92633d9e53, outs/codec_v2_floors_1p5x/), all shipped before, then
+# full.yaml's 4 epochs on the decoder with 572d1ae57e83 as RUN/base/model and `collect` here. The
 # model before 486cffa0b41a (outs/codec_v2_gpu/): gpu.yaml -> gpu_long.yaml on an H200 (commits cac8017 and 43f00fe,
 # then named full_base.yaml and full_long.yaml), then gpu_top.yaml's one epoch on the CPU, by `collect` at commit
 # ab842f6.

@@ -17,6 +17,7 @@ from .shared import (
     CODEC_V2_CONTEXT,
     CODEC_V2_CPU,
     CODEC_V2_FLOORS_1P5X,
+    CODEC_V2_FLOORS_3X,
     CODEC_V2_GPU,
     CODEC_V2_GPU_TOP,
     CODEC_V2_SUBPOSITIONS,
@@ -635,6 +636,35 @@ def decoder_probe() -> str | None:
     )
 
 
+def decoder_side() -> str | None:
+    """What the decoder side adds on the fixed bits of full_levels.yaml's model, level by level: its decoder trained on
+    alone, and with latent residual prediction (experiments/codec/decoder_probe.py and lrp_probe.py)."""
+    dec, lrp = load("codec_decoder_side/decoder/probe.json"), load("codec_decoder_side/lrp/probe.json")
+    rd = load(rd_of(CODEC_V2_FLOORS_3X))
+    if None in (dec, lrp, rd):
+        return None
+    as_trained = dec["variants"]["shipped, as shipped"]
+    shipped, trained = as_trained["level_psnr"], dec["variants"]["shipped, trained on"]
+    with_lrp = lrp["variants"]["shipped decoder with residual prediction, trained on"]
+    test_bpp = {p["level"]: p["bpp"] for p in rd["splits"]["test"]["curves"]["cae"]}
+    header = ["level", "λ", "bpp (test)", "as trained (dB)", "decoder trained on", "with residual prediction"]
+    rows = [
+        [f"q{i}", f"{lam:g}", f"{test_bpp[i]:.2f}", f"{s:.2f}", f"{t - s:+.2f}", f"{r - s:+.2f}"]
+        for i, (lam, s, t, r) in enumerate(
+            zip(dec["model"]["rd_lambdas"], shipped, trained["level_psnr"], with_lrp["level_psnr"], strict=True)
+        )
+    ]
+    a = dec["args"]
+    return md_table(header, rows) + (
+        f"\n\nPSNR on {a['val']:,} validation images and its change, every level's bits fixed (model 572d1ae57e83, "
+        f"full_levels.yaml's); bpp: the same level's whole files on the 2,000 test images. Each decoder trained alone "
+        f"for {a['steps']:,} steps of 64 on {a['train']:,} training images at lr {a['lr']:g}, from the same seed, one "
+        f"core each side by side ({trained['minutes']:.0f} and {with_lrp['minutes']:.0f} min); the residual predictor "
+        f"at lr {lrp['args']['lrp_lr']:g}. Unrounded latent: {as_trained['unrounded_psnr']:.2f} "
+        f"dB as trained, {trained['unrounded_psnr']:.2f} with the decoder trained on."
+    )
+
+
 def channel_context_probe() -> str | None:
     """Would a channel context (the skip latent coded after the main latent, conditioned on it) pay on the shipped
     codec: its rate saving per level (a sentence; experiments/codec/channel_context_probe.py)."""
@@ -839,6 +869,12 @@ TABLES = {
         "experiments/gpu/codec.sh collect DATA RUN at commits b5ed400 (rd_format4.json) and da78422 (rd.json)",
     ),
     "decoder_probe": (decoder_probe, "experiments/codec/decoder_probe.py --data DATA"),
+    "decoder_side": (
+        decoder_side,
+        "experiments/codec/decoder_probe.py --data DATA --model OLD --widths --steps 3000 --out "
+        "outs/codec_decoder_side/decoder and, beside it, experiments/codec/lrp_probe.py --data DATA --model OLD "
+        "(OLD: models/codec-v2 at commit 1cb62f4)",
+    ),
     "analysis_blocks": (analysis_change, "experiments/codec/heads.sh finetune DATA"),
     "analysis_blocks_scratch": (
         lambda: analysis_change(
@@ -956,12 +992,23 @@ TABLES = {
             finetune_change,
             CODEC_V2_SUBPOSITIONS_6EP,
             CODEC_V2_FLOORS_1P5X,
-            CODEC_V2_SUBPOSITIONS,
+            CODEC_V2_FLOORS_3X,
             ("1.5 times", "the middle 3 times"),
             "1 CPU thread, beside the other arm",
         ),
-        "the CPU commands in jobs/configs/codec/full.yaml's header with OMP_NUM_THREADS=1, then "
-        "experiments/gpu/codec.sh collect DATA RUN",
+        "the CPU commands in jobs/configs/codec/full_levels.yaml's header, then experiments/gpu/codec.sh collect DATA "
+        "RUN at commit 1cb62f4 (then full.yaml); outs/codec_v2_subpositions/ then copied to outs/codec_v2_floors_3x/",
+    ),
+    "decoder_step_levels": (
+        partial(
+            finetune_change,
+            CODEC_V2_FLOORS_3X,
+            CODEC_V2_FLOORS_3X,
+            CODEC_V2_SUBPOSITIONS,
+            ("levels step", "decoder trained on"),
+            "1 CPU thread beside a probe, then 2 alone",
+        ),
+        "the CPU commands in jobs/configs/codec/full.yaml's header, then experiments/gpu/codec.sh collect DATA RUN",
     ),
     "floor_weights": (
         partial(
@@ -969,11 +1016,11 @@ TABLES = {
             {
                 "6e92633d9e53 (1 bpp levels 1.5 times as often, shipped before)": CODEC_V2_FLOORS_1P5X,
                 "the three 1 bpp levels twice as often": "codec_v2_floors_2x/",
-                "the middle one 3 times, its neighbours 1.5 times (shipped)": CODEC_V2_SUBPOSITIONS,
+                "the middle one 3 times, its neighbours 1.5 times (shipped until 1cb62f4)": CODEC_V2_FLOORS_3X,
             },
         ),
-        "the CPU commands in jobs/configs/codec/full.yaml's header with OMP_NUM_THREADS=1 (shipped arm, then "
-        "experiments/gpu/codec.sh collect DATA RUN), and beside it the same with "
+        "the CPU commands in jobs/configs/codec/full_levels.yaml's header (shipped arm, then "
+        "experiments/gpu/codec.sh collect DATA RUN at commit 1cb62f4), and beside it the same with "
         "'rd_level_weights=[1,1,2,2,2,1,1,1,1,1,0.5]' after --no-wandb in RUN2, whose history.json, config.yaml and "
         "rd/rd.json are copied to outs/codec_v2_floors_2x/",
     ),

@@ -16,6 +16,7 @@ from .shared import (
     CODEC_V2_CONTEXT,
     CODEC_V2_CPU,
     CODEC_V2_FLOORS_1P5X,
+    CODEC_V2_FLOORS_3X,
     CODEC_V2_GPU,
     CODEC_V2_GPU_TOP,
     CODEC_V2_SUBPOSITIONS,
@@ -114,8 +115,8 @@ def codec_v2_training() -> str | None:
     CPU, the base from scratch (cpu.yaml), the fine-tune that added the context (cpu_context.yaml) and its
     continuation (cpu_long.yaml); on a GPU, the first two steps of the model shipped before (gpu.yaml, then
     gpu_long.yaml), and on a CPU its last (gpu_top.yaml: an eleventh level); the model shipped after it, from scratch
-    (full_base.yaml), that model with the sub-position context (full_context.yaml), and the shipped model, that one
-    with its levels placed at the floors (full.yaml)."""
+    (full_base.yaml), that model with the sub-position context (full_context.yaml), that one with its levels placed at
+    the floors (full_levels.yaml), and the shipped model, that one with its decoder trained on alone (full.yaml)."""
     folders = (
         CODEC_V2_BASE,
         CODEC_V2_CONTEXT,
@@ -125,6 +126,7 @@ def codec_v2_training() -> str | None:
         CODEC_V2_GPU_TOP,
         CODEC_V2,
         CODEC_V2_SUBPOSITIONS_6EP,
+        CODEC_V2_FLOORS_3X,
         CODEC_V2_SUBPOSITIONS,
     )
     runs = [(load(f"{folder}history.json"), load(f"{folder}config.yaml")) for folder in folders]
@@ -139,7 +141,8 @@ def codec_v2_training() -> str | None:
              "Full width with two residual blocks before each latent head, eleven levels, from scratch in one step on "
              "the CPU (`codec/full_base.yaml`, shipped before)",
              "That one fine-tuned with the sub-position context (`codec/full_context.yaml`, shipped before)",
-             "The shipped model: that one with its levels placed at the floors (`codec/full.yaml`)")  # fmt: skip
+             "That one with its levels placed at the floors (`codec/full_levels.yaml`, shipped before)",
+             "The shipped model: that one with its decoder trained on alone (`codec/full.yaml`)")  # fmt: skip
     for (h, c), what in zip(runs, names):
         cfg = config_from_dict(c)
         shown = h if len(h) <= 8 else [*h[:3], None, *h[-3:]]  # a long run: its first and last epochs
@@ -309,16 +312,18 @@ def design_loop() -> str | None:
         # the shipped one in formats 4 and 5
         fmt4, fmt5 = (load(f"{CODEC_V2}rd/{k}.json")["splits"]["test"] for k in ("rd_format4", "rd"))
         # the sub-position fine-tune at 3 epochs, then 6, then its levels placed at the floors, then the 1 bpp level
-        # drawn 3 times as often (shipped)
-        fine_tunes = (CODEC_V2_SUBPOSITIONS_3EP, CODEC_V2_SUBPOSITIONS_6EP, CODEC_V2_FLOORS_1P5X, CODEC_V2_SUBPOSITIONS)
-        ep3, ep6, floors, shipped = (load(f"{f}rd/rd.json")["splits"]["test"] for f in fine_tunes)
+        # drawn 3 times as often, then its decoder trained on alone (shipped)
+        fine_tunes = (CODEC_V2_SUBPOSITIONS_3EP, CODEC_V2_SUBPOSITIONS_6EP, CODEC_V2_FLOORS_1P5X, CODEC_V2_FLOORS_3X,
+                      CODEC_V2_SUBPOSITIONS)  # fmt: skip
+        ep3, ep6, floors, floors3x, shipped = (load(f"{f}rd/rd.json")["splits"]["test"] for f in fine_tunes)
     except (TypeError, KeyError, StopIteration):
         return None
     ctl = qg[0.04]
     bd_avif = [streams[k]["comparisons"]["avif_payload"]["bd_rate_pct"]["value"] for k in ("rd_format2", "rd")]
     low_bpp = [streams[k]["curves"]["cae"][0]["bpp"] for k in ("rd_format2", "rd")]
     v2_bd = [t["comparisons"]["avif_payload"]["bd_rate_pct"]["value"] for t in v2]
-    steps = (v2[-1], fmt4, fmt5, ep3, ep6, floors, shipped)  # the last rows below each move one step along these
+    # the last rows below each move one step along these
+    steps = (v2[-1], fmt4, fmt5, ep3, ep6, floors, floors3x, shipped)
 
     def step_change(i: int) -> str:
         """Step i -> i + 1 against AVIF's payload: BD-rate and PSNR at the floors' rates."""
@@ -420,7 +425,10 @@ def design_loop() -> str | None:
          "`outs/codec_v2_subpositions_6ep/rd/rd.json` → `outs/codec_v2_floors_1p5x/rd/rd.json`"],
         ["codec v2", "the same, with the level at 1 bpp drawn 3 times as often and its two neighbours 1.5 times",
          step_change(5),
-         "`outs/codec_v2_floors_1p5x/rd/rd.json` → `outs/codec_v2_subpositions/rd/rd.json`"],
+         "`outs/codec_v2_floors_1p5x/rd/rd.json` → `outs/codec_v2_floors_3x/rd/rd.json`"],
+        ["codec v2", "the same, with its decoder trained on alone for 4 epochs (the same bits)",
+         step_change(6),
+         "`outs/codec_v2_floors_3x/rd/rd.json` → `outs/codec_v2_subpositions/rd/rd.json`"],
     ]  # fmt: skip
     return md_table(
         ["#", "product", "what changed", "measured before → after", "source"], [[i + 1, *r] for i, r in enumerate(rows)]

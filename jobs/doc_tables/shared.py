@@ -174,9 +174,11 @@ CODEC = {  # the codec the report describes (v1): its two families and the files
 CODEC_V2_SUBPOSITIONS = "codec_v2_subpositions/"  # the shipped v2 codec (models/codec-v2, full.yaml): the same files
 CODEC_V2_SUBPOSITIONS_3EP = "codec_v2_subpositions_3ep/"  # full_context.yaml at 3 epochs (4a318be8491e)
 CODEC_V2_SUBPOSITIONS_6EP = "codec_v2_subpositions_6ep/"  # full_context.yaml (fd696459458a), shipped before
-# full.yaml with the 1 bpp levels drawn 1.5 times as often (6e92633d9e53), shipped before; the recipe's other arms
-# are codec_v2_floors_unweighted/ (beside this one) and codec_v2_floors_2x/ (beside the shipped one)
+# full_levels.yaml (then full.yaml) with the 1 bpp levels drawn 1.5 times as often (6e92633d9e53), shipped before;
+# the recipe's other arms are codec_v2_floors_unweighted/ (beside this one) and codec_v2_floors_2x/ (beside the next)
 CODEC_V2_FLOORS_1P5X = "codec_v2_floors_1p5x/"
+# full_levels.yaml as it is (572d1ae57e83: the 1 bpp level drawn 3 times as often), shipped before: full.yaml's base
+CODEC_V2_FLOORS_3X = "codec_v2_floors_3x/"
 
 
 CODEC_V2 = "codec_v2/"  # its base, shipped before it (full_base.yaml, one step from scratch): history, config and rd/

@@ -44,13 +44,15 @@ MAX_MODEL_BYTES = 12_600_000
 # models that wrote files of the current format (5) belong here: the files of those replaced before (725c5da99168,
 # 2f77579d16a4, ef99aa52249b, 7212e5003754, 67d76467e978) are format 3 or older, and their own error names the
 # commit to use; so are the format-4 files of 486cffa0b41a (full_base.yaml's model, before the sub-position context).
-# 4a318be8491e and fd696459458a: full_context.yaml's fine-tune at 3 epochs, then at 6 (before full.yaml's levels);
-# 6e92633d9e53: full.yaml with its 1 bpp levels drawn 1.5 times as often (now the middle one 3 times).
+# 4a318be8491e and fd696459458a: full_context.yaml's fine-tune at 3 epochs, then at 6 (before its levels moved);
+# 6e92633d9e53 and 572d1ae57e83: full_levels.yaml with its 1 bpp levels drawn 1.5 times as often, then with the
+# middle one 3 times (full.yaml's base: its files' bits are the shipped model's, under another model tag).
 RETIRED_MODELS: dict[str, str] = {
     "486cffa0b41a": "da78422",
     "4a318be8491e": "f56bd2d",
     "fd696459458a": "902f722",
     "6e92633d9e53": "9c53500",
+    "572d1ae57e83": "1cb62f4",
 }
 
 
