@@ -40,12 +40,10 @@ def split(path: str, images: torch.Tensor) -> dict:
     levels = []
     for level in range(lc.levels):
         q = torch.full((len(y),), level)
-        y_g = y * lc.gains(q)
-        z_hat, z_lik = lc.entropy_bottleneck(lc.h_a(y_g))
-        means, log_scales = lc.parameters_from(z_hat - lc.hyper_medians(), y_g)  # forward()'s, in eval mode
+        gain, y_g, z_lik, means, log_scales = lc.coding_parameters(y, q)  # forward()'s, in eval mode
         y_g_hat, y_lik = lc.gaussian_conditional(y_g, torch.exp(log_scales), means)
         y_bits, symbols = -torch.log2(y_lik), torch.round(y_g - means)
-        y_hat = y_g_hat / lc.gains(q)
+        y_hat = y_g_hat / gain
         main_as_mean = torch.cat([y_hat[:, :main].mean(0, keepdim=True).expand_as(y_hat[:, :main]), y_hat[:, main:]], 1)
         levels.append({
             "level": level,

@@ -52,11 +52,7 @@ class ResidualPrediction(nn.Module):
 @torch.no_grad()
 def coded(model, y: torch.Tensor, quality: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """(y_g_hat, means, log-scales, gain) as the eval-mode latent codec computes them for the files."""
-    lc = model.latent_codec
-    gain = lc.gains(quality)
-    y_g = y * gain
-    z_hat, _ = lc.entropy_bottleneck(lc.h_a(y_g))
-    means, log_scales = lc.parameters_from(z_hat - lc.hyper_medians(), y_g)
+    gain, y_g, _, means, log_scales = model.latent_codec.coding_parameters(y, quality)
     return torch.round(y_g - means) + means, means, log_scales, gain
 
 

@@ -242,16 +242,21 @@ class HyperpriorLatentCodec(nn.Module):
         means, log_scales = params.chunk(2, dim=1)
         return means, log_scales
 
+    def coding_parameters(self, y: torch.Tensor, quality: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(gain, gained latent y_g, hyper-latent likelihoods, means, log-scales) of latents ``y`` at levels
+        ``quality``: what forward() codes y_g with (in float; coding: ExactNetwork)."""
+        gain = self.gains(quality)
+        y_g = y * gain
+        z_hat, z_likelihoods = self.entropy_bottleneck(self.h_a(y_g))
+        means, log_scales = self.parameters_from(z_hat - self.hyper_medians(), y_g)
+        return gain, y_g, z_likelihoods, means, log_scales
+
     def forward(self, y: torch.Tensor, quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(y_hat for the decoder, likelihoods of every coded value, flat). Training adds noise for the rate
         and feeds the decoder rounded values (straight-through); eval rounds both."""
         from compressai.ops import quantize_ste
 
-        gain = self.gains(quality)
-        y_g = y * gain
-        z = self.h_a(y_g)
-        z_hat, z_likelihoods = self.entropy_bottleneck(z)
-        means, log_scales = self.parameters_from(z_hat - self.hyper_medians(), y_g)
+        gain, y_g, z_likelihoods, means, log_scales = self.coding_parameters(y, quality)
         _, y_likelihoods = self.gaussian_conditional(y_g, torch.exp(log_scales), means)
         y_g_hat = quantize_ste(y_g - means) + means
         return y_g_hat / gain, torch.cat([y_likelihoods.reshape(-1), z_likelihoods.reshape(-1)])
